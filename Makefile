@@ -21,7 +21,7 @@ demo: ## Run wasmkube on an embedded local cluster (not available yet).
 	@exit 1
 
 .PHONY: test
-test: tools lint ## Build or install every tool the tests need, lint, and run all tests.
+test: tools lint verify-generate ## Build or install every tool the tests need, lint, and run all tests.
 	$(WITH_TOOLS) go test $(GO_TEST_FLAGS) ./...
 
 ##@ Development
@@ -48,3 +48,27 @@ lint: ## gofmt check, go vet and staticcheck.
 .PHONY: fuzz
 fuzz: ## Fuzz the containerd config patcher for FUZZTIME (default 60s).
 	go test ./pkg/containerdcfg -run '^$$' -fuzz '^FuzzPatch$$' -fuzztime $(FUZZTIME)
+
+##@ Code generation
+
+# GENERATED lists every path `make generate` writes; verify-generate fails when any of them differs from git.
+# (The Helm chart adds its copy of the CRDs here, and a copy step to generate-copies.)
+GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac
+
+.PHONY: generate
+generate: ## Regenerate deepcopy code, the Shim CRD and the manager's RBAC with controller-gen v0.23.0.
+	bash $(TOOLS) install controller-gen
+	$(WITH_TOOLS) sh -c '"$$WASMKUBE_CONTROLLER_GEN" object:headerFile=hack/boilerplate.go.txt paths=./api/...'
+	rm -rf config/crd/bases config/rbac
+	$(WITH_TOOLS) sh -c '"$$WASMKUBE_CONTROLLER_GEN" crd rbac:roleName=wasmkube-manager \
+		paths=./api/... paths=./internal/controller/... \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac'
+	$(MAKE) --no-print-directory generate-copies
+
+.PHONY: generate-copies
+generate-copies: # Copies of generated files elsewhere in the tree (e.g. the chart's crds/).
+
+.PHONY: verify-generate
+verify-generate: generate ## Fail when generated files are stale (run `make generate` and commit).
+	@out=$$(git status --porcelain --untracked-files=all -- $(GENERATED)); \
+	if [ -n "$$out" ]; then echo "generated files are stale; run 'make generate' and commit:" >&2; echo "$$out" >&2; exit 1; fi

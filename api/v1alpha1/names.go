@@ -1,0 +1,63 @@
+package v1alpha1
+
+// Node annotations and labels shared by the manager and users.
+const (
+	// EnabledAnnotation on a node opts it in ("true") to the Shims with a null nodeSelector, or out
+	// ("false") of every Shim.
+	EnabledAnnotation = "wasmkube.io/enabled"
+	// NodeLabelPrefix prefixes the per-Shim node state label shim.wasmkube.io/<shim>.
+	NodeLabelPrefix = "shim.wasmkube.io/"
+	// HashAnnotationSuffix ends the per-Shim annotation shim.wasmkube.io/<shim>.hash.
+	HashAnnotationSuffix = ".hash"
+	// Finalizer holds a Shim until its uninstall Jobs have run.
+	Finalizer = "wasmkube.io/uninstall"
+)
+
+// NodeState is the value of the node label shim.wasmkube.io/<shim>.
+type NodeState string
+
+// Node states.
+const (
+	NodeInstalling   NodeState = "installing"
+	NodeReady        NodeState = "ready"
+	NodeFailed       NodeState = "failed"
+	NodeUnsupported  NodeState = "unsupported"
+	NodeUninstalling NodeState = "uninstalling"
+)
+
+// NodeStateLabel returns the node label that holds a node's state for the named Shim.
+func NodeStateLabel(shim string) string { return NodeLabelPrefix + shim }
+
+// NodeHashAnnotation returns the node annotation that holds the spec hash installed for the named Shim.
+func NodeHashAnnotation(shim string) string { return NodeLabelPrefix + shim + HashAnnotationSuffix }
+
+// Condition types of a Shim.
+const (
+	// ConditionReady is True when every selected, supported node runs the current spec.
+	ConditionReady = "Ready"
+	// ConditionProgressing is True while nodes are waiting for or running an install or uninstall.
+	ConditionProgressing = "Progressing"
+	// ConditionDegraded is True when nodes failed or the Shim cannot be rolled out.
+	ConditionDegraded = "Degraded"
+)
+
+// Condition reasons of a Shim.
+const (
+	ReasonAllNodesReady       = "AllNodesReady"       // Ready=True
+	ReasonNoNodesSelected     = "NoNodesSelected"     // Ready=True, nothing to do
+	ReasonNodesNotReady       = "NodesNotReady"       // Ready=False
+	ReasonRollingOut          = "RollingOut"          // Progressing=True
+	ReasonUninstalling        = "Uninstalling"        // Progressing=True while the Shim is deleted
+	ReasonRolloutComplete     = "RolloutComplete"     // Progressing=False
+	ReasonRolloutPaused       = "RolloutPaused"       // Progressing=False, Degraded=True: failures exceed maxFailures
+	ReasonNodesFailed         = "NodesFailed"         // Degraded=True within the failure budget
+	ReasonNoFailures          = "NoFailures"          // Degraded=False
+	ReasonSourceUnresolvable  = "SourceUnresolvable"  // Degraded=True: the OCI index could not be read
+	ReasonRuntimeClassFailed  = "RuntimeClassFailed"  // Degraded=True: the RuntimeClass could not be applied
+	ReasonInstalled           = "Installed"           // Event: a node installed the shim
+	ReasonInstallFailed       = "InstallFailed"       // Event: a node's install failed
+	ReasonUninstalled         = "Uninstalled"         // Event: a node's uninstall finished
+	ReasonUninstallFailed     = "UninstallFailed"     // Event: a node's uninstall failed
+	ReasonHandlerNotReported  = "HandlerNotReported"  // Event: the kubelet never listed the handler
+	ReasonUnsupportedPlatform = "UnsupportedPlatform" // Event: no artifact for a node's platform
+)
