@@ -1,0 +1,315 @@
+package rollout
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/wasmkube/wasmkube/api/v1alpha1"
+)
+
+// MaxUnavailable resolves spec.rollout.maxUnavailable against the number of selected nodes: nil means 1,
+// a percentage rounds down, and the result is at least 1.
+func MaxUnavailable(v *intstr.IntOrString, selected int) (int, error) {
+	if v == nil {
+		return 1, nil
+	}
+	n, err := intstr.GetScaledValueFromIntOrPercent(v, selected, false)
+	if err != nil {
+		return 0, fmt.Errorf("resolve maxUnavailable %q: %w", v.String(), err)
+	}
+	return max(n, 1), nil
+}
+
+// MaxFailures resolves spec.rollout.maxFailures: nil means 1.
+func MaxFailures(v *int32) int {
+	if v == nil {
+		return 1
+	}
+	return int(*v)
+}
+
+// JobPhase is what the Job of one operation on one node is doing.
+type JobPhase int
+
+// Job phases.
+const (
+	JobNone      JobPhase = iota // no such Job
+	JobActive                    // created (possibly not yet seen by the cache) and not finished
+	JobSucceeded                 // finished with a successful install/uninstall
+	JobFailed                    // finished without success
+)
+
+// Job is the observed Job of one operation on one node.
+type Job struct {
+	Phase JobPhase
+	// Detail describes the result for Events (installer reason and error, or the Job's condition).
+	Detail string
+	// Finished is when the Job finished (zero if unknown or not finished).
+	Finished time.Time
+}
+
+// Node is what Plan needs to know about one node.
+type Node struct {
+	Name string
+	// Selected: the Shim's nodeSelector and the opt-out annotation select the node.
+	Selected bool
+	// Platform is the node's OS/architecture; empty until the kubelet reported it.
+	Platform Platform
+	// State is the node's shim.wasmkube.io/<shim> label ("" when absent).
+	State v1alpha1.NodeState
+	// Hash is the node's shim.wasmkube.io/<shim>.hash annotation.
+	Hash string
+	// Install is the install Job at the current spec hash; Uninstall the uninstall Job.
+	Install, Uninstall Job
+	// OtherActive is true while another Job of this Shim (an older spec's install) runs on the node.
+	OtherActive bool
+	// HandlersReported is true when the kubelet reports node.status.runtimeHandlers at all;
+	// HandlerListed is true when the Shim's handler is among them.
+	HandlersReported, HandlerListed bool
+}
+
+// Input is one reconcile's view of a Shim's rollout.
+type Input struct {
+	SpecHash string
+	// PreviousHash is the hash the last completed reconcile targeted (status.specHash). When it differs,
+	// nodes that failed the old spec are cleared so the new spec retries them.
+	PreviousHash string
+	// Deleting is true while the Shim is being deleted: every node is uninstalled.
+	Deleting bool
+	// Platforms the source offers; nil while unknown (an OCI index not resolved yet), which holds
+	// installs but not uninstalls.
+	Platforms      []Platform
+	MaxUnavailable int
+	MaxFailures    int
+	// Now and HandlerDeadline drive the post-check of node.status.runtimeHandlers: a ready node whose
+	// kubelet reports handlers but not ours HandlerDeadline after its install finished becomes failed.
+	Now             time.Time
+	HandlerDeadline time.Duration
+	Nodes           []Node
+}
+
+// Change sets a node's state label and hash annotation ("" removes them), with the Event to report.
+type Change struct {
+	Node  string
+	State v1alpha1.NodeState
+	Hash  string
+	// Event is set when the change reports a node result.
+	Event *Event
+}
+
+// Event is a node result to report on the Shim.
+type Event struct {
+	Warning bool
+	Reason  string
+	Message string
+}
+
+// Start asks for a Job running Op on Node.
+type Start struct {
+	Node string
+	Op   Operation
+}
+
+// Restart asks to delete a finished Job whose name must be reused (the node went through another
+// operation since it ran).
+type Restart struct {
+	Node string
+	Op   Operation
+}
+
+// Output is what the reconcile should do, in order: Changes, then Restarts, then Starts (each Start
+// comes with a Change to installing/uninstalling).
+type Output struct {
+	Changes  []Change
+	Restarts []Restart
+	Starts   []Start
+	Counts   v1alpha1.NodeCounts
+	// InFlight is the number of nodes with a running Job after this plan.
+	InFlight int
+	// Paused is true when failures exceed MaxFailures and no new Job was started for that reason.
+	Paused bool
+	// Pending is the number of nodes still waiting for a Job.
+	Pending int
+	// Canary is true when the budget was limited to one node because no node is ready at this spec yet.
+	Canary bool
+	// FailedNodes lists up to five failed node names for messages.
+	FailedNodes []string
+	// RequeueAfter is when the next handler post-check is due (0: none).
+	RequeueAfter time.Duration
+}
+
+// Plan decides one reconcile of a Shim's rollout. It is deterministic: nodes are taken in name order.
+func Plan(in Input) Output {
+	nodes := append([]Node(nil), in.Nodes...)
+	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
+
+	var out Output
+	hashChanged := in.PreviousHash != "" && in.PreviousHash != in.SpecHash
+	set := func(n *Node, state v1alpha1.NodeState, hash string, ev *Event) {
+		if n.State == state && n.Hash == hash {
+			return
+		}
+		n.State, n.Hash = state, hash
+		out.Changes = append(out.Changes, Change{Node: n.Name, State: state, Hash: hash, Event: ev})
+	}
+	var installs, uninstalls []*Node
+	readyAtHash := 0
+	for i := range nodes {
+		n := &nodes[i]
+		want := n.Selected && !in.Deleting
+		busy := n.OtherActive || n.Install.Phase == JobActive || n.Uninstall.Phase == JobActive
+		if busy {
+			out.InFlight++
+		}
+		if !want {
+			planLeave(n, busy, set, &uninstalls, &out)
+			continue
+		}
+		out.Counts.Selected++
+		if n.Platform.Arch == "" || in.Platforms == nil {
+			continue // the kubelet or the source has not told us enough yet
+		}
+		if !Supports(in.Platforms, n.Platform) {
+			if n.State != v1alpha1.NodeUnsupported {
+				set(n, v1alpha1.NodeUnsupported, n.Hash, &Event{Reason: v1alpha1.ReasonUnsupportedPlatform,
+					Message: fmt.Sprintf("node %s: the source has no artifact for %s", n.Name, n.Platform)})
+			}
+			continue
+		}
+		if hashChanged && n.State == v1alpha1.NodeFailed && n.Install.Phase == JobNone {
+			set(n, "", n.Hash, nil) // failed an older spec: retry with the new one
+		}
+		switch {
+		case n.OtherActive || n.Uninstall.Phase == JobActive:
+			// Let the running Job finish before installing this spec.
+		case n.Install.Phase == JobActive:
+			set(n, v1alpha1.NodeInstalling, n.Hash, nil)
+		case n.Install.Phase == JobSucceeded && n.State == v1alpha1.NodeInstalling:
+			set(n, v1alpha1.NodeReady, in.SpecHash, &Event{Reason: v1alpha1.ReasonInstalled,
+				Message: fmt.Sprintf("node %s: installed (%s)", n.Name, n.Install.Detail)})
+		case n.Install.Phase == JobFailed && n.State == v1alpha1.NodeInstalling:
+			set(n, v1alpha1.NodeFailed, n.Hash, &Event{Warning: true, Reason: v1alpha1.ReasonInstallFailed,
+				Message: fmt.Sprintf("node %s: install failed: %s", n.Name, n.Install.Detail)})
+		case n.State == v1alpha1.NodeReady && n.Hash == in.SpecHash:
+			postCheck(in, n, set, &out)
+		case n.State == v1alpha1.NodeFailed:
+			// Failed this spec: stays failed until the spec changes or someone removes the label.
+		case n.Install.Phase != JobNone:
+			// A finished Job from an earlier round (the label says the node has moved on since):
+			// delete it so its name can be used again.
+			out.Restarts = append(out.Restarts, Restart{Node: n.Name, Op: Install})
+		default:
+			installs = append(installs, n)
+		}
+		if n.State == v1alpha1.NodeReady && n.Hash == in.SpecHash {
+			readyAtHash++
+		}
+	}
+
+	// Count failures after this round's transitions; they decide whether the rollout may go on.
+	failed := 0
+	for i := range nodes {
+		if nodes[i].State == v1alpha1.NodeFailed {
+			failed++
+			if len(out.FailedNodes) < 5 {
+				out.FailedNodes = append(out.FailedNodes, nodes[i].Name)
+			}
+		}
+	}
+	budget := in.MaxUnavailable - out.InFlight
+	if len(installs) > 0 && readyAtHash == 0 && !in.Deleting {
+		out.Canary = true
+		budget = min(budget, 1-out.InFlight)
+	}
+	if failed > in.MaxFailures && len(installs)+len(uninstalls) > 0 {
+		out.Paused = true
+		budget = 0
+	}
+	for _, n := range append(uninstalls, installs...) {
+		if budget <= 0 {
+			out.Pending++
+			continue
+		}
+		budget--
+		out.InFlight++
+		if n.Selected && !in.Deleting {
+			set(n, v1alpha1.NodeInstalling, n.Hash, nil)
+			out.Starts = append(out.Starts, Start{Node: n.Name, Op: Install})
+			n.Install.Phase = JobActive
+		} else {
+			set(n, v1alpha1.NodeUninstalling, n.Hash, nil)
+			out.Starts = append(out.Starts, Start{Node: n.Name, Op: Uninstall})
+			n.Uninstall.Phase = JobActive
+		}
+	}
+
+	for i := range nodes {
+		n := &nodes[i]
+		switch n.State {
+		case v1alpha1.NodeReady:
+			if n.Selected && !in.Deleting && n.Hash == in.SpecHash {
+				out.Counts.Ready++
+			}
+		case v1alpha1.NodeFailed:
+			out.Counts.Failed++
+		case v1alpha1.NodeUnsupported:
+			out.Counts.Unsupported++
+		}
+		switch {
+		case n.Uninstall.Phase == JobActive:
+			out.Counts.Uninstalling++
+		case n.Install.Phase == JobActive || n.OtherActive:
+			out.Counts.Installing++
+		}
+	}
+	return out
+}
+
+// planLeave handles a node that should not have the shim (deselected, opted out, or the Shim deleted).
+func planLeave(n *Node, busy bool, set func(*Node, v1alpha1.NodeState, string, *Event), uninstalls *[]*Node, out *Output) {
+	switch {
+	case n.State == "" && n.Hash == "":
+		if n.Uninstall.Phase != JobNone && n.Uninstall.Phase != JobActive {
+			return // done; the finished Job expires by its TTL
+		}
+	case busy:
+		if n.Uninstall.Phase == JobActive {
+			set(n, v1alpha1.NodeUninstalling, n.Hash, nil)
+		}
+		// An install still runs: uninstall once it has finished.
+	case n.State == v1alpha1.NodeUnsupported:
+		set(n, "", "", nil) // nothing was ever installed here
+	case n.Uninstall.Phase == JobSucceeded && n.State == v1alpha1.NodeUninstalling:
+		set(n, "", "", &Event{Reason: v1alpha1.ReasonUninstalled,
+			Message: fmt.Sprintf("node %s: uninstalled (%s)", n.Name, n.Uninstall.Detail)})
+	case n.Uninstall.Phase == JobFailed && n.State == v1alpha1.NodeUninstalling:
+		set(n, v1alpha1.NodeFailed, n.Hash, &Event{Warning: true, Reason: v1alpha1.ReasonUninstallFailed,
+			Message: fmt.Sprintf("node %s: uninstall failed: %s", n.Name, n.Uninstall.Detail)})
+	case n.Uninstall.Phase == JobFailed && n.State == v1alpha1.NodeFailed:
+		// Failed to uninstall; retried once the failed Job has expired.
+	case n.Uninstall.Phase != JobNone:
+		out.Restarts = append(out.Restarts, Restart{Node: n.Name, Op: Uninstall})
+	default:
+		*uninstalls = append(*uninstalls, n)
+	}
+}
+
+// postCheck turns a ready node into failed when its kubelet reports runtime handlers but, HandlerDeadline
+// after the install finished, still not ours. It never holds the rollout.
+func postCheck(in Input, n *Node, set func(*Node, v1alpha1.NodeState, string, *Event), out *Output) {
+	if !n.HandlersReported || n.HandlerListed || in.HandlerDeadline <= 0 || n.Install.Finished.IsZero() {
+		return
+	}
+	due := n.Install.Finished.Add(in.HandlerDeadline)
+	if wait := due.Sub(in.Now); wait > 0 {
+		if out.RequeueAfter == 0 || wait < out.RequeueAfter {
+			out.RequeueAfter = wait
+		}
+		return
+	}
+	set(n, v1alpha1.NodeFailed, n.Hash, &Event{Warning: true, Reason: v1alpha1.ReasonHandlerNotReported,
+		Message: fmt.Sprintf("node %s: the installer reported the handler ready, but the kubelet still does not list it in status.runtimeHandlers %s after the install", n.Name, in.HandlerDeadline)})
+}

@@ -1,0 +1,363 @@
+package rollout
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/wasmkube/wasmkube/api/v1alpha1"
+)
+
+var (
+	amd64 = Platform{"linux", "amd64"}
+	arm64 = Platform{"linux", "arm64"}
+	t0    = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+const (
+	installing   = v1alpha1.NodeInstalling
+	ready        = v1alpha1.NodeReady
+	failed       = v1alpha1.NodeFailed
+	unsupported  = v1alpha1.NodeUnsupported
+	uninstalling = v1alpha1.NodeUninstalling
+)
+
+func node(name string, mut ...func(*Node)) Node {
+	n := Node{Name: name, Selected: true, Platform: amd64}
+	for _, m := range mut {
+		m(&n)
+	}
+	return n
+}
+
+func state(s v1alpha1.NodeState, hash string) func(*Node) {
+	return func(n *Node) { n.State, n.Hash = s, hash }
+}
+func install(p JobPhase) func(*Node)   { return func(n *Node) { n.Install.Phase = p } }
+func uninstall(p JobPhase) func(*Node) { return func(n *Node) { n.Uninstall.Phase = p } }
+func deselected(n *Node)               { n.Selected = false }
+
+func input(nodes ...Node) Input {
+	return Input{SpecHash: "h2", PreviousHash: "h2", Platforms: []Platform{amd64}, MaxUnavailable: 2, MaxFailures: 1,
+		Now: t0, HandlerDeadline: time.Minute, Nodes: nodes}
+}
+
+// TestPlan checks single reconciles: each case gives the nodes' observed state and the expected decisions.
+func TestPlan(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		in       Input
+		changes  []Change
+		starts   []Start
+		restarts []Restart
+		paused   bool
+		canary   bool
+		requeue  time.Duration
+	}{
+		"canary first": {
+			in:      input(node("a"), node("b"), node("c")),
+			changes: []Change{{Node: "a", State: installing}},
+			starts:  []Start{{"a", Install}},
+			canary:  true,
+		},
+		"canary holds while running": {
+			in:     input(node("a", state(installing, ""), install(JobActive)), node("b")),
+			canary: true,
+		},
+		"budget after canary": {
+			in:      input(node("a", state(ready, "h2")), node("b"), node("c"), node("d")),
+			changes: []Change{{Node: "b", State: installing}, {Node: "c", State: installing}},
+			starts:  []Start{{"b", Install}, {"c", Install}},
+		},
+		"budget counts running jobs of any kind": {
+			in: input(node("a", state(ready, "h2")), node("b", state(installing, ""), install(JobActive)),
+				node("c", func(n *Node) { n.OtherActive = true }), node("d")),
+		},
+		"success makes ready with hash": {
+			in: input(node("a", state(installing, "h1"), install(JobSucceeded))),
+			changes: []Change{{Node: "a", State: ready, Hash: "h2", Event: &Event{Reason: v1alpha1.ReasonInstalled,
+				Message: "node a: installed ()"}}},
+		},
+		"failure keeps old hash": {
+			in: input(node("a", state(installing, "h1"), install(JobFailed)), node("b", state(ready, "h2"))),
+			changes: []Change{{Node: "a", State: failed, Hash: "h1", Event: &Event{Warning: true,
+				Reason: v1alpha1.ReasonInstallFailed, Message: "node a: install failed: "}}},
+		},
+		"failed node stays failed": {
+			in: input(node("a", state(failed, ""), install(JobFailed)), node("b", state(ready, "h2"))),
+		},
+		"failures beyond budget pause": {
+			in: input(node("a", state(failed, "")), node("b", state(failed, "")), node("c", state(ready, "h2")),
+				node("d")),
+			paused: true,
+		},
+		"failures within budget go on": {
+			in:      input(node("a", state(failed, "")), node("c", state(ready, "h2")), node("d")),
+			changes: []Change{{Node: "d", State: installing}},
+			starts:  []Start{{"d", Install}},
+		},
+		"spec change retries failed nodes": {
+			in: func() Input {
+				in := input(node("a", state(failed, "h1")), node("b", state(failed, "h1")), node("c", state(ready, "h1")))
+				in.PreviousHash = "h1"
+				return in
+			}(),
+			changes: []Change{{Node: "a", State: "", Hash: "h1"}, {Node: "b", State: "", Hash: "h1"},
+				{Node: "a", State: installing, Hash: "h1"}},
+			starts: []Start{{"a", Install}},
+			canary: true,
+		},
+		"upgrade goes through the budget": {
+			in: input(node("a", state(ready, "h2")), node("b", state(ready, "h1")), node("c", state(ready, "h1")),
+				node("d", state(ready, "h1"))),
+			changes: []Change{{Node: "b", State: installing, Hash: "h1"}, {Node: "c", State: installing, Hash: "h1"}},
+			starts:  []Start{{"b", Install}, {"c", Install}},
+		},
+		"older install finishes first": {
+			in: input(node("a", state(ready, "h2")), node("b", state(installing, "h1"), func(n *Node) { n.OtherActive = true })),
+		},
+		"unknown platform waits": {
+			in: input(node("a", func(n *Node) { n.Platform = Platform{} }), node("b", state(ready, "h2"))),
+		},
+		"unresolved source waits": {
+			in: func() Input { in := input(node("a")); in.Platforms = nil; return in }(),
+		},
+		"unsupported platform gets no job": {
+			in: input(node("a", func(n *Node) { n.Platform = arm64 })),
+			changes: []Change{{Node: "a", State: unsupported, Event: &Event{Reason: v1alpha1.ReasonUnsupportedPlatform,
+				Message: "node a: the source has no artifact for linux/arm64"}}},
+		},
+		"opt-out uninstalls": {
+			in:      input(node("a", deselected, state(ready, "h2")), node("b", state(ready, "h2"))),
+			changes: []Change{{Node: "a", State: uninstalling, Hash: "h2"}},
+			starts:  []Start{{"a", Uninstall}},
+		},
+		"uninstall done removes label and hash": {
+			in: input(node("a", deselected, state(uninstalling, "h2"), uninstall(JobSucceeded))),
+			changes: []Change{{Node: "a", Event: &Event{Reason: v1alpha1.ReasonUninstalled,
+				Message: "node a: uninstalled ()"}}},
+		},
+		"uninstall failure": {
+			in: input(node("a", deselected, state(uninstalling, "h2"), uninstall(JobFailed))),
+			changes: []Change{{Node: "a", State: failed, Hash: "h2", Event: &Event{Warning: true,
+				Reason: v1alpha1.ReasonUninstallFailed, Message: "node a: uninstall failed: "}}},
+		},
+		"deselected unsupported node is cleared": {
+			in:      input(node("a", deselected, state(unsupported, ""))),
+			changes: []Change{{Node: "a"}},
+		},
+		"deselected node waits for its install": {
+			in: input(node("a", deselected, state(installing, ""), install(JobActive))),
+		},
+		"deleting uninstalls every node within budget": {
+			in: func() Input {
+				in := input(node("a", state(ready, "h2")), node("b", state(ready, "h2")), node("c", state(failed, "")),
+					node("d"))
+				in.Deleting = true
+				return in
+			}(),
+			changes: []Change{{Node: "a", State: uninstalling, Hash: "h2"}, {Node: "b", State: uninstalling, Hash: "h2"}},
+			starts:  []Start{{"a", Uninstall}, {"b", Uninstall}},
+		},
+		"stale finished install job is deleted before reuse": {
+			in:       input(node("a", state(ready, "h2")), node("b", install(JobSucceeded))),
+			restarts: []Restart{{"b", Install}},
+		},
+		"stale finished uninstall job is deleted before reuse": {
+			in:       input(node("a", deselected, state(ready, "h2"), uninstall(JobSucceeded))),
+			restarts: []Restart{{"a", Uninstall}},
+		},
+		"restart mid-rollout: label without job starts again": {
+			in:      input(node("a", state(ready, "h2")), node("b", state(installing, ""))),
+			changes: nil,
+			starts:  []Start{{"b", Install}},
+		},
+		"post-check waits for the deadline": {
+			in: input(node("a", state(ready, "h2"), install(JobSucceeded), func(n *Node) {
+				n.HandlersReported, n.Install.Finished = true, t0.Add(-20*time.Second)
+			})),
+			requeue: 40 * time.Second,
+		},
+		"post-check fails a node whose kubelet never lists the handler": {
+			in: input(node("a", state(ready, "h2"), install(JobSucceeded), func(n *Node) {
+				n.HandlersReported, n.Install.Finished = true, t0.Add(-61*time.Second)
+			})),
+			changes: []Change{{Node: "a", State: failed, Hash: "h2", Event: &Event{Warning: true,
+				Reason:  v1alpha1.ReasonHandlerNotReported,
+				Message: "node a: the installer reported the handler ready, but the kubelet still does not list it in status.runtimeHandlers 1m0s after the install"}}},
+		},
+		"post-check passes a listed handler": {
+			in: input(node("a", state(ready, "h2"), install(JobSucceeded), func(n *Node) {
+				n.HandlersReported, n.HandlerListed, n.Install.Finished = true, true, t0.Add(-time.Hour)
+			})),
+		},
+		"post-check skips kubelets that report no handlers": {
+			in: input(node("a", state(ready, "h2"), install(JobSucceeded), func(n *Node) { n.Install.Finished = t0.Add(-time.Hour) })),
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			out := Plan(tc.in)
+			if !reflect.DeepEqual(out.Changes, tc.changes) {
+				t.Errorf("changes:\n got %+v\nwant %+v", out.Changes, tc.changes)
+			}
+			if !reflect.DeepEqual(out.Starts, tc.starts) {
+				t.Errorf("starts: got %+v, want %+v", out.Starts, tc.starts)
+			}
+			if !reflect.DeepEqual(out.Restarts, tc.restarts) {
+				t.Errorf("restarts: got %+v, want %+v", out.Restarts, tc.restarts)
+			}
+			if out.Paused != tc.paused || out.Canary != tc.canary || out.RequeueAfter != tc.requeue {
+				t.Errorf("paused %v canary %v requeue %v; want %v %v %v", out.Paused, out.Canary, out.RequeueAfter,
+					tc.paused, tc.canary, tc.requeue)
+			}
+		})
+	}
+}
+
+func TestPlanCounts(t *testing.T) {
+	t.Parallel()
+	out := Plan(input(
+		node("a", state(ready, "h2")),
+		node("b", state(ready, "h1")),
+		node("c", state(installing, ""), install(JobActive)),
+		node("d", state(failed, "")),
+		node("e", func(n *Node) { n.Platform = arm64 }),
+		node("f", deselected, state(uninstalling, "h2"), uninstall(JobActive)),
+		node("g", deselected),
+	))
+	want := v1alpha1.NodeCounts{Selected: 5, Ready: 1, Installing: 1, Failed: 1, Unsupported: 1, Uninstalling: 1}
+	if out.Counts != want || out.Pending != 1 || out.InFlight != 2 {
+		t.Fatalf("counts %+v pending %d in flight %d; want %+v, 1 pending (b waits for the budget), 2 in flight", out.Counts, out.Pending, out.InFlight, want)
+	}
+}
+
+// TestPlanSimulation runs whole rollouts: each step applies the plan, then finishes some running Jobs in a
+// seeded random order (some fail). It asserts that no step ever has more than MaxUnavailable nodes
+// installing, that the first Job runs alone until one node is ready, that the rollout pauses exactly when
+// failures exceed MaxFailures, and that it converges.
+func TestPlanSimulation(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		nodes, maxUnavailable, maxFailures int
+		failEvery                          int // every n-th Job fails (0: none)
+		upgrade, delete                    bool
+	}{
+		{nodes: 1, maxUnavailable: 1, maxFailures: 1},
+		{nodes: 10, maxUnavailable: 1, maxFailures: 1},
+		{nodes: 50, maxUnavailable: 7, maxFailures: 1},
+		{nodes: 100, maxUnavailable: 10, maxFailures: 100, failEvery: 9},
+		{nodes: 100, maxUnavailable: 10, maxFailures: 3, failEvery: 4},
+		{nodes: 40, maxUnavailable: 5, maxFailures: 1, upgrade: true},
+		{nodes: 40, maxUnavailable: 5, maxFailures: 1, delete: true},
+	} {
+		t.Run(fmt.Sprintf("%+v", tc), func(t *testing.T) {
+			t.Parallel()
+			rng := rand.New(rand.NewPCG(uint64(tc.nodes), uint64(tc.maxUnavailable)))
+			nodes := make([]Node, tc.nodes)
+			for i := range nodes {
+				nodes[i] = node(fmt.Sprintf("n%03d", i))
+				if tc.upgrade || tc.delete {
+					nodes[i].State, nodes[i].Hash = ready, "h1"
+				}
+			}
+			in := input(nodes...)
+			in.MaxUnavailable, in.MaxFailures, in.Deleting = tc.maxUnavailable, tc.maxFailures, tc.delete
+			if tc.delete {
+				in.SpecHash, in.PreviousHash = "h1", "h1"
+			}
+			jobs := 0
+			for step := 0; ; step++ {
+				if step > 10*tc.nodes+10 {
+					t.Fatalf("no convergence after %d steps", step)
+				}
+				out := Plan(in)
+				byName := map[string]*Node{}
+				for i := range in.Nodes {
+					byName[in.Nodes[i].Name] = &in.Nodes[i]
+				}
+				for _, c := range out.Changes {
+					byName[c.Node].State, byName[c.Node].Hash = c.State, c.Hash
+				}
+				for _, r := range out.Restarts {
+					t.Fatalf("unexpected restart %+v", r)
+				}
+				for _, s := range out.Starts {
+					if s.Op == Install {
+						byName[s.Node].Install.Phase = JobActive
+					} else {
+						byName[s.Node].Uninstall.Phase = JobActive
+					}
+				}
+				var running []*Node
+				readyNow := 0
+				for i := range in.Nodes {
+					n := &in.Nodes[i]
+					if n.Install.Phase == JobActive || n.Uninstall.Phase == JobActive {
+						running = append(running, n)
+					}
+					if n.State == ready && n.Hash == in.SpecHash {
+						readyNow++
+					}
+				}
+				if len(running) > tc.maxUnavailable {
+					t.Fatalf("step %d: %d nodes running Jobs, maxUnavailable %d", step, len(running), tc.maxUnavailable)
+				}
+				if !tc.delete && readyNow == 0 && len(running) > 1 {
+					t.Fatalf("step %d: %d Jobs before the canary succeeded", step, len(running))
+				}
+				if len(out.Starts) == 0 && len(running) == 0 {
+					assertSettled(t, tc.delete, tc.maxFailures, in, out)
+					return
+				}
+				// Finish a random non-empty subset of the running Jobs.
+				rng.Shuffle(len(running), func(i, j int) { running[i], running[j] = running[j], running[i] })
+				for _, n := range running[:1+rng.IntN(len(running))] {
+					jobs++
+					phase := JobSucceeded
+					if tc.failEvery > 0 && jobs%tc.failEvery == 0 {
+						phase = JobFailed
+					}
+					if n.Install.Phase == JobActive {
+						n.Install.Phase = phase
+					} else {
+						n.Uninstall.Phase = phase
+					}
+				}
+				// Finished Jobs whose result was recorded expire (TTL).
+				for i := range in.Nodes {
+					n := &in.Nodes[i]
+					if n.Install.Phase != JobActive && n.State != installing {
+						n.Install = Job{}
+					}
+					if n.Uninstall.Phase != JobActive && n.State != uninstalling {
+						n.Uninstall = Job{}
+					}
+				}
+			}
+		})
+	}
+}
+
+func assertSettled(t *testing.T, deleting bool, maxFailures int, in Input, out Output) {
+	t.Helper()
+	nFailed := 0
+	for _, n := range in.Nodes {
+		switch {
+		case n.State == failed:
+			nFailed++
+		case deleting && (n.State != "" || n.Hash != ""):
+			t.Fatalf("node %s still %q/%q after the Shim was deleted", n.Name, n.State, n.Hash)
+		case !deleting && (n.State != ready || n.Hash != in.SpecHash) && !out.Paused:
+			t.Fatalf("node %s is %q at %q, rollout not paused", n.Name, n.State, n.Hash)
+		}
+	}
+	if out.Paused != (nFailed > maxFailures && out.Pending > 0) {
+		t.Fatalf("paused=%v with %d failures (max %d), %d pending", out.Paused, nFailed, maxFailures, out.Pending)
+	}
+	if out.Paused && nFailed > maxFailures+in.MaxUnavailable {
+		t.Fatalf("%d failures: the pause came too late (max %d + %d in flight)", nFailed, maxFailures, in.MaxUnavailable)
+	}
+}
