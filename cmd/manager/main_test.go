@@ -1,0 +1,56 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseFlags(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		args    []string
+		wantErr string
+		check   func(t *testing.T, c config)
+	}{
+		"defaults": {
+			args: []string{"--installer-image=reg/installer:1"},
+			check: func(t *testing.T, c config) {
+				if c.Jobs.Namespace != "wasmkube-system" || c.Jobs.BackoffLimit != 3 || c.HandlerDeadline != 2*time.Minute || !c.LeaderElection {
+					t.Fatalf("defaults: %+v", c)
+				}
+			},
+		},
+		"overrides": {
+			args: []string{"--installer-image=i", "--namespace=ops", "--job-ttl=60", "--job-backoff-limit=1",
+				"--handler-deadline=30s", "--leader-elect=false", "--installer-restart=signal"},
+			check: func(t *testing.T, c config) {
+				if c.Jobs.Namespace != "ops" || c.Jobs.TTLSecondsAfterFinished != 60 || c.Jobs.BackoffLimit != 1 ||
+					c.HandlerDeadline != 30*time.Second || c.LeaderElection || c.Jobs.Restart != "signal" {
+					t.Fatalf("overrides: %+v", c)
+				}
+			},
+		},
+		"image required":  {args: nil, wantErr: "--installer-image is required"},
+		"bad pull policy": {args: []string{"--installer-image=i", "--installer-pull-policy=Sometimes"}, wantErr: "want Always, IfNotPresent or Never"},
+		"empty namespace": {args: []string{"--installer-image=i", "--namespace="}, wantErr: "--namespace must not be empty"},
+		"unknown flag":    {args: []string{"--installer-image=i", "--nope"}, wantErr: "unknown flag"},
+		"stray argument":  {args: []string{"--installer-image=i", "extra"}, wantErr: "unexpected arguments"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			c, err := parseFlags(tc.args, io.Discard)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, c)
+		})
+	}
+}

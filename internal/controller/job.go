@@ -1,0 +1,293 @@
+package controller
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/wasmkube/wasmkube/api/v1alpha1"
+	"github.com/wasmkube/wasmkube/internal/rollout"
+)
+
+// Labels and annotations on the manager's Jobs and their pods.
+const (
+	LabelManagedBy   = "app.kubernetes.io/managed-by"
+	ManagedByValue   = "wasmkube-manager"
+	LabelShim        = "wasmkube.io/shim"
+	LabelOperation   = "wasmkube.io/operation"
+	LabelSpecHash    = "wasmkube.io/spec-hash"
+	AnnotationNode   = "wasmkube.io/node"
+	installerName    = "installer"
+	hostRoot         = "/host"
+	registryDir      = "/var/run/wasmkube/registry"
+	registryConfig   = registryDir + "/config.json"
+	terminationPath  = "/dev/termination-log"
+	systemNodeCrit   = "system-node-critical"
+	jobControllerUID = "batch.kubernetes.io/controller-uid"
+)
+
+// JobConfig is how the manager runs the node-installer.
+type JobConfig struct {
+	// Namespace the Jobs run in (the manager's namespace).
+	Namespace string
+	// Image of the node-installer and its pull policy.
+	Image           string
+	ImagePullPolicy corev1.PullPolicy
+	// TTLSecondsAfterFinished, ActiveDeadlineSeconds and BackoffLimit bound each Job.
+	TTLSecondsAfterFinished int32
+	ActiveDeadlineSeconds   int64
+	BackoffLimit            int32
+	// Restart, ContainerdConfig and CRISocket override the installer's detection when set.
+	Restart          string
+	ContainerdConfig string
+	CRISocket        string
+}
+
+// DefaultJobConfig returns the Job settings used when a flag is not given.
+func DefaultJobConfig() JobConfig {
+	return JobConfig{
+		Namespace:               "wasmkube-system",
+		ImagePullPolicy:         corev1.PullIfNotPresent,
+		TTLSecondsAfterFinished: 600,
+		ActiveDeadlineSeconds:   600,
+		BackoffLimit:            3,
+	}
+}
+
+// InstallerArgs returns the node-installer arguments of op for a Shim on a node (the Job contract).
+func InstallerArgs(cfg JobConfig, shim *v1alpha1.Shim, node *corev1.Node, op rollout.Operation, specHash string) []string {
+	args := []string{string(op), "--host-root=" + hostRoot, "--shim-name=" + shim.Name, "--handler=" + rollout.Handler(shim)}
+	if op == rollout.Uninstall {
+		return args
+	}
+	args = append(args, "--runtime-type="+shim.Spec.RuntimeType)
+	src := shim.Spec.Source
+	switch {
+	case src.OCI != nil:
+		args = append(args, "--source-oci="+src.OCI.Image, "--source-path="+src.OCI.Path)
+		if src.OCI.PullSecret != "" {
+			args = append(args, "--registry-config="+registryConfig)
+		}
+	case src.HTTP != nil:
+		p := rollout.Platform{OS: node.Status.NodeInfo.OperatingSystem, Arch: node.Status.NodeInfo.Architecture}
+		for i, q := range rollout.HTTPPlatforms(src.HTTP) {
+			if q == p {
+				a := src.HTTP.Platforms[i]
+				args = append(args, "--source-http-url="+a.URL, "--source-sha256="+a.SHA256)
+				break
+			}
+		}
+	case src.Builtin != "":
+		args = append(args, "--source-builtin="+src.Builtin)
+	}
+	keys := make([]string, 0, len(shim.Spec.Options))
+	for k := range shim.Spec.Options {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		args = append(args, "--option="+k+"="+optionValue(shim.Spec.Options[k].Raw))
+	}
+	args = append(args, "--spec-hash="+specHash)
+	if cfg.Restart != "" {
+		args = append(args, "--restart="+cfg.Restart)
+	}
+	if cfg.ContainerdConfig != "" {
+		args = append(args, "--containerd-config="+cfg.ContainerdConfig)
+	}
+	if cfg.CRISocket != "" {
+		args = append(args, "--cri-socket="+cfg.CRISocket)
+	}
+	if v := node.Status.NodeInfo.ContainerRuntimeVersion; v != "" {
+		args = append(args, "--container-runtime-version="+v)
+	}
+	return args
+}
+
+// optionValue renders a JSON option value the way the installer's k=v parser reads it back with the
+// same type: booleans and numbers bare, strings in double quotes (so "true" stays a string).
+func optionValue(raw []byte) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return `"` + s + `"`
+	}
+	return strings.TrimSpace(string(raw))
+}
+
+// BuildJob returns the Job that runs op for a Shim on a node, per the node-installer contract: pinned to
+// the node, privileged with the host's / at /host and the host PID namespace, tolerating every taint,
+// system-node-critical, without a service-account token, and bounded by deadline, retries and TTL.
+func BuildJob(cfg JobConfig, shim *v1alpha1.Shim, node *corev1.Node, op rollout.Operation, specHash string) *batchv1.Job {
+	labels := map[string]string{
+		LabelManagedBy: ManagedByValue,
+		LabelShim:      shim.Name,
+		LabelOperation: string(op),
+		LabelSpecHash:  specHash,
+	}
+	volumes := []corev1.Volume{{Name: "host", VolumeSource: corev1.VolumeSource{
+		HostPath: &corev1.HostPathVolumeSource{Path: "/", Type: ptr.To(corev1.HostPathDirectory)}}}}
+	mounts := []corev1.VolumeMount{{Name: "host", MountPath: hostRoot}}
+	if oci := shim.Spec.Source.OCI; oci != nil && oci.PullSecret != "" && op == rollout.Install {
+		volumes = append(volumes, corev1.Volume{Name: "registry", VolumeSource: corev1.VolumeSource{
+			Secret: &corev1.SecretVolumeSource{SecretName: oci.PullSecret,
+				Items: []corev1.KeyToPath{{Key: corev1.DockerConfigJsonKey, Path: "config.json"}}}}})
+		mounts = append(mounts, corev1.VolumeMount{Name: "registry", MountPath: registryDir, ReadOnly: true})
+	}
+	return &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        rollout.JobName(shim.Name, node.Name, op, specHash),
+			Namespace:   cfg.Namespace,
+			Labels:      labels,
+			Annotations: map[string]string{AnnotationNode: node.Name},
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(shim,
+				v1alpha1.GroupVersion.WithKind("Shim"))},
+		},
+		Spec: batchv1.JobSpec{
+			TTLSecondsAfterFinished: ptr.To(cfg.TTLSecondsAfterFinished),
+			ActiveDeadlineSeconds:   ptr.To(cfg.ActiveDeadlineSeconds),
+			BackoffLimit:            ptr.To(cfg.BackoffLimit),
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{AnnotationNode: node.Name}},
+				Spec: corev1.PodSpec{
+					NodeName:                     node.Name,
+					RestartPolicy:                corev1.RestartPolicyNever,
+					HostPID:                      true,
+					PriorityClassName:            systemNodeCrit,
+					AutomountServiceAccountToken: ptr.To(false),
+					Tolerations:                  []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+					Volumes:                      volumes,
+					Containers: []corev1.Container{{
+						Name:                     installerName,
+						Image:                    cfg.Image,
+						ImagePullPolicy:          cfg.ImagePullPolicy,
+						Args:                     InstallerArgs(cfg, shim, node, op, specHash),
+						SecurityContext:          &corev1.SecurityContext{Privileged: ptr.To(true)},
+						VolumeMounts:             mounts,
+						TerminationMessagePath:   terminationPath,
+						TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+					}},
+				},
+			},
+		},
+	}
+}
+
+// Result is the node-installer's JSON result (package internal/installer/result), as far as the manager
+// reads it.
+type Result struct {
+	Operation  string `json:"operation"`
+	Success    bool   `json:"success"`
+	Changed    bool   `json:"changed"`
+	Restarted  bool   `json:"restarted"`
+	RolledBack bool   `json:"rolledBack,omitempty"`
+	SpecHash   string `json:"specHash,omitempty"`
+	Platform   string `json:"platform,omitempty"`
+	Distro     string `json:"distro,omitempty"`
+	DurationMS int64  `json:"durationMs"`
+	Reason     string `json:"reason,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+// Outcome is what a finished Job says.
+type Outcome struct {
+	Phase    rollout.JobPhase
+	Finished time.Time
+	Duration time.Duration
+	// Detail is a one-line description for Events.
+	Detail string
+	// Reason is the installer's reason, or the Job's failure reason, for metrics and messages.
+	Reason string
+}
+
+// JobOutcome reads a Job and the pods it created. A Job that reports success counts as success even when
+// the installer found nothing to do (a retried pod after a containerd restart); a Job whose result
+// says success=false counts as failed. ok is false while a finished Job's result is not readable yet.
+func JobOutcome(job *batchv1.Job, pods []corev1.Pod) (o Outcome, ok bool) {
+	if job == nil || job.DeletionTimestamp != nil {
+		return Outcome{Phase: rollout.JobNone}, true
+	}
+	var done *batchv1.JobCondition
+	for i, c := range job.Status.Conditions {
+		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+			done = &job.Status.Conditions[i]
+		}
+	}
+	if done == nil {
+		return Outcome{Phase: rollout.JobActive}, true
+	}
+	o.Finished = done.LastTransitionTime.Time
+	if job.Status.StartTime != nil {
+		o.Duration = o.Finished.Sub(job.Status.StartTime.Time)
+	}
+	o.Phase = rollout.JobSucceeded
+	if done.Type == batchv1.JobFailed {
+		o.Phase, o.Reason = rollout.JobFailed, done.Reason
+		o.Detail = strings.TrimSpace(done.Reason + ": " + done.Message)
+	}
+	msg, found := terminationMessage(pods, done.Type == batchv1.JobComplete)
+	if !found {
+		// The pod informer can trail the Job's; give it a moment unless the pods are gone for good.
+		if time.Since(o.Finished) < 30*time.Second {
+			return o, false
+		}
+		return o, true
+	}
+	var r Result
+	if err := json.Unmarshal([]byte(msg), &r); err != nil {
+		o.Detail = strings.TrimSpace(o.Detail + " (unreadable installer result: " + truncate(msg, 200) + ")")
+		return o, true
+	}
+	if r.DurationMS > 0 {
+		o.Duration = time.Duration(r.DurationMS) * time.Millisecond
+	}
+	if !r.Success {
+		o.Phase = rollout.JobFailed
+		o.Reason = r.Reason
+		o.Detail = strings.TrimSpace(fmt.Sprintf("%s: %s", r.Reason, r.Error))
+		if r.RolledBack {
+			o.Detail += " (rolled back)"
+		}
+		return o, true
+	}
+	o.Detail = fmt.Sprintf("changed=%t restarted=%t platform=%s distro=%s in %s", r.Changed, r.Restarted,
+		r.Platform, r.Distro, time.Duration(r.DurationMS)*time.Millisecond)
+	return o, true
+}
+
+// terminationMessage returns the installer container's termination message: from a succeeded pod when
+// the Job succeeded, else from the pod that terminated last.
+func terminationMessage(pods []corev1.Pod, succeeded bool) (string, bool) {
+	var best string
+	var bestAt time.Time
+	found := false
+	for i := range pods {
+		p := &pods[i]
+		if succeeded && p.Status.Phase != corev1.PodSucceeded {
+			continue
+		}
+		for _, cs := range p.Status.ContainerStatuses {
+			t := cs.State.Terminated
+			if cs.Name != installerName || t == nil || t.Message == "" {
+				continue
+			}
+			if !found || t.FinishedAt.After(bestAt) {
+				best, bestAt, found = t.Message, t.FinishedAt.Time, true
+			}
+		}
+	}
+	return best, found
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,544 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	nodev1 "k8s.io/api/node/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/wasmkube/wasmkube/api/v1alpha1"
+	"github.com/wasmkube/wasmkube/internal/rollout"
+)
+
+// ShimReconciler rolls Shims out to nodes.
+type ShimReconciler struct {
+	// Client reads from the manager's cache and writes to the API server.
+	Client client.Client
+	// APIReader reads uncached objects (pull secrets), so that no Secret informer is started.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Metrics   *Metrics
+	Platforms PlatformLister
+	Jobs      JobConfig
+	// HandlerDeadline is how long after an install the kubelet may take to list the handler in
+	// node.status.runtimeHandlers before the node is marked failed (0 disables the check).
+	HandlerDeadline time.Duration
+
+	platforms platformCache
+	expect    jobExpectations
+}
+
+// jobExpectations remembers Jobs this manager created that its cache has not shown yet, so that a quick
+// second reconcile counts them against the rollout budget instead of starting more.
+type jobExpectations struct {
+	mu      sync.Mutex
+	created map[string]time.Time // namespace/name -> when
+}
+
+func (e *jobExpectations) add(key string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.created == nil {
+		e.created = map[string]time.Time{}
+	}
+	e.created[key] = time.Now()
+}
+
+// pending reports whether key was created recently and not seen since; seen clears it.
+func (e *jobExpectations) pending(key string, seen bool) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	at, ok := e.created[key]
+	if ok && (seen || time.Since(at) > time.Minute) {
+		delete(e.created, key)
+		return false
+	}
+	return ok
+}
+
+// SetupWithManager registers the controller: Shims, their Jobs and RuntimeClasses, and Nodes (only
+// changes that matter to a rollout).
+func (r *ShimReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("shim").
+		For(&v1alpha1.Shim{}).
+		Owns(&batchv1.Job{}).
+		Owns(&nodev1.RuntimeClass{}).
+		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.allShims),
+			builder.WithPredicates(nodeChanged())).
+		Complete(r)
+}
+
+func (r *ShimReconciler) allShims(ctx context.Context, _ client.Object) []reconcile.Request {
+	var list v1alpha1.ShimList
+	if err := r.Client.List(ctx, &list); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "list Shims for a node event")
+		return nil
+	}
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for _, s := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Name: s.Name}})
+	}
+	return out
+}
+
+// nodeChanged passes node events that can change a rollout: creation, deletion, and updates of labels,
+// annotations, platform or runtime handlers (not heartbeats).
+func nodeChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*corev1.Node)
+			n, ok2 := e.ObjectNew.(*corev1.Node)
+			if !ok1 || !ok2 {
+				return true
+			}
+			return !equality.Semantic.DeepEqual(o.Labels, n.Labels) ||
+				!equality.Semantic.DeepEqual(o.Annotations, n.Annotations) ||
+				o.Status.NodeInfo.Architecture != n.Status.NodeInfo.Architecture ||
+				o.Status.NodeInfo.OperatingSystem != n.Status.NodeInfo.OperatingSystem ||
+				!equality.Semantic.DeepEqual(o.Status.RuntimeHandlers, n.Status.RuntimeHandlers)
+		},
+	}
+}
+
+// Reconcile moves one Shim's rollout one step: it reads nodes and Jobs from the cache, plans with
+// rollout.Plan, applies the plan, and writes status only when it changed.
+func (r *ShimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	log := ctrl.LoggerFrom(ctx)
+	var shim v1alpha1.Shim
+	if err := r.Client.Get(ctx, req.NamespacedName, &shim); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Metrics.forget(req.Name)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("get Shim %s: %w", req.Name, err)
+	}
+	deleting := !shim.DeletionTimestamp.IsZero()
+	if deleting && !controllerutil.ContainsFinalizer(&shim, v1alpha1.Finalizer) {
+		return ctrl.Result{}, nil
+	}
+	if !deleting && !controllerutil.ContainsFinalizer(&shim, v1alpha1.Finalizer) {
+		patch := client.MergeFromWithOptions(shim.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		controllerutil.AddFinalizer(&shim, v1alpha1.Finalizer)
+		if err := r.Client.Patch(ctx, &shim, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("add finalizer to Shim %s: %w", shim.Name, err)
+		}
+	}
+
+	hash := rollout.SpecHash(&shim)
+	st := statusInput{Generation: shim.Generation, SpecHash: hash, Deleting: deleting,
+		MaxFailures: rollout.MaxFailures(shim.Spec.Rollout.MaxFailures)}
+	var errs []error
+	var requeue time.Duration
+
+	if deleting {
+		if err := r.deleteRuntimeClasses(ctx, &shim, ""); err != nil {
+			errs = append(errs, err)
+		}
+	} else {
+		st.RuntimeClassName = rollout.RuntimeClassName(&shim)
+		if err := r.applyRuntimeClass(ctx, &shim); err != nil {
+			st.RuntimeClassError = err.Error()
+			errs = append(errs, err)
+		}
+	}
+	platforms, err := r.resolvePlatforms(ctx, &shim, hash)
+	if err != nil && !deleting {
+		st.SourceError = err.Error()
+		log.Error(err, "resolve the source's platforms; installs wait", "shim", shim.Name)
+		requeue = 30 * time.Second
+	}
+
+	var nodes corev1.NodeList
+	if err := r.Client.List(ctx, &nodes); err != nil {
+		return ctrl.Result{}, fmt.Errorf("list nodes for Shim %s: %w", shim.Name, err)
+	}
+	var jobs batchv1.JobList
+	if err := r.Client.List(ctx, &jobs, client.InNamespace(r.Jobs.Namespace),
+		client.MatchingLabels{LabelManagedBy: ManagedByValue, LabelShim: shim.Name}); err != nil {
+		return ctrl.Result{}, fmt.Errorf("list Jobs of Shim %s in %s: %w", shim.Name, r.Jobs.Namespace, err)
+	}
+
+	view, byNode, outcomes, waitResult, err := r.observe(ctx, &shim, hash, platforms, nodes.Items, jobs.Items)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	errs = append(errs, r.forgetDeletedNodes(ctx, byNode, jobs.Items)...)
+
+	maxUnavailable, err := rollout.MaxUnavailable(shim.Spec.Rollout.MaxUnavailable, countSelected(view))
+	if err != nil {
+		return ctrl.Result{}, reconcile.TerminalError(fmt.Errorf("Shim %s: %w", shim.Name, err))
+	}
+	plan := rollout.Plan(rollout.Input{
+		SpecHash: hash, PreviousHash: shim.Status.SpecHash, Deleting: deleting, Platforms: platforms,
+		MaxUnavailable: maxUnavailable, MaxFailures: st.MaxFailures,
+		Now: time.Now(), HandlerDeadline: r.HandlerDeadline, Nodes: view,
+	})
+	errs = append(errs, r.apply(ctx, &shim, hash, plan, byNode, outcomes)...)
+	st.Plan = plan
+	if prev := meta.FindStatusCondition(shim.Status.Conditions, v1alpha1.ConditionDegraded); plan.Paused &&
+		(prev == nil || prev.Reason != v1alpha1.ReasonRolloutPaused) {
+		r.Recorder.Eventf(&shim, nil, corev1.EventTypeWarning, v1alpha1.ReasonRolloutPaused, "Pause",
+			"rollout paused: %d nodes failed, more than maxFailures %d", plan.Counts.Failed, st.MaxFailures)
+	}
+
+	if len(errs) > 0 {
+		st.SpecHash = shim.Status.SpecHash // retry the hash change (clearing failed nodes) next time
+	}
+	newStatus := computeStatus(shim.Status, st)
+	r.Metrics.setNodes(shim.Name, plan.Counts)
+	if !equality.Semantic.DeepEqual(newStatus, shim.Status) {
+		patch := client.MergeFrom(shim.DeepCopy())
+		shim.Status = newStatus
+		if err := r.Client.Status().Patch(ctx, &shim, patch); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("update status of Shim %s: %w", shim.Name, err))
+		}
+	}
+
+	if deleting && len(errs) == 0 && plan.InFlight == 0 && plan.Pending == 0 && !anyState(view, plan) {
+		patch := client.MergeFrom(shim.DeepCopy())
+		controllerutil.RemoveFinalizer(&shim, v1alpha1.Finalizer)
+		if err := r.Client.Patch(ctx, &shim, patch); err != nil && !apierrors.IsNotFound(err) {
+			return ctrl.Result{}, fmt.Errorf("remove finalizer from Shim %s: %w", shim.Name, err)
+		}
+		log.Info("uninstalled from every node; Shim released", "shim", shim.Name)
+		return ctrl.Result{}, nil
+	}
+	if err := kerrors.NewAggregate(errs); err != nil {
+		return ctrl.Result{}, err
+	}
+	if waitResult {
+		requeue = minPositive(requeue, 2*time.Second)
+	}
+	return ctrl.Result{RequeueAfter: minPositive(requeue, plan.RequeueAfter)}, nil
+}
+
+// observe turns cached nodes and Jobs into the planner's view. It also returns the nodes by name, each
+// node's finished-Job outcomes by Job name (for Events and metrics), and whether some finished Job's
+// result is not readable yet.
+func (r *ShimReconciler) observe(ctx context.Context, shim *v1alpha1.Shim, hash string, platforms []rollout.Platform,
+	nodes []corev1.Node, jobs []batchv1.Job) ([]rollout.Node, map[string]*corev1.Node, map[string]Outcome, bool, error) {
+	jobsByName := make(map[string]*batchv1.Job, len(jobs))
+	activeByNode := map[string][]string{}
+	for i := range jobs {
+		j := &jobs[i]
+		jobsByName[j.Name] = j
+		if o, _ := JobOutcome(j, nil); o.Phase == rollout.JobActive {
+			node := j.Spec.Template.Spec.NodeName
+			activeByNode[node] = append(activeByNode[node], j.Name)
+		}
+	}
+	handler := rollout.Handler(shim)
+	label, annotation := v1alpha1.NodeStateLabel(shim.Name), v1alpha1.NodeHashAnnotation(shim.Name)
+	byNode := make(map[string]*corev1.Node, len(nodes))
+	outcomes := map[string]Outcome{}
+	view := make([]rollout.Node, 0, len(nodes))
+	waitResult := false
+	for i := range nodes {
+		n := &nodes[i]
+		byNode[n.Name] = n
+		v := rollout.Node{
+			Name:     n.Name,
+			Selected: rollout.Selected(shim.Spec.NodeSelector, n.Labels, n.Annotations),
+			Platform: rollout.Platform{OS: n.Status.NodeInfo.OperatingSystem, Arch: n.Status.NodeInfo.Architecture},
+			State:    v1alpha1.NodeState(n.Labels[label]),
+			Hash:     n.Annotations[annotation],
+		}
+		if v.State == "" && v.Hash == "" && !v.Selected && len(activeByNode[n.Name]) == 0 {
+			continue // nothing of ours there and nothing to do (fast path for large clusters)
+		}
+		v.HandlersReported = len(n.Status.RuntimeHandlers) > 0
+		v.HandlerListed = slices.ContainsFunc(n.Status.RuntimeHandlers, func(h corev1.NodeRuntimeHandler) bool { return h.Name == handler })
+		for _, op := range []rollout.Operation{rollout.Install, rollout.Uninstall} {
+			name := rollout.JobName(shim.Name, n.Name, op, hash)
+			job := jobsByName[name]
+			var j rollout.Job
+			if r.expect.pending(r.Jobs.Namespace+"/"+name, job != nil) {
+				j.Phase = rollout.JobActive
+			} else if job != nil {
+				o, ok := JobOutcome(job, nil)
+				if o.Phase != rollout.JobActive && o.Phase != rollout.JobNone {
+					pods, err := r.jobPods(ctx, job)
+					if err != nil {
+						return nil, nil, nil, false, err
+					}
+					o, ok = JobOutcome(job, pods)
+				}
+				if !ok {
+					waitResult = true
+					o.Phase = rollout.JobActive // hold the node until its result is readable
+				}
+				outcomes[name] = o
+				j = rollout.Job{Phase: o.Phase, Detail: o.Detail, Finished: o.Finished}
+			}
+			if op == rollout.Install {
+				v.Install = j
+			} else {
+				v.Uninstall = j
+			}
+		}
+		for _, other := range activeByNode[n.Name] {
+			if other != rollout.JobName(shim.Name, n.Name, rollout.Install, hash) &&
+				other != rollout.JobName(shim.Name, n.Name, rollout.Uninstall, hash) {
+				v.OtherActive = true
+			}
+		}
+		view = append(view, v)
+	}
+	return view, byNode, outcomes, waitResult, nil
+}
+
+func (r *ShimReconciler) jobPods(ctx context.Context, job *batchv1.Job) ([]corev1.Pod, error) {
+	var pods corev1.PodList
+	if err := r.Client.List(ctx, &pods, client.InNamespace(job.Namespace),
+		client.MatchingLabels{LabelManagedBy: ManagedByValue, jobControllerUID: string(job.UID)}); err != nil {
+		return nil, fmt.Errorf("list pods of Job %s/%s: %w", job.Namespace, job.Name, err)
+	}
+	return pods.Items, nil
+}
+
+// forgetDeletedNodes deletes the running Jobs of nodes that left the cluster.
+func (r *ShimReconciler) forgetDeletedNodes(ctx context.Context, byNode map[string]*corev1.Node, jobs []batchv1.Job) []error {
+	var errs []error
+	for i := range jobs {
+		j := &jobs[i]
+		if _, ok := byNode[j.Spec.Template.Spec.NodeName]; ok || j.DeletionTimestamp != nil {
+			continue
+		}
+		if o, _ := JobOutcome(j, nil); o.Phase != rollout.JobActive {
+			continue // finished: expires by its TTL
+		}
+		ctrl.LoggerFrom(ctx).Info("node left the cluster; deleting its Job", "node", j.Spec.Template.Spec.NodeName, "job", j.Name)
+		if err := r.Client.Delete(ctx, j, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete Job %s of deleted node %s: %w", j.Name, j.Spec.Template.Spec.NodeName, err))
+		}
+	}
+	return errs
+}
+
+// apply carries out a plan: node label changes (with Events and metrics), deletion of stale Jobs, and new
+// Jobs. Errors are collected, not stopped at, so one bad node does not hold the others.
+func (r *ShimReconciler) apply(ctx context.Context, shim *v1alpha1.Shim, hash string, plan rollout.Output,
+	byNode map[string]*corev1.Node, outcomes map[string]Outcome) []error {
+	var errs []error
+	failedPatch := map[string]bool{}
+	for _, c := range plan.Changes {
+		if err := r.patchNode(ctx, shim.Name, c); err != nil {
+			failedPatch[c.Node] = true
+			errs = append(errs, err)
+			continue
+		}
+		if c.Event == nil {
+			continue
+		}
+		typ := corev1.EventTypeNormal
+		if c.Event.Warning {
+			typ = corev1.EventTypeWarning
+		}
+		var related runtime.Object
+		if n := byNode[c.Node]; n != nil {
+			related = n
+		}
+		r.Recorder.Eventf(shim, related, typ, c.Event.Reason, "Reconcile", "%s", c.Event.Message)
+		r.observeResult(shim, hash, c, outcomes)
+	}
+	for _, rs := range plan.Restarts {
+		name := rollout.JobName(shim.Name, rs.Node, rs.Op, hash)
+		job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: r.Jobs.Namespace}}
+		if err := r.Client.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete finished Job %s before re-running %s on node %s: %w", name, rs.Op, rs.Node, err))
+		}
+	}
+	for _, s := range plan.Starts {
+		node := byNode[s.Node]
+		if failedPatch[s.Node] || node == nil {
+			continue // the label did not move to installing/uninstalling: try again next time
+		}
+		job := BuildJob(r.Jobs, shim, node, s.Op, hash)
+		if err := r.Client.Create(ctx, job); err != nil && !apierrors.IsAlreadyExists(err) {
+			errs = append(errs, fmt.Errorf("create %s Job %s for node %s: %w", s.Op, job.Name, s.Node, err))
+			continue
+		}
+		r.expect.add(job.Namespace + "/" + job.Name)
+	}
+	return errs
+}
+
+// observeResult records metrics for a node result.
+func (r *ShimReconciler) observeResult(shim *v1alpha1.Shim, hash string, c rollout.Change, outcomes map[string]Outcome) {
+	var op rollout.Operation
+	result := "success"
+	switch c.Event.Reason {
+	case v1alpha1.ReasonInstalled:
+		op = rollout.Install
+	case v1alpha1.ReasonInstallFailed:
+		op, result = rollout.Install, "failure"
+	case v1alpha1.ReasonUninstalled:
+		op = rollout.Uninstall
+	case v1alpha1.ReasonUninstallFailed:
+		op, result = rollout.Uninstall, "failure"
+	default:
+		return
+	}
+	r.Metrics.Operations.WithLabelValues(shim.Name, string(op), result).Inc()
+	if o, ok := outcomes[rollout.JobName(shim.Name, c.Node, op, hash)]; ok && o.Duration > 0 {
+		r.Metrics.Duration.WithLabelValues(shim.Name, string(op)).Observe(o.Duration.Seconds())
+	}
+}
+
+// patchNode sets or removes a node's state label and hash annotation with one merge patch that names
+// only those two keys.
+func (r *ShimReconciler) patchNode(ctx context.Context, shim string, c rollout.Change) error {
+	value := func(s string) any {
+		if s == "" {
+			return nil
+		}
+		return s
+	}
+	body, err := json.Marshal(map[string]any{"metadata": map[string]any{
+		"labels":      map[string]any{v1alpha1.NodeStateLabel(shim): value(string(c.State))},
+		"annotations": map[string]any{v1alpha1.NodeHashAnnotation(shim): value(c.Hash)},
+	}})
+	if err != nil {
+		return fmt.Errorf("encode label patch for node %s: %w", c.Node, err)
+	}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: c.Node}}
+	if err := r.Client.Patch(ctx, node, client.RawPatch(types.MergePatchType, body)); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("label node %s %s=%q: %w", c.Node, v1alpha1.NodeStateLabel(shim), c.State, err)
+	}
+	return nil
+}
+
+// applyRuntimeClass server-side applies the Shim's RuntimeClass when the cached one differs, and deletes
+// RuntimeClasses the Shim owned under another name.
+func (r *ShimReconciler) applyRuntimeClass(ctx context.Context, shim *v1alpha1.Shim) error {
+	desired := desiredRuntimeClass(shim)
+	var current nodev1.RuntimeClass
+	err := r.Client.Get(ctx, client.ObjectKey{Name: desired.Name}, &current)
+	switch {
+	case apierrors.IsNotFound(err):
+		err = r.Client.Apply(ctx, runtimeClassApply(desired), client.FieldOwner(FieldOwner), client.ForceOwnership)
+	case err == nil && !runtimeClassUpToDate(&current, desired):
+		if owner := metav1.GetControllerOf(&current); owner != nil && owner.UID != shim.UID {
+			return fmt.Errorf("RuntimeClass %s belongs to %s %s: choose another spec.runtimeClass.name", desired.Name, owner.Kind, owner.Name)
+		}
+		err = r.Client.Apply(ctx, runtimeClassApply(desired), client.FieldOwner(FieldOwner), client.ForceOwnership)
+	}
+	if err != nil {
+		return fmt.Errorf("apply RuntimeClass %s for Shim %s: %w", desired.Name, shim.Name, err)
+	}
+	return r.deleteRuntimeClasses(ctx, shim, desired.Name)
+}
+
+// deleteRuntimeClasses deletes the RuntimeClasses the Shim owns, except keep.
+func (r *ShimReconciler) deleteRuntimeClasses(ctx context.Context, shim *v1alpha1.Shim, keep string) error {
+	var list nodev1.RuntimeClassList
+	if err := r.Client.List(ctx, &list, client.MatchingLabels{LabelManagedBy: ManagedByValue, LabelShim: shim.Name}); err != nil {
+		return fmt.Errorf("list RuntimeClasses of Shim %s: %w", shim.Name, err)
+	}
+	var errs []error
+	for i := range list.Items {
+		rc := &list.Items[i]
+		if rc.Name == keep || rc.DeletionTimestamp != nil || !metav1.IsControlledBy(rc, shim) {
+			continue
+		}
+		if err := r.Client.Delete(ctx, rc); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete RuntimeClass %s of Shim %s: %w", rc.Name, shim.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// resolvePlatforms returns the platforms the Shim's source offers. OCI indexes are read once per spec hash.
+func (r *ShimReconciler) resolvePlatforms(ctx context.Context, shim *v1alpha1.Shim, hash string) ([]rollout.Platform, error) {
+	src := shim.Spec.Source
+	switch {
+	case src.Builtin != "":
+		return rollout.BuiltinPlatforms, nil
+	case src.HTTP != nil:
+		return rollout.HTTPPlatforms(src.HTTP), nil
+	case src.OCI == nil:
+		return nil, errors.New("the Shim has no source")
+	}
+	if p, ok := r.platforms.get(hash); ok {
+		return p, nil
+	}
+	var dockerConfig []byte
+	if name := src.OCI.PullSecret; name != "" {
+		var secret corev1.Secret
+		if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: r.Jobs.Namespace, Name: name}, &secret); err != nil {
+			return nil, fmt.Errorf("read pull secret %s/%s: %w", r.Jobs.Namespace, name, err)
+		}
+		dockerConfig = secret.Data[corev1.DockerConfigJsonKey]
+	}
+	p, err := r.Platforms.Platforms(ctx, src.OCI.Image, dockerConfig)
+	if err != nil {
+		return nil, fmt.Errorf("list the platforms of %s: %w", src.OCI.Image, err)
+	}
+	if p == nil {
+		p = []rollout.Platform{}
+	}
+	r.platforms.put(hash, p)
+	return p, nil
+}
+
+func countSelected(view []rollout.Node) int {
+	n := 0
+	for _, v := range view {
+		if v.Selected {
+			n++
+		}
+	}
+	return n
+}
+
+// anyState reports whether any node still carries the Shim's label or hash after the plan.
+func anyState(view []rollout.Node, plan rollout.Output) bool {
+	final := map[string]bool{}
+	for _, v := range view {
+		final[v.Name] = v.State != "" || v.Hash != ""
+	}
+	for _, c := range plan.Changes {
+		final[c.Node] = c.State != "" || c.Hash != ""
+	}
+	for _, left := range final {
+		if left {
+			return true
+		}
+	}
+	return false
+}
+
+func minPositive(a, b time.Duration) time.Duration {
+	switch {
+	case a <= 0:
+		return b
+	case b <= 0:
+		return a
+	default:
+		return min(a, b)
+	}
+}

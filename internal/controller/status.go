@@ -1,0 +1,100 @@
+package controller
+
+import (
+	"fmt"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/wasmkube/wasmkube/api/v1alpha1"
+	"github.com/wasmkube/wasmkube/internal/rollout"
+)
+
+// statusInput is what a reconcile learned, beyond the plan, for the Shim's status.
+type statusInput struct {
+	Generation       int64
+	SpecHash         string
+	RuntimeClassName string
+	Deleting         bool
+	MaxFailures      int
+	Plan             rollout.Output
+	// SourceError and RuntimeClassError describe problems that make the Shim Degraded.
+	SourceError, RuntimeClassError string
+}
+
+// computeStatus returns the Shim's new status. Conditions keep their LastTransitionTime unless their
+// status changes, so an unchanged rollout computes an equal status and costs no write.
+func computeStatus(old v1alpha1.ShimStatus, in statusInput) v1alpha1.ShimStatus {
+	st := *old.DeepCopy()
+	st.ObservedGeneration = in.Generation
+	st.SpecHash = in.SpecHash
+	st.RuntimeClassName = in.RuntimeClassName
+	st.Nodes = in.Plan.Counts
+	c := in.Plan.Counts
+	set := func(t string, s metav1.ConditionStatus, reason, msg string) {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg,
+			ObservedGeneration: in.Generation})
+	}
+
+	supported := c.Selected - c.Unsupported
+	switch {
+	case c.Selected == 0:
+		set(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonNoNodesSelected, "the Shim selects no node")
+	case c.Ready == supported:
+		set(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonAllNodesReady,
+			fmt.Sprintf("%d of %d selected nodes ready (%d unsupported)", c.Ready, c.Selected, c.Unsupported))
+	default:
+		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonNodesNotReady,
+			fmt.Sprintf("%d of %d supported nodes ready", c.Ready, supported))
+	}
+
+	progress := fmt.Sprintf("%d installing, %d uninstalling, %d waiting", c.Installing, c.Uninstalling, in.Plan.Pending)
+	switch {
+	case in.Plan.Paused:
+		set(v1alpha1.ConditionProgressing, metav1.ConditionFalse, v1alpha1.ReasonRolloutPaused, progress)
+	case in.Plan.InFlight > 0 || in.Plan.Pending > 0:
+		reason := v1alpha1.ReasonRollingOut
+		if in.Deleting {
+			reason = v1alpha1.ReasonUninstalling
+		}
+		if in.Plan.Canary {
+			progress += " (canary: one node until the first succeeds)"
+		}
+		set(v1alpha1.ConditionProgressing, metav1.ConditionTrue, reason, progress)
+	default:
+		set(v1alpha1.ConditionProgressing, metav1.ConditionFalse, v1alpha1.ReasonRolloutComplete, "no Job is running or waiting")
+	}
+
+	failedList := strings.Join(in.Plan.FailedNodes, ", ")
+	if int(c.Failed) > len(in.Plan.FailedNodes) {
+		failedList += ", ..."
+	}
+	switch {
+	case in.SourceError != "":
+		set(v1alpha1.ConditionDegraded, metav1.ConditionTrue, v1alpha1.ReasonSourceUnresolvable, in.SourceError)
+	case in.RuntimeClassError != "":
+		set(v1alpha1.ConditionDegraded, metav1.ConditionTrue, v1alpha1.ReasonRuntimeClassFailed, in.RuntimeClassError)
+	case in.Plan.Paused:
+		set(v1alpha1.ConditionDegraded, metav1.ConditionTrue, v1alpha1.ReasonRolloutPaused,
+			fmt.Sprintf("rollout paused: %d nodes failed (%s), more than maxFailures %d; fix the cause and change the Shim (or remove the node label shim.wasmkube.io/<shim>) to retry",
+				c.Failed, failedList, in.MaxFailures))
+	case c.Failed > 0:
+		set(v1alpha1.ConditionDegraded, metav1.ConditionTrue, v1alpha1.ReasonNodesFailed,
+			fmt.Sprintf("%d nodes failed (%s)", c.Failed, failedList))
+	default:
+		set(v1alpha1.ConditionDegraded, metav1.ConditionFalse, v1alpha1.ReasonNoFailures, "no node failed")
+	}
+	sortConditions(st.Conditions)
+	return st
+}
+
+// sortConditions keeps Ready, Progressing, Degraded in that order.
+func sortConditions(cs []metav1.Condition) {
+	rank := map[string]int{v1alpha1.ConditionReady: 0, v1alpha1.ConditionProgressing: 1, v1alpha1.ConditionDegraded: 2}
+	for i := 1; i < len(cs); i++ {
+		for j := i; j > 0 && rank[cs[j].Type] < rank[cs[j-1].Type]; j-- {
+			cs[j], cs[j-1] = cs[j-1], cs[j]
+		}
+	}
+}
