@@ -138,9 +138,6 @@ type OCISource struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	PullSecret string `json:"pullSecret,omitempty"`
-	// Insecure allows a registry served over plain HTTP (air-gapped mirrors, tests).
-	// +optional
-	Insecure bool `json:"insecure,omitempty"`
 }
 
 // HTTPSource lists one download per platform.
