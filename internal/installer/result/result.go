@@ -1,0 +1,162 @@
+// Package result defines the node-installer's JSON result: one document per run, printed on stdout
+// and written to the pod's termination-message file, which the manager reads to learn what happened
+// on a node. Kubelet truncates termination messages at 4096 bytes, so Encode keeps the document
+// within MaxBytes by shortening the free-text fields first.
+package result
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// MaxBytes is the largest document Encode produces (kubelet's termination-message limit).
+const MaxBytes = 4096
+
+// Operations.
+const (
+	OpInstall   = "install"
+	OpUninstall = "uninstall"
+	OpVerify    = "verify"
+)
+
+// Reasons are machine-readable CamelCase causes of a failure (Result.Reason).
+const (
+	ReasonInvalidArguments     = "InvalidArguments"
+	ReasonDetectFailed         = "DetectFailed"
+	ReasonUnsupportedPlatform  = "UnsupportedPlatform"
+	ReasonFetchFailed          = "FetchFailed"
+	ReasonBinaryFailed         = "BinaryFailed"
+	ReasonConfigUnparseable    = "ConfigUnparseable"
+	ReasonConfigUnknownVersion = "ConfigUnknownVersion"
+	ReasonConfigConflict       = "ConfigConflict"
+	ReasonConfigUnsafe         = "ConfigUnsafeEdit"
+	ReasonConfigWriteFailed    = "ConfigWriteFailed"
+	ReasonStateFailed          = "StateFailed"
+	ReasonRestartFailed        = "RestartFailed"
+	ReasonVerifyFailed         = "VerifyFailed"
+	ReasonRollbackFailed       = "RollbackFailed"
+	ReasonTimeout              = "Timeout"
+	ReasonInternal             = "Internal"
+)
+
+// Step is one timed phase of a run.
+type Step struct {
+	Name string `json:"name"`
+	MS   int64  `json:"ms"`
+}
+
+// Result is the outcome of one install, uninstall or verify run.
+type Result struct {
+	Operation     string `json:"operation"`
+	Shim          string `json:"shim"`
+	Handler       string `json:"handler"`
+	Success       bool   `json:"success"`
+	Changed       bool   `json:"changed"`
+	ConfigChanged bool   `json:"configChanged"`
+	BinaryChanged bool   `json:"binaryChanged"`
+	Restarted     bool   `json:"restarted"`
+	RolledBack    bool   `json:"rolledBack,omitempty"`
+	SpecHash      string `json:"specHash,omitempty"`
+	Platform      string `json:"platform,omitempty"`
+	Distro        string `json:"distro,omitempty"`
+	ConfigPath    string `json:"configPath,omitempty"`
+	ConfigVersion int    `json:"configVersion,omitempty"`
+	BinaryPath    string `json:"binaryPath,omitempty"`
+	BinarySHA256  string `json:"binarySHA256,omitempty"`
+	SourceDigest  string `json:"sourceDigest,omitempty"`
+	Steps         []Step `json:"steps,omitempty"`
+	DurationMS    int64  `json:"durationMs"`
+	Reason        string `json:"reason,omitempty"`
+	Error         string `json:"error,omitempty"`
+}
+
+// AddStep records a finished step that took d.
+func (r *Result) AddStep(name string, d time.Duration) {
+	r.Steps = append(r.Steps, Step{Name: name, MS: d.Milliseconds()})
+}
+
+// Fail marks the result failed with a reason and the error's text.
+func (r *Result) Fail(reason string, err error) {
+	r.Success = false
+	r.Reason = reason
+	if err != nil {
+		r.Error = err.Error()
+	}
+}
+
+// Encode returns the result as one line of compact JSON of at most MaxBytes bytes. When the full
+// document is too long it shortens Error (keeping at least its first 512 bytes), then drops Steps,
+// then shortens every free-text field to 200 bytes.
+func (r Result) Encode() ([]byte, error) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("encode result: %w", err)
+	}
+	if len(b) <= MaxBytes {
+		return b, nil
+	}
+	over := len(b) - MaxBytes
+	r.Error = shorten(r.Error, max(len(r.Error)-over-16, 512))
+	if b, err = json.Marshal(r); err == nil && len(b) <= MaxBytes {
+		return b, nil
+	}
+	r.Steps = nil
+	if b, err = json.Marshal(r); err == nil && len(b) <= MaxBytes {
+		return b, nil
+	}
+	for _, s := range []*string{&r.Error, &r.ConfigPath, &r.BinaryPath, &r.SourceDigest, &r.Distro, &r.Shim, &r.Handler, &r.SpecHash} {
+		*s = shorten(*s, 200)
+	}
+	b, err = json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("encode result: %w", err)
+	}
+	if len(b) > MaxBytes {
+		return nil, fmt.Errorf("encode result: %d bytes even after truncation", len(b))
+	}
+	return b, nil
+}
+
+// shorten cuts s to at most n bytes (never below 0) and marks the cut, keeping the start of the text,
+// which carries the most specific context.
+func shorten(s string, n int) string {
+	const mark = "…"
+	if len(s) <= n {
+		return s
+	}
+	if n <= len(mark) {
+		return ""
+	}
+	cut := n - len(mark)
+	for cut > 0 && !utf8Start(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
+}
+
+// utf8Start reports whether b begins a UTF-8 sequence (so a cut before it keeps the string valid).
+func utf8Start(b byte) bool { return b&0xC0 != 0x80 }
+
+// Decode parses a document produced by Encode.
+func Decode(b []byte) (Result, error) {
+	var r Result
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Result{}, fmt.Errorf("decode installer result: %w", err)
+	}
+	return r, nil
+}
+
+// WriteFile writes the encoded document to path (the termination-message file); an empty path does
+// nothing. The file is replaced, not appended to, so a retried container reports only its own run.
+func WriteFile(path string, doc []byte) error {
+	if path == "" {
+		return nil
+	}
+	if err := os.WriteFile(path, doc, 0o644); err != nil {
+		return fmt.Errorf("write result file %s: %w (set --result-file \"\" to disable)", filepath.Clean(path), err)
+	}
+	return nil
+}
