@@ -53,6 +53,7 @@ const (
 	ReasonNodesFailed         = "NodesFailed"         // Degraded=True within the failure budget
 	ReasonNoFailures          = "NoFailures"          // Degraded=False
 	ReasonSourceUnresolvable  = "SourceUnresolvable"  // Degraded=True: the OCI index could not be read
+	ReasonInvalidSpec         = "InvalidSpec"         // Degraded=True: the spec has values admission cannot check
 	ReasonRuntimeClassFailed  = "RuntimeClassFailed"  // Degraded=True: the RuntimeClass could not be applied
 	ReasonInstalled           = "Installed"           // Event: a node installed the shim
 	ReasonInstallFailed       = "InstallFailed"       // Event: a node's install failed

@@ -3,7 +3,6 @@ package controller
 import (
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -62,10 +61,10 @@ func DefaultJobConfig() JobConfig {
 }
 
 // InstallerArgs returns the node-installer arguments of op for a Shim on a node (the Job contract).
-func InstallerArgs(cfg JobConfig, shim *v1alpha1.Shim, node *corev1.Node, op rollout.Operation, specHash string) []string {
+func InstallerArgs(cfg JobConfig, shim *v1alpha1.Shim, node *corev1.Node, op rollout.Operation, specHash string) ([]string, error) {
 	args := []string{string(op), "--host-root=" + hostRoot, "--shim-name=" + shim.Name, "--handler=" + rollout.Handler(shim)}
 	if op == rollout.Uninstall {
-		return args
+		return args, nil
 	}
 	args = append(args, "--runtime-type="+shim.Spec.RuntimeType)
 	src := shim.Spec.Source
@@ -87,13 +86,12 @@ func InstallerArgs(cfg JobConfig, shim *v1alpha1.Shim, node *corev1.Node, op rol
 	case src.Builtin != "":
 		args = append(args, "--source-builtin="+src.Builtin)
 	}
-	keys := make([]string, 0, len(shim.Spec.Options))
-	for k := range shim.Spec.Options {
-		keys = append(keys, k)
+	opts, err := rollout.OptionFlags(rollout.RawOptions(shim))
+	if err != nil {
+		return nil, fmt.Errorf("Shim %s: %w", shim.Name, err)
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		args = append(args, "--option="+k+"="+optionValue(shim.Spec.Options[k].Raw))
+	for _, o := range opts {
+		args = append(args, "--option="+o)
 	}
 	args = append(args, "--spec-hash="+specHash)
 	if cfg.Restart != "" {
@@ -108,23 +106,17 @@ func InstallerArgs(cfg JobConfig, shim *v1alpha1.Shim, node *corev1.Node, op rol
 	if v := node.Status.NodeInfo.ContainerRuntimeVersion; v != "" {
 		args = append(args, "--container-runtime-version="+v)
 	}
-	return args
-}
-
-// optionValue renders a JSON option value the way the installer's k=v parser reads it back with the
-// same type: booleans and numbers bare, strings in double quotes (so "true" stays a string).
-func optionValue(raw []byte) string {
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return `"` + s + `"`
-	}
-	return strings.TrimSpace(string(raw))
+	return args, nil
 }
 
 // BuildJob returns the Job that runs op for a Shim on a node, per the node-installer contract: pinned to
 // the node, privileged with the host's / at /host and the host PID namespace, tolerating every taint,
 // system-node-critical, without a service-account token, and bounded by deadline, retries and TTL.
-func BuildJob(cfg JobConfig, shim *v1alpha1.Shim, node *corev1.Node, op rollout.Operation, specHash string) *batchv1.Job {
+func BuildJob(cfg JobConfig, shim *v1alpha1.Shim, node *corev1.Node, op rollout.Operation, specHash string) (*batchv1.Job, error) {
+	args, err := InstallerArgs(cfg, shim, node, op, specHash)
+	if err != nil {
+		return nil, err
+	}
 	labels := map[string]string{
 		LabelManagedBy: ManagedByValue,
 		LabelShim:      shim.Name,
@@ -167,7 +159,7 @@ func BuildJob(cfg JobConfig, shim *v1alpha1.Shim, node *corev1.Node, op rollout.
 						Name:                     installerName,
 						Image:                    cfg.Image,
 						ImagePullPolicy:          cfg.ImagePullPolicy,
-						Args:                     InstallerArgs(cfg, shim, node, op, specHash),
+						Args:                     args,
 						SecurityContext:          &corev1.SecurityContext{Privileged: ptr.To(true)},
 						VolumeMounts:             mounts,
 						TerminationMessagePath:   terminationPath,
@@ -176,7 +168,7 @@ func BuildJob(cfg JobConfig, shim *v1alpha1.Shim, node *corev1.Node, op rollout.
 				},
 			},
 		},
-	}
+	}, nil
 }
 
 // Result is the node-installer's JSON result (package internal/installer/result), as far as the manager

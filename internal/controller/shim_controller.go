@@ -171,6 +171,10 @@ func (r *ShimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		log.Error(err, "resolve the source's platforms; installs wait", "shim", shim.Name)
 		requeue = 30 * time.Second
 	}
+	if _, err := rollout.OptionFlags(rollout.RawOptions(&shim)); err != nil {
+		st.InvalidSpec = err.Error()
+		platforms = nil // no install starts; uninstalls still run
+	}
 
 	var nodes corev1.NodeList
 	if err := r.Client.List(ctx, &nodes); err != nil {
@@ -377,7 +381,11 @@ func (r *ShimReconciler) apply(ctx context.Context, shim *v1alpha1.Shim, hash st
 		if failedPatch[s.Node] || node == nil {
 			continue // the label did not move to installing/uninstalling: try again next time
 		}
-		job := BuildJob(r.Jobs, shim, node, s.Op, hash)
+		job, err := BuildJob(r.Jobs, shim, node, s.Op, hash)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		if err := r.Client.Create(ctx, job); err != nil && !apierrors.IsAlreadyExists(err) {
 			errs = append(errs, fmt.Errorf("create %s Job %s for node %s: %w", s.Op, job.Name, s.Node, err))
 			continue

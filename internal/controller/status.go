@@ -19,8 +19,8 @@ type statusInput struct {
 	Deleting         bool
 	MaxFailures      int
 	Plan             rollout.Output
-	// SourceError and RuntimeClassError describe problems that make the Shim Degraded.
-	SourceError, RuntimeClassError string
+	// InvalidSpec, SourceError and RuntimeClassError describe problems that make the Shim Degraded.
+	InvalidSpec, SourceError, RuntimeClassError string
 }
 
 // computeStatus returns the Shim's new status. Conditions keep their LastTransitionTime unless their
@@ -71,6 +71,8 @@ func computeStatus(old v1alpha1.ShimStatus, in statusInput) v1alpha1.ShimStatus 
 		failedList += ", ..."
 	}
 	switch {
+	case in.InvalidSpec != "":
+		set(v1alpha1.ConditionDegraded, metav1.ConditionTrue, v1alpha1.ReasonInvalidSpec, in.InvalidSpec)
 	case in.SourceError != "":
 		set(v1alpha1.ConditionDegraded, metav1.ConditionTrue, v1alpha1.ReasonSourceUnresolvable, in.SourceError)
 	case in.RuntimeClassError != "":

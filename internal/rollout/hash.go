@@ -36,7 +36,7 @@ func SpecHash(s *v1alpha1.Shim) string {
 		Handler     string                     `json:"handler"`
 		Source      v1alpha1.ShimSource        `json:"source"`
 		Options     map[string]json.RawMessage `json:"options,omitempty"`
-	}{s.Spec.RuntimeType, Handler(s), s.Spec.Source, rawOptions(s)})
+	}{s.Spec.RuntimeType, Handler(s), s.Spec.Source, RawOptions(s)})
 	if err != nil {
 		// Every field is a plain string, bool or already-valid JSON; marshalling cannot fail.
 		panic(fmt.Sprintf("hash spec of Shim %s: %v", s.Name, err))
@@ -45,7 +45,8 @@ func SpecHash(s *v1alpha1.Shim) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-func rawOptions(s *v1alpha1.Shim) map[string]json.RawMessage {
+// RawOptions returns the Shim's options as raw JSON values.
+func RawOptions(s *v1alpha1.Shim) map[string]json.RawMessage {
 	if len(s.Spec.Options) == 0 {
 		return nil
 	}
