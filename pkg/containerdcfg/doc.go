@@ -1,0 +1,68 @@
+// Package containerdcfg edits containerd configuration files to add or remove one runtime handler, as pure
+// functions over bytes (no file or process I/O).
+//
+// # What it writes
+//
+// AddRuntime appends one managed block per handler at the end of the document:
+//
+//	# managed by wasmkube: begin runtime wazero
+//	[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wazero]
+//	  runtime_type = "io.containerd.wazero.v1"
+//	  runtime_path = "/opt/wasmkube/bin/containerd-shim-wazero-v1"
+//	[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.wazero.options]
+//	  SystemdCgroup = true
+//	# managed by wasmkube: end runtime wazero
+//
+// The marker lines make the block findable again: a second AddRuntime rewrites it in place (so
+// AddRuntime(AddRuntime(x)) == AddRuntime(x)), and RemoveRuntime deletes exactly those lines (so
+// RemoveRuntime(AddRuntime(x)) == x byte for byte). Every byte outside the block is kept: comments, key
+// order, quoting, CRLF line breaks. The block follows the document's conventions: CRLF if the document
+// uses CRLF, and single-quoted keys and strings if its table headers use them (as containerd 2.x writes).
+//
+// # Versions
+//
+// The version is read from the document's top-level `version` key, never guessed from the containerd
+// release: absent means 1 (containerd's rule) unless PatchOptions.DefaultVersion says otherwise; 2, 3 and
+// 4 are known; anything else fails closed with ErrUnknownVersion naming the value. Runtime tables live at
+//
+//	version 1:    plugins.cri.containerd.runtimes.<handler>
+//	version 2:    plugins."io.containerd.grpc.v1.cri".containerd.runtimes.<handler>
+//	version 3, 4: plugins."io.containerd.cri.v1.runtime".containerd.runtimes.<handler>
+//
+// Version 1 is supported: containerd 1.6 and 2.x both load and migrate version 1 files, and the package's
+// integration test checks the result with both (`containerd config dump`). containerd 1.6 ignores
+// runtime_path; on 1.x callers should put the shim on containerd's PATH or use an absolute runtime_type.
+//
+// # Safety
+//
+// Every output is re-parsed with go-toml/v2 and checked: same version, the managed block present, and the
+// table at RuntimeTable(version, handler) holding exactly the runtime's values. Edits that could produce
+// invalid TOML or change the meaning of existing tables are refused with ErrUnsafeEdit and a reason: a
+// parent table that is an inline table (TOML forbids extending it), an array of tables, or a plain value;
+// a damaged managed block (a lone or repeated marker). Parent tables defined by [headers], by dotted keys
+// (`containerd.runtimes.runc.runtime_type = ...`) or implicitly are fine: a new [header] below them is
+// valid TOML and both containerd 1.6 and 2.x accept it. On any error no document is returned.
+//
+// A runtime of the same name that wasmkube did not write is ErrConflict. With PatchOptions.Adopt, its
+// lines are commented out with the prefix "# adopted by wasmkube, runtime <handler>: " and the managed
+// block replaces it; RemoveRuntime later removes the block and un-comments those lines, restoring the
+// original runtime byte for byte. Adopting therefore means "replace while installed", not "delete".
+//
+// # Templates
+//
+// k3s and rke2 read config.toml.tmpl / config-v3.toml.tmpl, Go templates that start with
+// `{{ template "base" . }}`. Lines that consist of one template action (`{{ ... }}`, surrounding blanks
+// allowed) are masked while parsing and kept verbatim; the TOML around them is edited as usual. Template
+// actions inside TOML values (inside strings) are fine; unquoted actions elsewhere make the file
+// unparseable (ErrParse). Because the base template declares the version, a template without its own
+// `version` needs PatchOptions.DefaultVersion (2 for config.toml.tmpl, 3 for config-v3.toml.tmpl);
+// without it Version fails rather than guess. Note that k3s's base template adds runtimes for shims it
+// finds on its PATH (spin, wasmtime, ...): pick a handler name it does not use.
+//
+// # Drop-ins
+//
+// DropIn returns a complete file (version header plus the managed block) for distros that read drop-in
+// directories. containerd 2.x deep-merges imported files; containerd 1.x replaces a whole plugin table
+// with the imported one, so a CRI drop-in on 1.x wipes the pause image and the other runtimes. Choosing a
+// drop-in only for 2.x is the caller's job; DropIn refuses version 1, which only 1.x loads.
+package containerdcfg

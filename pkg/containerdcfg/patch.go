@@ -1,0 +1,304 @@
+package containerdcfg
+
+import (
+	"fmt"
+	"math"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2/unstable"
+)
+
+// PatchOptions tune AddRuntime and RemoveRuntime.
+type PatchOptions struct {
+	// Adopt takes over a same-named runtime that wasmkube did not write: its lines are commented out
+	// (prefixed with "# adopted by wasmkube, runtime H: ") and wasmkube's block is written instead.
+	// RemoveRuntime later removes the block and restores those lines, so the original runtime comes back.
+	// Without Adopt such a runtime is ErrConflict.
+	Adopt bool
+	// DefaultVersion is the version assumed when the document declares none (k3s/rke2 templates, whose
+	// base template declares it); 0 means containerd's own rule: absent -> 1.
+	DefaultVersion int
+}
+
+// target is what an edit needs to know about a document and a handler.
+type target struct {
+	doc     *document
+	version int
+	path    []string // RuntimeTable(version, handler)
+	block   *block   // existing managed block, or nil
+}
+
+func load(doc []byte, handler string, opts PatchOptions) (*target, error) {
+	if err := validHandler(handler); err != nil {
+		return nil, err
+	}
+	d, err := parse(doc)
+	if err != nil {
+		return nil, err
+	}
+	v, err := d.version(opts)
+	if err != nil {
+		return nil, err
+	}
+	path, err := RuntimeTable(v, handler)
+	if err != nil {
+		return nil, err
+	}
+	b, err := d.block(handler)
+	if err != nil {
+		return nil, err
+	}
+	return &target{doc: d, version: v, path: path, block: b}, nil
+}
+
+// foreign returns the expressions outside the managed block that define the runtime table or anything in it.
+func (t *target) foreign() []expr {
+	var out []expr
+	for _, e := range t.doc.exprs {
+		if !t.block.contains(e) && hasPrefix(e.path, t.path) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// checkParents fails when a table on the way to the runtime table cannot take a new [header] below it:
+// an inline table, an array of tables, or a plain value. Tables made by headers or dotted keys can.
+func (t *target) checkParents() error {
+	for _, e := range t.doc.exprs {
+		if t.block.contains(e) || len(e.path) >= len(t.path) || !hasPrefix(t.path, e.path) {
+			continue
+		}
+		name := style{}.keyPath(e.path)
+		switch {
+		case e.kind == unstable.ArrayTable:
+			return fmt.Errorf("%w: line %d: %s is an array of tables; add the runtime by hand", ErrUnsafeEdit, e.line, name)
+		case e.kind == unstable.KeyValue && e.value == unstable.InlineTable:
+			return fmt.Errorf("%w: line %d: %s is an inline table, which TOML does not allow to extend; rewrite it as a [table] or add the runtime by hand", ErrUnsafeEdit, e.line, name)
+		case e.kind == unstable.KeyValue:
+			return fmt.Errorf("%w: line %d: %s is a %s value, not a table", ErrUnsafeEdit, e.line, name, strings.ToLower(e.value.String()))
+		}
+	}
+	return nil
+}
+
+// render returns the managed block for rt, every line ending in eol.
+func render(st style, path []string, rt Runtime) string {
+	var b strings.Builder
+	line := func(s string) { b.WriteString(s + st.eol) }
+	line(beginMarker(rt.Handler))
+	line("[" + st.keyPath(path) + "]")
+	line("  runtime_type = " + st.str(rt.Type))
+	if rt.Path != "" {
+		line("  runtime_path = " + st.str(rt.Path))
+	}
+	if len(rt.Options) > 0 {
+		line("[" + st.keyPath(append(path[:len(path):len(path)], "options")) + "]")
+		for _, o := range rt.Options {
+			line("  " + st.key(o.Key) + " = " + st.value(o.normalized()))
+		}
+	}
+	line(endMarker(rt.Handler))
+	return b.String()
+}
+
+// AddRuntime adds rt to doc inside a managed block, or updates wasmkube's existing block for rt.Handler in
+// place, and returns the new document. Every byte outside the block is preserved; the block is appended
+// at the end of the document. The result is re-parsed and checked before it is returned; on any error the
+// input is not modified and no document is returned.
+func AddRuntime(doc []byte, rt Runtime, opts PatchOptions) ([]byte, error) {
+	if err := rt.validate(); err != nil {
+		return nil, err
+	}
+	t, err := load(doc, rt.Handler, opts)
+	if err != nil {
+		return nil, err
+	}
+	if f := t.foreign(); len(f) > 0 {
+		if !opts.Adopt {
+			return nil, fmt.Errorf("%w: line %d: runtime %s (%s) was not written by wasmkube; adopt it to take it over", ErrConflict, f[0].line, rt.Handler, style{}.keyPath(t.path))
+		}
+		adopted := commentOut(doc, f, adoptPrefix(rt.Handler))
+		opts.Adopt = false
+		out, err := AddRuntime(adopted, rt, opts)
+		if err != nil {
+			return nil, fmt.Errorf("after commenting out runtime %s to adopt it: %w", rt.Handler, err)
+		}
+		return out, nil
+	}
+	if err := t.checkParents(); err != nil {
+		return nil, err
+	}
+	text := render(t.doc.style, t.path, rt)
+	var out []byte
+	if b := t.block; b != nil {
+		if !b.terminated {
+			text = strings.TrimSuffix(text, t.doc.style.eol)
+		}
+		out = append(append(append(out, doc[:b.start]...), text...), doc[b.end:]...)
+	} else {
+		out = append(out, doc...)
+		if len(doc) > 0 && doc[len(doc)-1] != '\n' {
+			out = append(out, t.doc.style.eol...)
+			text = strings.TrimSuffix(text, t.doc.style.eol)
+		}
+		out = append(out, text...)
+	}
+	if err := checkAdded(out, t.version, rt, opts); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// commentOut prefixes every line of the given expressions with prefix.
+func commentOut(doc []byte, exprs []expr, prefix string) []byte {
+	var out []byte
+	off := 0
+	for _, l := range lines(doc) {
+		for _, e := range exprs {
+			if off >= e.start && off < e.end {
+				out = append(out, prefix...)
+				break
+			}
+		}
+		out = append(out, l...)
+		off += len(l)
+	}
+	return out
+}
+
+// RemoveRuntime removes wasmkube's managed block for handler and restores any runtime it adopted, byte for
+// byte as it was. A document without a block is returned unchanged. A document that does not parse or
+// has an unknown version is an error, as for AddRuntime.
+func RemoveRuntime(doc []byte, handler string, opts PatchOptions) ([]byte, error) {
+	t, err := load(doc, handler, opts)
+	if err != nil {
+		return nil, err
+	}
+	adopted := t.doc.adopted(handler)
+	if t.block == nil && len(adopted) == 0 {
+		return doc, nil
+	}
+	// Cut the adoption prefixes and the block, in document order.
+	type cut struct{ start, end int }
+	var cuts []cut
+	for _, off := range adopted {
+		if !(t.block != nil && off >= t.block.start && off < t.block.end) {
+			cuts = append(cuts, cut{off, off + len(adoptPrefix(handler))})
+		}
+	}
+	if b := t.block; b != nil {
+		start := b.start
+		if !b.terminated && start > 0 { // the block was appended after a line break it added
+			start--
+			if start > 0 && doc[start-1] == '\r' {
+				start--
+			}
+		}
+		cuts = append(cuts, cut{start, b.end})
+	}
+	slices.SortFunc(cuts, func(a, b cut) int { return a.start - b.start })
+	var out []byte
+	last := 0
+	for _, c := range cuts {
+		out = append(out, doc[last:c.start]...)
+		last = c.end
+	}
+	out = append(out, doc[last:]...)
+	if err := checkRemoved(out, handler, opts); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Owned reports whether doc holds wasmkube's managed block for handler.
+func Owned(doc []byte, handler string, opts PatchOptions) (bool, error) {
+	t, err := load(doc, handler, opts)
+	if err != nil {
+		return false, err
+	}
+	return t.block != nil, nil
+}
+
+// DropIn returns a stand-alone config file holding only the runtime, with the version header, for
+// distros that read drop-in files (containerd 2.x `imports`, k3s/rke2 `config-v3.toml.d`, k0s
+// `containerd.d`, EKS AL2023 `config.d`). containerd 2.x deep-merges imported files, so a drop-in adds
+// the runtime. containerd 1.x replaces a whole plugin table with an imported one, so a CRI drop-in
+// would drop the pause image and every other runtime: never give 1.x a drop-in (the caller knows which
+// containerd runs). Version 1 files only load on 1.x, so DropIn refuses version 1.
+func DropIn(version int, rt Runtime) ([]byte, error) {
+	if version == 1 {
+		return nil, fmt.Errorf("%w: version 1 drop-ins only load on containerd 1.x, whose imports replace the whole CRI plugin table; patch the main file instead", ErrUnsafeEdit)
+	}
+	if _, err := pluginID(version); err != nil {
+		return nil, err
+	}
+	return AddRuntime(fmt.Appendf(nil, "version = %d\n", version), rt, PatchOptions{})
+}
+
+// checkAdded re-parses a patched document and checks that the handler's table sits exactly at
+// RuntimeTable(version) with exactly rt's values, inside wasmkube's block.
+func checkAdded(out []byte, version int, rt Runtime, opts PatchOptions) error {
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %w: %s", ErrUnsafeEdit, errOutputCheck, fmt.Sprintf(format, args...))
+	}
+	t, err := load(out, rt.Handler, opts)
+	if err != nil {
+		return fail("%v", err)
+	}
+	if t.version != version {
+		return fail("version changed from %d to %d", version, t.version)
+	}
+	if t.block == nil {
+		return fail("managed block for %s not found", rt.Handler)
+	}
+	if f := t.foreign(); len(f) > 0 {
+		return fail("line %d: runtime %s also defined outside the managed block", f[0].line, rt.Handler)
+	}
+	got, ok := lookup(t.doc.tree, t.path)
+	if !ok {
+		return fail("no table at %s", style{}.keyPath(t.path))
+	}
+	if want := rt.table(); !equalValues(got, want) {
+		return fail("table %s is %v, want %v", style{}.keyPath(t.path), got, want)
+	}
+	return nil
+}
+
+// checkRemoved re-parses a document after removal and checks that no managed block is left.
+func checkRemoved(out []byte, handler string, opts PatchOptions) error {
+	t, err := load(out, handler, opts)
+	if err != nil {
+		return fmt.Errorf("%w: %w: %v", ErrUnsafeEdit, errOutputCheck, err)
+	}
+	if t.block != nil || len(t.doc.adopted(handler)) > 0 {
+		return fmt.Errorf("%w: %w: managed lines for %s left after removal", ErrUnsafeEdit, errOutputCheck, handler)
+	}
+	return nil
+}
+
+// equalValues compares decoded TOML values, with NaN equal to NaN.
+func equalValues(a, b any) bool {
+	am, aok := a.(map[string]any)
+	bm, bok := b.(map[string]any)
+	if aok || bok {
+		if !aok || !bok || len(am) != len(bm) {
+			return false
+		}
+		for k, av := range am {
+			bv, ok := bm[k]
+			if !ok || !equalValues(av, bv) {
+				return false
+			}
+		}
+		return true
+	}
+	if af, ok := a.(float64); ok {
+		if bf, ok := b.(float64); ok && math.IsNaN(af) && math.IsNaN(bf) {
+			return true
+		}
+	}
+	return reflect.DeepEqual(a, b)
+}
