@@ -53,7 +53,8 @@ fuzz: ## Fuzz the containerd config patcher for FUZZTIME (default 60s).
 
 # GENERATED lists every path `make generate` writes; verify-generate fails when any of them differs from git.
 # (The Helm chart adds its copy of the CRDs here, and a copy step to generate-copies.)
-GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac
+GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac \
+	charts/wasmkube/crds charts/wasmkube/files/rbac
 
 .PHONY: generate
 generate: ## Regenerate deepcopy code, the Shim CRD and the manager's RBAC with controller-gen v0.23.0.
@@ -67,6 +68,10 @@ generate: ## Regenerate deepcopy code, the Shim CRD and the manager's RBAC with 
 
 .PHONY: generate-copies
 generate-copies: # Copies of generated files elsewhere in the tree (e.g. the chart's crds/).
+	rm -rf charts/wasmkube/crds charts/wasmkube/files/rbac
+	mkdir -p charts/wasmkube/crds charts/wasmkube/files/rbac
+	cp config/crd/bases/*.yaml charts/wasmkube/crds/
+	cp config/rbac/role.yaml charts/wasmkube/files/rbac/role.yaml
 
 .PHONY: verify-generate
 verify-generate: generate ## Fail when generated files are stale (run `make generate` and commit).
