@@ -1,0 +1,85 @@
+{{/* Name of the chart, or nameOverride. */}}
+{{- define "wasmkube.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name of the release's resources: fullnameOverride, or the release name if it already holds
+the chart name, else "<release>-<chart>". */}}
+{{- define "wasmkube.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Labels on every resource. */}}
+{{- define "wasmkube.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "wasmkube.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: wasmkube
+{{- end }}
+
+{{/* Labels that select the manager's pods. */}}
+{{- define "wasmkube.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "wasmkube.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: manager
+{{- end }}
+
+{{/* The manager's ServiceAccount. */}}
+{{- define "wasmkube.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "wasmkube.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name must name an existing ServiceAccount when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Namespace of the installer Jobs, the Lease and OCI pull Secrets. It must not be the release
+namespace: that one is not created by the chart, so it cannot carry the privileged label. */}}
+{{- define "wasmkube.installerNamespace" -}}
+{{- $ns := default (printf "%s-installer" (include "wasmkube.fullname" .)) .Values.installer.namespace.name | trunc 63 | trimSuffix "-" }}
+{{- if eq $ns .Release.Namespace }}
+{{- fail (printf "installer.namespace.name %q is the release namespace: installer Jobs need a namespace of their own labelled pod-security.kubernetes.io/enforce=privileged; pick another name" $ns) }}
+{{- end }}
+{{- $ns }}
+{{- end }}
+
+{{/* An image reference from {repository, tag, digest}: repository:tag, or repository:tag@digest when
+a digest pins it. The tag defaults to the chart's appVersion. Call with (list .Values.x.image $). */}}
+{{- define "wasmkube.image" -}}
+{{- $img := index . 0 }}
+{{- $root := index . 1 }}
+{{- $ref := printf "%s:%s" $img.repository (default $root.Chart.AppVersion $img.tag) }}
+{{- if $img.digest }}
+{{- $ref = printf "%s@%s" $ref $img.digest }}
+{{- end }}
+{{- $ref }}
+{{- end }}
+
+{{/* The rules of one kind (ClusterRole or Role) from the RBAC that controller-gen generates from the
+manager's markers (config/rbac/role.yaml, copied to files/ by `make generate`). */}}
+{{- define "wasmkube.generatedRules" -}}
+{{- $kind := index . 0 }}
+{{- $root := index . 1 }}
+{{- $rules := list }}
+{{- range $doc := splitList "---" ($root.Files.Get "files/rbac/role.yaml") }}
+{{- $obj := fromYaml $doc }}
+{{- if eq (toString (get $obj "kind")) $kind }}
+{{- $rules = $obj.rules }}
+{{- end }}
+{{- end }}
+{{- if not $rules }}
+{{- fail (printf "files/rbac/role.yaml holds no %s: run `make generate`" $kind) }}
+{{- end }}
+{{- toYaml $rules }}
+{{- end }}
