@@ -43,6 +43,11 @@
 // (`containerd.runtimes.runc.runtime_type = ...`) or implicitly are fine: a new [header] below them is
 // valid TOML and both containerd 1.6 and 2.x accept it. On any error no document is returned.
 //
+// containerd 1.x decodes the file's runtimes table over its defaults as a whole: once the file defines any
+// runtime, the built-in runc runtime is gone (checked with 1.6's `config dump`). Debian's stock version 2
+// config defines none. So for a version 1 or 2 document without any runtime, AddRuntime refuses with
+// ErrUnsafeEdit unless PatchOptions.Containerd2Only says that only containerd 2.x (which merges) reads it.
+//
 // A runtime of the same name that wasmkube did not write is ErrConflict. With PatchOptions.Adopt, its
 // lines are commented out with the prefix "# adopted by wasmkube, runtime <handler>: " and the managed
 // block replaces it; RemoveRuntime later removes the block and un-comments those lines, restoring the

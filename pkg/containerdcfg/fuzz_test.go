@@ -24,10 +24,10 @@ func FuzzPatch(f *testing.F) {
 			f.Fatal(err)
 		}
 		f.Add(b, 0, false)
-		f.Add(b, 3, true)
+		f.Add(b, 9, true)
 	}
 	f.Fuzz(func(t *testing.T, doc []byte, defaultVersion int, adopt bool) {
-		opts := PatchOptions{DefaultVersion: defaultVersion % 6, Adopt: adopt}
+		opts := PatchOptions{DefaultVersion: defaultVersion % 6, Adopt: adopt, Containerd2Only: defaultVersion%12 >= 6}
 		orig := bytes.Clone(doc)
 		out, err := AddRuntime(doc, testRuntime, opts)
 		if !bytes.Equal(doc, orig) {

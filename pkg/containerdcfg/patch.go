@@ -20,6 +20,11 @@ type PatchOptions struct {
 	// DefaultVersion is the version assumed when the document declares none (k3s/rke2 templates, whose
 	// base template declares it); 0 means containerd's own rule: absent -> 1.
 	DefaultVersion int
+	// Containerd2Only says that only containerd 2.x reads this document. containerd 1.x replaces its
+	// built-in runtimes (the default runc) with the file's as soon as the file defines any runtime, so for a
+	// version 1 or 2 document that defines none yet, AddRuntime refuses with ErrUnsafeEdit unless this is
+	// set (2.x merges the file's runtimes into its defaults).
+	Containerd2Only bool
 }
 
 // target is what an edit needs to know about a document and a handler.
@@ -62,6 +67,18 @@ func (t *target) foreign() []expr {
 		}
 	}
 	return out
+}
+
+// definesRuntimes reports whether the document, outside the managed block, defines anything under the
+// runtimes table.
+func (t *target) definesRuntimes() bool {
+	runtimes := t.path[:len(t.path)-1]
+	for _, e := range t.doc.exprs {
+		if !t.block.contains(e) && hasPrefix(e.path, runtimes) {
+			return true
+		}
+	}
+	return false
 }
 
 // checkParents fails when a table on the way to the runtime table cannot take a new [header] below it:
@@ -130,6 +147,9 @@ func AddRuntime(doc []byte, rt Runtime, opts PatchOptions) ([]byte, error) {
 	}
 	if err := t.checkParents(); err != nil {
 		return nil, err
+	}
+	if t.version <= 2 && !opts.Containerd2Only && !t.definesRuntimes() {
+		return nil, fmt.Errorf("%w: this version %d config defines no runtimes, so containerd 1.x would replace its built-in runc runtime with only %s; define runc in the file first (as `containerd config default` does), or declare that only containerd 2.x reads it", ErrUnsafeEdit, t.version, rt.Handler)
 	}
 	text := render(t.doc.style, t.path, rt)
 	var out []byte
@@ -235,7 +255,7 @@ func DropIn(version int, rt Runtime) ([]byte, error) {
 	if _, err := pluginID(version); err != nil {
 		return nil, err
 	}
-	return AddRuntime(fmt.Appendf(nil, "version = %d\n", version), rt, PatchOptions{})
+	return AddRuntime(fmt.Appendf(nil, "version = %d\n", version), rt, PatchOptions{Containerd2Only: true})
 }
 
 // checkAdded re-parses a patched document and checks that the handler's table sits exactly at

@@ -57,7 +57,10 @@ var fixtures = []fixture{
 	{file: "dotted-runtimes-v3.toml", version: 3},
 	{file: "no-trailing-newline-v3.toml", version: 3},
 	{file: "v1.toml", version: 1},
-	{file: "empty.toml", version: 1},
+	{file: "empty.toml", version: 1, err: ErrUnsafeEdit},
+	{file: "empty.toml", opts: PatchOptions{Containerd2Only: true}, version: 1},
+	{file: "debian-v2.toml", version: 2, err: ErrUnsafeEdit},
+	{file: "debian-v2.toml", opts: PatchOptions{Containerd2Only: true}, version: 2},
 	{file: "managed-v2.toml", version: 2},
 	{file: "marker-in-string-v2.toml", version: 2},
 	{file: "conflict-v2.toml", version: 2, err: ErrConflict},
@@ -79,6 +82,9 @@ func (f fixture) name() string {
 	n := f.file
 	if f.opts.Adopt {
 		n += ".adopt"
+	}
+	if f.opts.Containerd2Only {
+		n += ".containerd2"
 	}
 	if f.err != nil && f.opts.DefaultVersion == 0 && strings.HasSuffix(f.file, ".tmpl") {
 		n += ".noversion"

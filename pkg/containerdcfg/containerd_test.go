@@ -1,0 +1,245 @@
+package containerdcfg
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/wasmkube/wasmkube/internal/testenv"
+)
+
+// containerd is one real containerd binary and the config versions it loads.
+type containerd struct {
+	name     string
+	bin      string
+	versions []int
+}
+
+func containerds(t *testing.T) []containerd {
+	return []containerd{
+		// 1.6 reads versions 1 and 2; a version 3 file loads without error but the runtimes vanish.
+		{name: "containerd-1.6", bin: testenv.Containerd1(t), versions: []int{1, 2}},
+		// 2.x migrates versions 1-3 on load.
+		{name: "containerd-2.4.2", bin: filepath.Join(testenv.Containerd2Dir(t), "containerd"), versions: []int{1, 2, 3, 4}},
+	}
+}
+
+// renderBases maps template fixtures to the file standing in for k3s's "base" template.
+var renderBases = map[string]string{
+	"k3s-config.toml.tmpl":     "k3s-base-v2.toml",
+	"k3s-base-only.toml.tmpl":  "k3s-base-v3.toml",
+	"rke2-config-v3.toml.tmpl": "k3s-base-v3.toml",
+}
+
+// renderTemplate turns a template into what k3s would write: the base template in place of
+// `{{ template "base" . }}`, other template-only lines (comments) dropped.
+func renderTemplate(t *testing.T, file string, doc []byte) []byte {
+	t.Helper()
+	base, ok := renderBases[file]
+	if !ok {
+		return doc
+	}
+	var out []byte
+	for _, l := range lines(doc) {
+		switch {
+		case !isTemplateLine(trimEOL(l)):
+			out = append(out, l...)
+		case bytes.Contains(l, []byte(`template "base"`)):
+			b, err := os.ReadFile(filepath.Join("testdata", "render", base))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, b...)
+		}
+	}
+	return out
+}
+
+// dump writes doc to path and returns `containerd --config path config dump`, decoded, and the
+// unknown-key warnings it printed. The same path is used for the original and the patched file because
+// containerd 1.6 lists the config file itself under `imports` in the dump.
+func dump(t *testing.T, bin, path string, doc []byte) (map[string]any, []string) {
+	t.Helper()
+	if err := os.WriteFile(path, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, bin, "--config", path, "config", "dump")
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Dir = filepath.Dir(path)
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s --config %s config dump: %v\n%s", bin, path, err, stderr.Bytes())
+	}
+	var tree map[string]any
+	if err := toml.Unmarshal(stdout.Bytes(), &tree); err != nil {
+		t.Fatalf("parse dump of %s: %v\n%s", path, err, stdout.Bytes())
+	}
+	return tree, unknownKeys(stderr.String())
+}
+
+var unknownKeyRE = regexp.MustCompile(`(?i)unknown key.*`)
+
+// unknownKeys returns containerd 2.x's "Ignoring unknown key" warnings without their timestamps.
+func unknownKeys(stderr string) []string {
+	var out []string
+	for _, l := range strings.Split(stderr, "\n") {
+		if m := unknownKeyRE.FindString(l); m != "" {
+			out = append(out, m)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// checkRuntime asserts that the dumped runtime carries rt's type, path (2.x) and options.
+func checkRuntime(t *testing.T, got map[string]any, rt Runtime, honoursPath bool) {
+	t.Helper()
+	if got["runtime_type"] != rt.Type {
+		t.Errorf("dumped runtime_type = %v, want %q", got["runtime_type"], rt.Type)
+	}
+	if honoursPath && got["runtime_path"] != rt.Path {
+		t.Errorf("dumped runtime_path = %v, want %q", got["runtime_path"], rt.Path)
+	}
+	opts, _ := got["options"].(map[string]any)
+	for _, o := range rt.Options {
+		if v, ok := opts[o.Key]; !ok || !equalValues(v, o.normalized()) {
+			t.Errorf("dumped option %s = %#v (present %v), want %#v", o.Key, v, ok, o.normalized())
+		}
+	}
+}
+
+// TestContainerdLoadsPatchedConfigs feeds every good fixture, before and after AddRuntime, to real
+// containerd 1.6 and 2.4.2 (`config dump`) and checks that the only difference is the new runtime.
+func TestContainerdLoadsPatchedConfigs(t *testing.T) {
+	testenv.Integration(t)
+	for _, cd := range containerds(t) {
+		for _, f := range fixtures {
+			if f.err != nil || !slices.Contains(cd.versions, f.version) || f.opts.Containerd2Only && cd.name == "containerd-1.6" {
+				continue
+			}
+			t.Run(cd.name+"/"+f.name(), func(t *testing.T) {
+				t.Parallel()
+				in := readInput(t, f.file)
+				out, err := AddRuntime(in, testRuntime, f.opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				path := filepath.Join(t.TempDir(), "config.toml")
+				before, warnBefore := dump(t, cd.bin, path, renderTemplate(t, f.file, in))
+				after, warnAfter := dump(t, cd.bin, path, renderTemplate(t, f.file, out))
+				if !reflect.DeepEqual(warnBefore, warnAfter) {
+					t.Errorf("unknown-key warnings changed:\nbefore %q\nafter  %q", warnBefore, warnAfter)
+				}
+				dumpVersion, _ := after["version"].(int64)
+				table, err := RuntimeTable(int(dumpVersion), testRuntime.Handler)
+				if err != nil {
+					t.Fatalf("dump version: %v", err)
+				}
+				got, ok := lookup(after, table)
+				if !ok {
+					t.Fatalf("dump has no runtime at %v", table)
+				}
+				gotTable, _ := got.(map[string]any)
+				checkRuntime(t, gotTable, testRuntime, cd.name != "containerd-1.6")
+				if _, ok := lookup(before, table); ok && !hasMarker(in) && !f.opts.Adopt {
+					t.Fatalf("original dump already has %v", table)
+				}
+				runtimes, _ := lookup(after, table[:len(table)-1])
+				delete(runtimes.(map[string]any), testRuntime.Handler)
+				if hasMarker(in) || f.opts.Adopt {
+					// The original had a (managed or foreign) wazero: drop it on both sides.
+					if r, ok := lookup(before, table[:len(table)-1]); ok {
+						delete(r.(map[string]any), testRuntime.Handler)
+					}
+				}
+				if !reflect.DeepEqual(before, after) {
+					t.Errorf("dumps differ beyond runtime %s", testRuntime.Handler)
+				}
+			})
+		}
+	}
+}
+
+// TestContainerdMergesDropIns imports DropIn files into a version 3 main config with containerd 2.4.2
+// and checks that the runtime is added and nothing else changes (2.x deep-merges imports).
+func TestContainerdMergesDropIns(t *testing.T) {
+	testenv.Integration(t)
+	bin := filepath.Join(testenv.Containerd2Dir(t), "containerd")
+	main := readInput(t, "kind-v3.toml")
+	for _, v := range []int{2, 3, 4} {
+		t.Run("version-"+string(rune('0'+v)), func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			dropIn, err := DropIn(v, testRuntime)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "wasmkube.toml"), dropIn, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			withImport := bytes.Replace(main, []byte("version = 3\n"),
+				[]byte("version = 3\nimports = ['"+filepath.Join(dir, "*.toml")+"']\n"), 1)
+			path := filepath.Join(dir, "main", "config.toml")
+			if err := os.Mkdir(filepath.Dir(path), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			before, _ := dump(t, bin, path, main)
+			after, _ := dump(t, bin, path, withImport)
+			table, _ := RuntimeTable(4, testRuntime.Handler)
+			got, ok := lookup(after, table)
+			if !ok {
+				t.Fatalf("dump has no runtime at %v", table)
+			}
+			checkRuntime(t, got.(map[string]any), testRuntime, true)
+			runtimes, _ := lookup(after, table[:len(table)-1])
+			delete(runtimes.(map[string]any), testRuntime.Handler)
+			delete(after, "imports")
+			delete(before, "imports")
+			if !reflect.DeepEqual(before, after) {
+				t.Errorf("dumps differ beyond runtime %s", testRuntime.Handler)
+			}
+		})
+	}
+}
+
+// TestContainerd16ReplacesDefaultRuntimes shows why AddRuntime refuses version 1/2 documents without
+// runtimes unless Containerd2Only: containerd 1.6 loses its built-in runc runtime once the file defines
+// any runtime, while 2.4.2 keeps it.
+func TestContainerd16ReplacesDefaultRuntimes(t *testing.T) {
+	testenv.Integration(t)
+	in := readInput(t, "debian-v2.toml")
+	if _, err := AddRuntime(in, testRuntime, PatchOptions{}); !errors.Is(err, ErrUnsafeEdit) {
+		t.Fatalf("AddRuntime without Containerd2Only: err = %v, want ErrUnsafeEdit", err)
+	}
+	out, err := AddRuntime(in, testRuntime, PatchOptions{Containerd2Only: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cd := range containerds(t) {
+		path := filepath.Join(t.TempDir(), "config.toml")
+		before, _ := dump(t, cd.bin, path, in)
+		after, _ := dump(t, cd.bin, path, out)
+		v, _ := after["version"].(int64)
+		runc, _ := RuntimeTable(int(v), "runc")
+		if _, ok := lookup(before, runc); !ok {
+			t.Fatalf("%s: no built-in runc in the dump of the original", cd.name)
+		}
+		_, kept := lookup(after, runc)
+		if want := cd.name != "containerd-1.6"; kept != want {
+			t.Errorf("%s: runc kept after adding a runtime = %v, want %v", cd.name, kept, want)
+		}
+	}
+}
