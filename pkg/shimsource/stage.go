@@ -1,0 +1,129 @@
+package shimsource
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// DefaultMaxBytes caps downloads, image layers and extracted binaries when a source sets no limit.
+const DefaultMaxBytes int64 = 512 << 20
+
+// tempPrefix starts the name of every temporary file a Fetch creates in the destination directory.
+const tempPrefix = ".shimsource-"
+
+func maxBytes(n int64) int64 {
+	if n > 0 {
+		return n
+	}
+	return DefaultMaxBytes
+}
+
+// staged is a hidden temporary file in the destination directory that becomes name on commit.
+// discard removes it unless it was committed, so a deferred discard leaves nothing behind.
+type staged struct {
+	f    *os.File
+	dir  string
+	name string
+	h    hash.Hash
+	n    int64
+	done bool
+}
+
+func newStaged(destDir, name string) (*staged, error) {
+	if err := checkFileName(name); err != nil {
+		return nil, err
+	}
+	fi, err := os.Stat(destDir)
+	if err != nil {
+		return nil, fmt.Errorf("destination directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("destination %s is not a directory", destDir)
+	}
+	f, err := os.CreateTemp(destDir, tempPrefix+name+"-*.tmp")
+	if err != nil {
+		return nil, fmt.Errorf("create temporary file in %s: %w", destDir, err)
+	}
+	return &staged{f: f, dir: destDir, name: name, h: sha256.New()}, nil
+}
+
+// Write writes to the file and the running sha256.
+func (s *staged) Write(p []byte) (int, error) {
+	n, err := s.f.Write(p)
+	s.h.Write(p[:n])
+	s.n += int64(n)
+	return n, err
+}
+
+// fill copies r into the file, failing with ErrTooLarge beyond limit bytes.
+func (s *staged) fill(r io.Reader, limit int64, what string) error {
+	if _, err := io.Copy(s, io.LimitReader(r, limit+1)); err != nil {
+		return fmt.Errorf("write %s to %s: %w", what, s.f.Name(), err)
+	}
+	if s.n > limit {
+		return fmt.Errorf("%s is larger than %d bytes: %w", what, limit, ErrTooLarge)
+	}
+	return nil
+}
+
+// sum returns the hex sha256 of everything written so far.
+func (s *staged) sum() string { return hex.EncodeToString(s.h.Sum(nil)) }
+
+// commit makes the file executable, syncs it, renames it to dir/name and syncs the directory.
+func (s *staged) commit() (string, error) {
+	tmp := s.f.Name()
+	if err := s.f.Chmod(0o755); err != nil {
+		return "", fmt.Errorf("chmod %s: %w", tmp, err)
+	}
+	if err := s.f.Sync(); err != nil {
+		return "", fmt.Errorf("fsync %s: %w", tmp, err)
+	}
+	if err := s.f.Close(); err != nil {
+		return "", fmt.Errorf("close %s: %w", tmp, err)
+	}
+	dst := filepath.Join(s.dir, s.name)
+	if err := os.Rename(tmp, dst); err != nil {
+		return "", fmt.Errorf("rename %s to %s: %w", tmp, dst, err)
+	}
+	s.done = true
+	if err := syncDir(s.dir); err != nil {
+		return "", err
+	}
+	return dst, nil
+}
+
+// discard closes and removes the temporary file unless it was committed.
+func (s *staged) discard() {
+	if s == nil || s.done {
+		return
+	}
+	s.done = true
+	_ = s.f.Close()
+	_ = os.Remove(s.f.Name())
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open directory %s for fsync: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// checkFileName accepts a plain file name: no separators, not empty, not "." or "..".
+func checkFileName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`) || strings.ContainsRune(name, 0) {
+		return fmt.Errorf("invalid binary file name %q", name)
+	}
+	return nil
+}
