@@ -28,5 +28,7 @@ func main() {
 
 // commands lists the subcommands; each lives in its own file of this package.
 func commands() []cli.Command {
-	return []cli.Command{}
+	return []cli.Command{
+		containerdConfigCommand(),
+	}
 }
