@@ -1,0 +1,284 @@
+package chart
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/wasmkube/wasmkube/images"
+	"github.com/wasmkube/wasmkube/internal/testenv"
+)
+
+// convert decodes a rendered object into a typed one.
+func convert(t testing.TB, u *unstructured.Unstructured, into any) {
+	t.Helper()
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, into); err != nil {
+		t.Fatalf("decode %s %s: %v", u.GetKind(), u.GetName(), err)
+	}
+}
+
+func renderedDeployment(t testing.TB, objs []*unstructured.Unstructured, name string) *appsv1.Deployment {
+	t.Helper()
+	var d appsv1.Deployment
+	convert(t, find(t, objs, "Deployment", name), &d)
+	return &d
+}
+
+// argValue returns the value of --name=value in args, and whether it is there.
+func argValue(args []string, name string) (string, bool) {
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+func TestDeploymentHardening(t *testing.T) {
+	t.Parallel()
+	d := renderedDeployment(t, mustRender(t, nil), "wasmkube-manager")
+	pod := d.Spec.Template.Spec
+	psc := pod.SecurityContext
+	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.SeccompProfile == nil ||
+		psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("pod securityContext = %+v, want runAsNonRoot and seccomp RuntimeDefault", psc)
+	}
+	if psc != nil && (psc.RunAsUser == nil || *psc.RunAsUser != images.NonRootUID) {
+		t.Errorf("pod runAsUser = %v, want the manager image's user %d", psc.RunAsUser, images.NonRootUID)
+	}
+	if len(pod.Containers) != 1 {
+		t.Fatalf("manager pod has %d containers, want 1", len(pod.Containers))
+	}
+	c := pod.Containers[0]
+	sc := c.SecurityContext
+	if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+		sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+		sc.Capabilities == nil || !reflect.DeepEqual(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+		t.Errorf("container securityContext = %+v, want a read-only root, no privilege escalation, all capabilities dropped", sc)
+	}
+	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
+		t.Errorf("resources = %+v, want CPU and memory requests and a memory limit", c.Resources)
+	}
+	probeAddr, _ := argValue(c.Args, "health-probe-bind-address")
+	for name, p := range map[string]*corev1.Probe{"/healthz": c.LivenessProbe, "/readyz": c.ReadinessProbe} {
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Path != name || p.HTTPGet.Port.String() != "health" {
+			t.Errorf("probe %s = %+v, want an HTTP GET on the health port", name, p)
+		}
+	}
+	var healthPort int32
+	for _, p := range c.Ports {
+		if p.Name == "health" {
+			healthPort = p.ContainerPort
+		}
+	}
+	if probeAddr != ":"+strconv.Itoa(int(healthPort)) {
+		t.Errorf("--health-probe-bind-address=%s but the health port is %d", probeAddr, healthPort)
+	}
+	if pod.ServiceAccountName != "wasmkube" {
+		t.Errorf("serviceAccountName = %q, want wasmkube", pod.ServiceAccountName)
+	}
+}
+
+func TestLeaderElectionFlag(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		sets []string
+		want string
+	}{
+		{nil, "true"},
+		{[]string{"manager.leaderElection=false"}, "false"},
+		{[]string{"manager.replicas=3"}, "true"},
+	} {
+		d := renderedDeployment(t, mustRender(t, nil, tc.sets...), "wasmkube-manager")
+		if got, ok := argValue(d.Spec.Template.Spec.Containers[0].Args, "leader-elect"); !ok || got != tc.want {
+			t.Errorf("values %v: --leader-elect=%q (present %v), want %q", tc.sets, got, ok, tc.want)
+		}
+	}
+}
+
+// TestManagerAcceptsRenderedArgs runs the real manager binary with the arguments the chart renders,
+// followed by --help: the manager parses every flag before it sees --help, so it exits 0 only when
+// each rendered flag exists and its value parses.
+func TestManagerAcceptsRenderedArgs(t *testing.T) {
+	testenv.Integration(t)
+	t.Parallel()
+	bin := filepath.Join(t.TempDir(), "manager")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/manager")
+	build.Dir = repoRoot(t)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build cmd/manager: %v\n%s", err, out)
+	}
+	run := func(args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, bin, append(args, "--help")...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		return out.String(), err
+	}
+	if out, err := run("--no-such-flag"); err == nil {
+		t.Fatalf("the manager accepted an unknown flag before --help; this check would prove nothing:\n%s", out)
+	}
+	for name, tc := range goldenCases {
+		d := renderedDeployment(t, mustRender(t, tc.files, tc.sets...), deploymentName(tc.files))
+		args := d.Spec.Template.Spec.Containers[0].Args
+		if out, err := run(args...); err != nil {
+			t.Errorf("%s values: the manager refuses the chart's arguments %q: %v\n%s", name, args, err, out)
+		}
+	}
+}
+
+// deploymentName is the manager Deployment's name for a golden case (custom.yaml sets fullnameOverride).
+func deploymentName(files []string) string {
+	for _, f := range files {
+		if f == "custom.yaml" {
+			return "wk-manager"
+		}
+	}
+	return "wasmkube-manager"
+}
+
+// generatedRules reads the rules of kind from controller-gen's config/rbac/role.yaml.
+func generatedRules(t testing.TB, kind string) []rbacv1.PolicyRule {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "config", "rbac", "role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := parseObjects(string(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		if o.GetKind() == kind {
+			var r rbacv1.ClusterRole
+			convert(t, o, &r)
+			return r.Rules
+		}
+	}
+	t.Fatalf("config/rbac/role.yaml has no %s", kind)
+	return nil
+}
+
+func TestRBACIsTheGeneratedRBAC(t *testing.T) {
+	t.Parallel()
+	for name, tc := range goldenCases {
+		objs := mustRender(t, tc.files, tc.sets...)
+		d := renderedDeployment(t, objs, deploymentName(tc.files))
+		ns, _ := argValue(d.Spec.Template.Spec.Containers[0].Args, "namespace")
+		sa := d.Spec.Template.Spec.ServiceAccountName
+		prefix := strings.TrimSuffix(deploymentName(tc.files), "-manager")
+
+		var cr rbacv1.ClusterRole
+		convert(t, find(t, objs, "ClusterRole", prefix+"-manager"), &cr)
+		if !reflect.DeepEqual(cr.Rules, generatedRules(t, "ClusterRole")) {
+			t.Errorf("%s: the ClusterRole's rules differ from config/rbac/role.yaml (run `make generate`)", name)
+		}
+		var role rbacv1.Role
+		convert(t, find(t, objs, "Role", prefix+"-manager"), &role)
+		if !reflect.DeepEqual(role.Rules, generatedRules(t, "Role")) {
+			t.Errorf("%s: the Role's rules differ from config/rbac/role.yaml (run `make generate`)", name)
+		}
+		if role.Namespace != ns {
+			t.Errorf("%s: Role in namespace %q, but the manager's --namespace is %q", name, role.Namespace, ns)
+		}
+		var crb rbacv1.ClusterRoleBinding
+		convert(t, find(t, objs, "ClusterRoleBinding", prefix+"-manager"), &crb)
+		var rb rbacv1.RoleBinding
+		convert(t, find(t, objs, "RoleBinding", prefix+"-manager"), &rb)
+		want := []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: releaseNamespace}}
+		if !reflect.DeepEqual(crb.Subjects, want) || !reflect.DeepEqual(rb.Subjects, want) || rb.Namespace != ns {
+			t.Errorf("%s: bindings %+v / %+v (RoleBinding in %q), want the manager's ServiceAccount %+v in %q",
+				name, crb.Subjects, rb.Subjects, rb.Namespace, want, ns)
+		}
+	}
+}
+
+func TestInstallerNamespace(t *testing.T) {
+	t.Parallel()
+	objs := mustRender(t, nil)
+	d := renderedDeployment(t, objs, "wasmkube-manager")
+	ns, _ := argValue(d.Spec.Template.Spec.Containers[0].Args, "namespace")
+	n := find(t, objs, "Namespace", ns)
+	if got := n.GetLabels()["pod-security.kubernetes.io/enforce"]; got != "privileged" {
+		t.Errorf("installer namespace %s: pod-security.kubernetes.io/enforce=%q, want privileged", ns, got)
+	}
+	if ns == releaseNamespace {
+		t.Errorf("the installer namespace is the release namespace %s", ns)
+	}
+	for _, o := range mustRender(t, nil, "installer.namespace.create=false", "installer.namespace.name=ops") {
+		if o.GetKind() == "Namespace" {
+			t.Errorf("installer.namespace.create=false still renders Namespace %s", o.GetName())
+		}
+	}
+}
+
+// shims returns the rendered Shims by name.
+func shims(objs []*unstructured.Unstructured) map[string]map[string]any {
+	out := map[string]map[string]any{}
+	for _, o := range objs {
+		if o.GetKind() == "Shim" {
+			spec, _, _ := unstructured.NestedMap(o.Object, "spec")
+			out[o.GetName()] = spec
+		}
+	}
+	return out
+}
+
+func TestDefaultShims(t *testing.T) {
+	t.Parallel()
+	def := shims(mustRender(t, nil))
+	if len(def) != 1 || def["wazero"] == nil {
+		t.Fatalf("default Shims = %v, want only wazero", def)
+	}
+	if src, _, _ := unstructured.NestedString(def["wazero"], "source", "builtin"); src != "wazero" {
+		t.Errorf("wazero source = %v, want builtin wazero", def["wazero"]["source"])
+	}
+	if _, ok := def["wazero"]["nodeSelector"]; ok {
+		t.Errorf("default wazero has a nodeSelector %v; without autoEnable only annotated nodes are selected", def["wazero"]["nodeSelector"])
+	}
+
+	auto := shims(mustRender(t, nil, "autoEnable=true"))
+	if sel, ok := auto["wazero"]["nodeSelector"]; !ok || !reflect.DeepEqual(sel, map[string]any{}) {
+		t.Errorf("autoEnable: wazero nodeSelector = %v (present %v), want {}", sel, ok)
+	}
+	custom := shims(mustRender(t, []string{"custom.yaml"}))
+	if len(custom) != 3 || custom["extra"] != nil {
+		t.Errorf("custom Shims = %v, want the three enabled ones", custom)
+	}
+	if sel := custom["spin"]["nodeSelector"]; !reflect.DeepEqual(sel, map[string]any{"pool": "wasm"}) {
+		t.Errorf("autoEnable replaced spin's own nodeSelector: %v", sel)
+	}
+}
+
+func TestChartCRDsAreGenerated(t *testing.T) {
+	t.Parallel()
+	gen, err := filepath.Glob(filepath.Join(repoRoot(t), "config", "crd", "bases", "*.yaml"))
+	if err != nil || len(gen) == 0 {
+		t.Fatalf("no generated CRDs (err %v)", err)
+	}
+	for _, g := range gen {
+		want, err := os.ReadFile(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(chartDir(t), "crds", filepath.Base(g)))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("charts/wasmkube/crds/%s is not a copy of %s (err %v): run `make generate`", filepath.Base(g), g, err)
+		}
+	}
+}
