@@ -104,6 +104,31 @@ func unknownKeys(stderr string) []string {
 	return out
 }
 
+// treeDiff returns the dotted paths at which two decoded TOML trees differ.
+func treeDiff(a, b map[string]any, prefix string) []string {
+	var out []string
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			out = append(out, prefix+k+" (removed)")
+		}
+	}
+	for k, bv := range b {
+		av, ok := a[k]
+		am, aok := av.(map[string]any)
+		bm, bok := bv.(map[string]any)
+		switch {
+		case !ok:
+			out = append(out, prefix+k+" (added)")
+		case aok && bok:
+			out = append(out, treeDiff(am, bm, prefix+k+".")...)
+		case !reflect.DeepEqual(av, bv):
+			out = append(out, prefix+k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 // checkRuntime asserts that the dumped runtime carries rt's type, path and options. (1.6 keeps
 // runtime_path in its config but does not use it when starting shims.)
 func checkRuntime(t *testing.T, got map[string]any, rt Runtime) {
@@ -166,8 +191,8 @@ func TestContainerdLoadsPatchedConfigs(t *testing.T) {
 						delete(r.(map[string]any), testRuntime.Handler)
 					}
 				}
-				if !reflect.DeepEqual(before, after) {
-					t.Errorf("dumps differ beyond runtime %s", testRuntime.Handler)
+				if d := treeDiff(before, after, ""); len(d) > 0 {
+					t.Errorf("dumps differ beyond runtime %s at %q", testRuntime.Handler, d)
 				}
 			})
 		}
@@ -209,8 +234,8 @@ func TestContainerdMergesDropIns(t *testing.T) {
 			delete(runtimes.(map[string]any), testRuntime.Handler)
 			delete(after, "imports")
 			delete(before, "imports")
-			if !reflect.DeepEqual(before, after) {
-				t.Errorf("dumps differ beyond runtime %s", testRuntime.Handler)
+			if d := treeDiff(before, after, ""); len(d) > 0 {
+				t.Errorf("dumps differ beyond runtime %s at %q", testRuntime.Handler, d)
 			}
 		})
 	}
