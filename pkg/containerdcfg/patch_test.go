@@ -440,3 +440,14 @@ func TestDropIn(t *testing.T) {
 		t.Errorf("DropIn(5) err = %v, want ErrUnknownVersion", err)
 	}
 }
+
+// BenchmarkAddRuntime patches containerd 2.4's default config (280 lines), including the output check.
+func BenchmarkAddRuntime(b *testing.B) {
+	in := readInput(b, "containerd24-default-v4.toml")
+	b.SetBytes(int64(len(in)))
+	for b.Loop() {
+		if _, err := AddRuntime(in, testRuntime, PatchOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
