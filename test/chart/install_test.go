@@ -137,7 +137,9 @@ func TestInstall(t *testing.T) {
 		}
 	}
 
-	t.Run("access", func(t *testing.T) { checkAccess(t, c, "system:serviceaccount:"+releaseNamespace+":wasmkube", installerNS) })
+	t.Run("access", func(t *testing.T) {
+		checkAccess(t, c, "system:serviceaccount:"+releaseNamespace+":wasmkube", installerNS)
+	})
 	t.Run("pod security", func(t *testing.T) { checkPodSecurity(t, c, &dep, installerNS) })
 
 	// The filled-in examples pass the API server's validation of Shims.
