@@ -77,3 +77,22 @@ generate-copies: # Copies of generated files elsewhere in the tree (e.g. the cha
 verify-generate: generate ## Fail when generated files are stale (run `make generate` and commit).
 	@out=$$(git status --porcelain --untracked-files=all -- $(GENERATED)); \
 	if [ -n "$$out" ]; then echo "generated files are stale; run 'make generate' and commit:" >&2; echo "$$out" >&2; exit 1; fi
+
+##@ Images and chart
+
+IMAGE_REGISTRY ?= ghcr.io/wasmkube
+IMAGE_TAG ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' charts/wasmkube/Chart.yaml)
+IMAGES_OUT ?= _output/images
+
+.PHONY: images
+images: ## Build the manager and node-installer images (linux/amd64+arm64) into _output/images, without Docker.
+	go run ./images/build build --registry $(IMAGE_REGISTRY) --tag $(IMAGE_TAG) --out $(IMAGES_OUT)
+
+.PHONY: push
+push: images ## Push the images: make push REGISTRY=ghcr.io/you [IMAGE_TAG=v1] [PUSH_FLAGS=--insecure].
+	@if [ -z "$(REGISTRY)" ]; then echo "set REGISTRY, e.g. make push REGISTRY=ghcr.io/you" >&2; exit 1; fi
+	go run ./images/build push --registry $(REGISTRY) --tag $(IMAGE_TAG) --out $(IMAGES_OUT) $(PUSH_FLAGS)
+
+.PHONY: chart-golden
+chart-golden: ## Refresh the chart's golden renderings (test/chart/testdata/golden) after a deliberate change.
+	$(WITH_TOOLS) go test ./test/chart -run TestTemplateGolden -update -count=1
