@@ -5,12 +5,14 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
+	"net"
 	"path"
 	"strings"
 
@@ -47,7 +49,7 @@ func extract(im *image, target string, st *staged, limit int64) error {
 		case found:
 			return nil
 		case removed:
-			return fmt.Errorf("/%s is removed in layer %d (%s): %w", target, i, layers[i].Digest, ErrNotFound)
+			return fmt.Errorf("/%s is removed or hidden in layer %d (%s): %w", target, i, layers[i].Digest, ErrNotFound)
 		case symlink, hardlink:
 			if links++; links > maxLinks {
 				return fmt.Errorf("/%s: more than %d links: %w", target, maxLinks, ErrNotFound)
@@ -215,14 +217,26 @@ func (d *digestReader) verify() error {
 	return nil
 }
 
-// fail explains a read or decode error: when the rest of the blob can be read and the blob as a
-// whole does not match its digest, the cause is tampering (ErrDigestMismatch), not the symptom.
+// fail explains a read or decode error. The rest of the blob is read first: when the blob as a
+// whole does not match its descriptor, the cause is tampering or a lying registry
+// (ErrDigestMismatch), not the decode error it produced. A blob that ends early without a
+// network or context error counts as a size mismatch too.
 func (d *digestReader) fail(err error) error {
-	_, _ = io.Copy(io.Discard, d)
-	if d.n == d.want.Size {
+	_, derr := io.Copy(io.Discard, d)
+	switch {
+	case d.n == d.want.Size:
 		if verr := d.verify(); verr != nil {
 			return fmt.Errorf("%w (while reading: %v)", verr, err)
 		}
+	case d.n < d.want.Size && derr != nil && !interrupted(derr):
+		return fmt.Errorf("blob ended after %d bytes, manifest says %d: %w (%v)", d.n, d.want.Size, ErrDigestMismatch, derr)
 	}
 	return fmt.Errorf("read layer: %w", err)
+}
+
+// interrupted tells a broken transfer (connection, timeout, cancellation) from a complete one.
+func interrupted(err error) bool {
+	var ne net.Error
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne)
 }
