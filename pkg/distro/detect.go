@@ -63,6 +63,7 @@ func DetectWithOverrides(hostRoot string, hints Hints, o Overrides) (Profile, er
 	if err := o.validate(); err != nil {
 		return Profile{}, fmt.Errorf("detect: %w", err)
 	}
+	o = o.clean()
 	p, err := Detect(hostRoot, hints)
 	switch {
 	case err == nil:

@@ -2,6 +2,7 @@ package distro
 
 import (
 	"fmt"
+	"path"
 	"strings"
 )
 
@@ -131,6 +132,17 @@ func (o Overrides) validate() error {
 		}
 	}
 	return nil
+}
+
+// clean returns o with its paths in canonical form.
+func (o Overrides) clean() Overrides {
+	if o.ConfigPath != "" {
+		o.ConfigPath = path.Clean(o.ConfigPath)
+	}
+	if o.CRISocket != "" {
+		o.CRISocket = path.Clean(o.CRISocket)
+	}
+	return o
 }
 
 // WithOverrides returns p with the non-empty fields of o applied and noted in the evidence. It does no

@@ -1,0 +1,2 @@
+#!/usr/bin/env bash
+# EKS AL2 node bootstrap (stand-in)
