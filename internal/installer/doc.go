@@ -1,0 +1,37 @@
+// Package installer is the transaction the node-installer runs on a node: fetch a shim binary, place it
+// atomically, patch containerd's configuration, restart containerd only when its configuration changed,
+// wait until the CRI reports the runtime handler, and roll everything back when any of that fails. It
+// also removes an installation again (Uninstall) and checks a handler (Verify).
+//
+// Everything the transaction touches on the host goes through Host: file operations rooted at the host
+// root (Files), the shim source (Fetcher), the containerd restart (Restarter), the CRI readiness check
+// (Waiter) and a clock. cmd/node-installer wires the real ones (pkg/shimsource, pkg/restart, pkg/cri);
+// unit tests inject failures; the acceptance tests drive real containerd daemons.
+//
+// # Crash safety
+//
+// The state file (Target.StateFile, JSON, written atomically) records intent before each change: before
+// the first change of a transaction it records the phase "pending" together with backups of the
+// configuration bytes and the binary as they were; before the configuration is written it records that
+// a restart is owed; after the restart it records "restarted". A run killed at any point is finished by
+// the next run of the same command: it keeps the backups of the interrupted transaction (so a rollback
+// still restores what was there before it), restarts containerd when a restart is owed and was not
+// done, and otherwise only verifies. The first installation of a handler also keeps the configuration
+// as it was before wasmkube touched it, so Uninstall can restore it byte for byte.
+//
+// # Restarts
+//
+// containerd reads its configuration only at start, so a changed configuration needs a restart. A
+// changed binary alone does not: containerd starts a shim binary for each new pod sandbox, and running
+// shims keep the old file (the rename leaves their inode alone). A re-run that finds the binary and the
+// configuration in place changes nothing and does not restart.
+//
+// # Finding the binary on containerd 1.x
+//
+// containerd 1.x ignores runtime_path and looks a shim up on its PATH by the name derived from
+// runtime_type. Rather than placing links in system directories (read-only on some distros), the
+// installer writes the binary's absolute path as runtime_type whenever containerd may be 1.x (the
+// profile says so, or cannot tell and the config is version 1 or 2); containerd accepts an absolute
+// path there. For containerd 2.x (known, or implied by a version 3/4 config) it writes the runtime type
+// as given and runtime_path.
+package installer

@@ -1,0 +1,173 @@
+package installer
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// Files are the file operations the transaction performs on the host. Every path is a host path (as
+// containerd sees it, e.g. /etc/containerd/config.toml); the implementation maps it below the host root.
+type Files interface {
+	// ReadFile returns a file's content; a missing file gives an error matching fs.ErrNotExist.
+	ReadFile(path string) ([]byte, error)
+	// Stat describes a file.
+	Stat(path string) (fs.FileInfo, error)
+	// WriteFile replaces a file atomically: temp file in the same directory, fsync, rename, fsync of
+	// the directory. Missing parent directories are created.
+	WriteFile(path string, data []byte, perm fs.FileMode) error
+	// Rename moves a file within one filesystem, atomically, and syncs the target directory.
+	Rename(from, to string) error
+	// Remove deletes a file or an empty directory; a missing one is not an error.
+	Remove(path string) error
+	// RemoveAll deletes a tree; a missing one is not an error.
+	RemoveAll(path string) error
+	// Chmod changes a file's mode.
+	Chmod(path string, perm fs.FileMode) error
+	// MkdirAll creates a directory and its parents.
+	MkdirAll(path string, perm fs.FileMode) error
+	// HostPath returns where a host path is in this process's filesystem (for handing to a fetcher).
+	HostPath(path string) string
+}
+
+// DirFS is Files rooted at a directory: the node's root mounted into the installer's pod (/host), or
+// a temporary directory in tests.
+type DirFS struct {
+	// Root is the host root; "/" when the installer runs directly on the host.
+	Root string
+}
+
+var _ Files = DirFS{}
+
+// HostPath joins path below the root.
+func (d DirFS) HostPath(path string) string { return filepath.Join(d.Root, filepath.Clean("/"+path)) }
+
+// ReadFile implements Files.
+func (d DirFS) ReadFile(path string) ([]byte, error) { return os.ReadFile(d.HostPath(path)) }
+
+// Stat implements Files.
+func (d DirFS) Stat(path string) (fs.FileInfo, error) { return os.Stat(d.HostPath(path)) }
+
+// MkdirAll implements Files.
+func (d DirFS) MkdirAll(path string, perm fs.FileMode) error {
+	return os.MkdirAll(d.HostPath(path), perm)
+}
+
+// Chmod implements Files.
+func (d DirFS) Chmod(path string, perm fs.FileMode) error { return os.Chmod(d.HostPath(path), perm) }
+
+// Remove implements Files.
+func (d DirFS) Remove(path string) error {
+	if err := os.Remove(d.HostPath(path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return syncDir(filepath.Dir(d.HostPath(path)))
+}
+
+// RemoveAll implements Files.
+func (d DirFS) RemoveAll(path string) error { return os.RemoveAll(d.HostPath(path)) }
+
+// WriteFile implements Files.
+func (d DirFS) WriteFile(path string, data []byte, perm fs.FileMode) error {
+	full := d.HostPath(path)
+	dir := filepath.Dir(full)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(full)+".wasmkube-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, full); err != nil {
+		return err
+	}
+	ok = true
+	return syncDir(dir)
+}
+
+// Rename implements Files.
+func (d DirFS) Rename(from, to string) error {
+	if err := os.MkdirAll(filepath.Dir(d.HostPath(to)), 0o755); err != nil {
+		return err
+	}
+	if err := os.Rename(d.HostPath(from), d.HostPath(to)); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(d.HostPath(to)))
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// fileSHA256 returns the hex sha256 of a host file, or "" when it does not exist.
+func fileSHA256(files Files, path string) (string, error) {
+	f, err := os.Open(files.HostPath(path))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hash %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// readOptional reads a host file; a missing file gives exists=false and no error.
+func readOptional(files Files, path string) (data []byte, exists bool, err error) {
+	data, err = files.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return data, true, nil
+}
+
+// copyFile copies a host file to another host path atomically, keeping its mode.
+func copyFile(files Files, from, to string) error {
+	data, err := files.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	fi, err := files.Stat(from)
+	if err != nil {
+		return err
+	}
+	return files.WriteFile(to, data, fi.Mode().Perm())
+}

@@ -1,0 +1,359 @@
+package installer
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"path"
+	"path/filepath"
+	"time"
+
+	"github.com/wasmkube/wasmkube/internal/installer/result"
+)
+
+const defaultRollbackTimeout = 2 * time.Minute
+
+// Install installs spec on the node: fetch, place the binary, patch the configuration, restart if the
+// configuration changed, verify through the CRI, and roll back on failure. It never returns an error:
+// the result says what happened.
+func (in *Installer) Install(ctx context.Context, spec Spec) (r result.Result) {
+	start := in.now()
+	r = result.Result{Operation: result.OpInstall, Shim: spec.Shim, Handler: spec.Handler, SpecHash: spec.SpecHash,
+		Distro: in.Target.Distro}
+	defer func() {
+		r.Changed = r.ConfigChanged || r.BinaryChanged || r.Restarted || r.RolledBack
+		r.DurationMS = in.now().Sub(start).Milliseconds()
+	}()
+	s := in.begin(&r)
+	p, err := in.plan(spec)
+	if s.done(StepPlan, err) != nil {
+		r.Fail(reasonOf(err), err)
+		return r
+	}
+	r.ConfigPath, r.ConfigVersion, r.BinaryPath = p.cfgFile, p.version, p.binPath
+	if e := p.entry; in.upToDate(p) {
+		r.BinarySHA256, r.SourceDigest, r.Platform = e.BinarySHA256, e.SourceDigest, e.Platform
+		err := in.Host.CRI.WaitReady(ctx, spec.Handler, true)
+		if s.done(StepVerify, err) != nil {
+			r.Fail(result.ReasonVerifyFailed, fmt.Errorf("installed handler %s is not live: %w", spec.Handler, err))
+			return r
+		}
+		r.Success = true
+		return r
+	}
+	e, err := in.open(p)
+	if s.done(StepIntent, err) != nil {
+		r.Fail(reasonOf(err), err)
+		return r
+	}
+	if err := in.apply(ctx, p, e, s, &r); err != nil {
+		r.Fail(reasonOf(err), err)
+		in.rollback(ctx, p, e, &r)
+		return r
+	}
+	r.Success = true
+	return r
+}
+
+// upToDate reports whether the handler is installed from the same spec with the binary and the
+// configuration exactly as recorded, so nothing needs fetching or writing.
+func (in *Installer) upToDate(p *plan) bool {
+	e := p.entry
+	if e == nil || e.Phase != PhaseInstalled || e.Tx != nil || p.spec.SpecHash == "" || e.SpecHash != p.spec.SpecHash ||
+		e.RuntimeType != p.spec.RuntimeType || e.BinaryPath != p.binPath || p.configChanges() {
+		return false
+	}
+	fi, err := in.Host.Files.Stat(p.binPath)
+	if err != nil {
+		return false
+	}
+	if fi.Size() == e.BinarySize && fi.ModTime().UnixNano() == e.BinaryModNano {
+		return true
+	}
+	sum, err := fileSHA256(in.Host.Files, p.binPath)
+	return err == nil && sum == e.BinarySHA256
+}
+
+// open records the intent of a transaction in the state file, with backups of what it may change.
+// An interrupted transaction for the same handler is resumed with its own backups.
+func (in *Installer) open(p *plan) (*Entry, error) {
+	files, st := in.Host.Files, p.state
+	old := p.entry
+	e := &Entry{Shim: p.spec.Shim, Handler: p.spec.Handler, RuntimeType: p.spec.RuntimeType, SpecHash: p.spec.SpecHash,
+		Phase: PhasePending, BinaryPath: p.binPath, ConfigPath: p.cfgFile}
+	switch {
+	case old != nil && old.Tx != nil: // resume
+		e.Phase, e.NeedRestart, e.Tx = old.Phase, old.NeedRestart, old.Tx
+		e.Original, e.ConfigCreated = old.Original, old.ConfigCreated
+		if e.Phase == PhaseUninstalling || e.Phase == PhaseRemoved {
+			e.Phase = PhasePending
+		}
+	default:
+		dir := backupDir(in.Target.StateFile, p.spec.Handler)
+		e.Tx = &Tx{}
+		if old != nil {
+			e.Tx.Previous = old.clone()
+			e.Original, e.ConfigCreated = old.Original, old.ConfigCreated
+		}
+		if p.exists {
+			e.Tx.ConfigBackup = path.Join(dir, "config.before")
+			if err := files.WriteFile(e.Tx.ConfigBackup, p.current, 0o600); err != nil {
+				return nil, fail(result.ReasonStateFailed, fmt.Errorf("back up %s: %w", p.cfgFile, err))
+			}
+		}
+		if _, err := files.Stat(p.binPath); err == nil {
+			e.Tx.BinaryBackup = path.Join(dir, "binary.before")
+			if err := copyFile(files, p.binPath, e.Tx.BinaryBackup); err != nil {
+				return nil, fail(result.ReasonStateFailed, fmt.Errorf("back up %s: %w", p.binPath, err))
+			}
+		}
+		if old == nil {
+			e.ConfigCreated = !p.exists
+			if p.exists {
+				e.Original = path.Join(dir, "config.orig")
+				if err := files.WriteFile(e.Original, p.current, 0o600); err != nil {
+					return nil, fail(result.ReasonStateFailed, fmt.Errorf("back up %s: %w", p.cfgFile, err))
+				}
+			}
+		}
+	}
+	st.Shims[e.Handler] = e
+	if err := st.save(files, in.Target.StateFile); err != nil {
+		return nil, fail(result.ReasonStateFailed, err)
+	}
+	return e, nil
+}
+
+// apply runs the steps of an open transaction.
+func (in *Installer) apply(ctx context.Context, p *plan, e *Entry, s *stepper, r *result.Result) error {
+	files, st := in.Host.Files, p.state
+	save := func() error {
+		if err := st.save(files, in.Target.StateFile); err != nil {
+			return fail(result.ReasonStateFailed, err)
+		}
+		return nil
+	}
+
+	// Fetch into a directory beside the binary (same filesystem, so the rename below is atomic).
+	tmp := path.Join(in.Target.ShimDir, ".wasmkube-fetch-"+p.spec.Handler)
+	defer files.RemoveAll(tmp)
+	art, err := in.fetch(ctx, tmp)
+	if s.done(StepFetch, err) != nil {
+		return err
+	}
+	r.SourceDigest, r.BinarySHA256, r.Platform = art.Digest, art.SHA256, art.Platform
+
+	err = in.place(p, tmp, art, r)
+	if s.done(StepBinary, err) != nil {
+		return err
+	}
+
+	if p.configChanges() {
+		if !e.NeedRestart {
+			e.NeedRestart = true
+			if err := save(); err != nil {
+				return err
+			}
+		}
+		if err := files.WriteFile(p.cfgFile, p.desired, p.perm); err != nil {
+			return s.done(StepConfig, fail(result.ReasonConfigWriteFailed, fmt.Errorf("write containerd config %s: %w", p.cfgFile, err)))
+		}
+		r.ConfigChanged = true
+		e.Phase = PhaseConfigured
+		err = save()
+	}
+	if s.done(StepConfig, err) != nil {
+		return err
+	}
+
+	if e.NeedRestart && e.Phase != PhaseRestarted {
+		if err := in.Host.Restarter.Restart(ctx); err != nil {
+			return s.done(StepRestart, fail(result.ReasonRestartFailed, fmt.Errorf("restart containerd after patching %s: %w", p.cfgFile, err)))
+		}
+		r.Restarted = true
+		e.Phase = PhaseRestarted
+		err = save()
+		if s.done(StepRestart, err) != nil {
+			return err
+		}
+	}
+
+	if err := in.Host.CRI.WaitReady(ctx, p.spec.Handler, true); err != nil {
+		return s.done(StepVerify, fail(result.ReasonVerifyFailed, fmt.Errorf("handler %s after install: %w", p.spec.Handler, err)))
+	}
+	s.done(StepVerify, nil)
+
+	return s.done(StepCommit, in.commit(p, e, art))
+}
+
+// fetch gets the binary into a fresh directory tmp (host path).
+func (in *Installer) fetch(ctx context.Context, tmp string) (Artifact, error) {
+	files := in.Host.Files
+	if err := files.RemoveAll(tmp); err != nil {
+		return Artifact{}, fail(result.ReasonBinaryFailed, fmt.Errorf("clear fetch directory %s: %w", tmp, err))
+	}
+	if err := files.MkdirAll(tmp, 0o700); err != nil {
+		return Artifact{}, fail(result.ReasonBinaryFailed, fmt.Errorf("create fetch directory %s: %w", tmp, err))
+	}
+	if in.Host.Fetcher == nil {
+		return Artifact{}, fail(result.ReasonInvalidArguments, errors.New("no shim source given"))
+	}
+	dest := files.HostPath(tmp)
+	art, err := in.Host.Fetcher.Fetch(ctx, dest)
+	switch {
+	case errors.Is(err, ErrUnsupportedPlatform):
+		return Artifact{}, fail(result.ReasonUnsupportedPlatform, err)
+	case err != nil:
+		return Artifact{}, fail(result.ReasonFetchFailed, err)
+	case filepath.Dir(art.File) != filepath.Clean(dest):
+		return Artifact{}, fail(result.ReasonFetchFailed, fmt.Errorf("fetcher wrote %s outside %s", art.File, dest))
+	}
+	return art, nil
+}
+
+// place moves the fetched binary to its final path unless an identical one is there.
+func (in *Installer) place(p *plan, tmp string, art Artifact, r *result.Result) error {
+	files := in.Host.Files
+	fetched := path.Join(tmp, filepath.Base(art.File))
+	sum, err := fileSHA256(files, fetched)
+	if err != nil || sum != art.SHA256 {
+		return fail(result.ReasonFetchFailed, fmt.Errorf("fetched binary %s: sha256 %s, source reported %s (%v)", art.File, sum, art.SHA256, err))
+	}
+	have, err := fileSHA256(files, p.binPath)
+	if err != nil {
+		return fail(result.ReasonBinaryFailed, err)
+	}
+	if have == sum {
+		return nil
+	}
+	if err := files.Chmod(fetched, 0o755); err != nil {
+		return fail(result.ReasonBinaryFailed, fmt.Errorf("chmod %s: %w", fetched, err))
+	}
+	if err := files.Rename(fetched, p.binPath); err != nil {
+		return fail(result.ReasonBinaryFailed, fmt.Errorf("place shim binary %s: %w", p.binPath, err))
+	}
+	r.BinaryChanged = true
+	return nil
+}
+
+// commit closes the transaction: the entry becomes installed and the transaction's backups go.
+func (in *Installer) commit(p *plan, e *Entry, art Artifact) error {
+	files := in.Host.Files
+	tx := e.Tx
+	fi, err := files.Stat(p.binPath)
+	if err != nil {
+		return fail(result.ReasonBinaryFailed, fmt.Errorf("stat %s: %w", p.binPath, err))
+	}
+	sum := sha256.Sum256(p.desired)
+	e.Phase, e.NeedRestart, e.Tx = PhaseInstalled, false, nil
+	e.BinarySHA256, e.BinarySize, e.BinaryModNano = art.SHA256, fi.Size(), fi.ModTime().UnixNano()
+	e.SourceDigest, e.Platform = art.Digest, art.Platform
+	e.ConfigSHA256 = hex.EncodeToString(sum[:])
+	if err := p.state.save(files, in.Target.StateFile); err != nil {
+		return fail(result.ReasonStateFailed, err)
+	}
+	in.dropBackups(tx)
+	if prev := tx.Previous; prev != nil && prev.BinaryPath != "" && prev.BinaryPath != e.BinaryPath {
+		files.Remove(prev.BinaryPath) // the previous runtime type's binary; the config no longer names it
+	}
+	return nil
+}
+
+// dropBackups removes a finished transaction's backups (best effort: they are no longer referenced).
+func (in *Installer) dropBackups(tx *Tx) {
+	for _, f := range []string{tx.ConfigBackup, tx.BinaryBackup} {
+		if f != "" {
+			in.Host.Files.Remove(f)
+		}
+	}
+}
+
+// rollback restores the configuration and binary from the transaction's backups, restarts containerd
+// if the configuration had changed, verifies it, and restores the state entry. It runs on its own
+// deadline so that a run that timed out still cleans up.
+func (in *Installer) rollback(ctx context.Context, p *plan, e *Entry, r *result.Result) {
+	timeout := in.RollbackTimeout
+	if timeout == 0 {
+		timeout = defaultRollbackTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	files, tx := in.Host.Files, e.Tx
+	var errs []error
+	changed := false
+
+	cur, exists, err := readOptional(files, p.cfgFile)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("read %s: %w", p.cfgFile, err))
+	}
+	switch {
+	case err != nil:
+	case tx.ConfigBackup != "":
+		before, err := files.ReadFile(tx.ConfigBackup)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("read backup %s: %w", tx.ConfigBackup, err))
+		} else if !exists || !bytes.Equal(cur, before) {
+			if err := files.WriteFile(p.cfgFile, before, p.perm); err != nil {
+				errs = append(errs, fmt.Errorf("restore %s: %w", p.cfgFile, err))
+			}
+			changed = true
+		}
+	case exists:
+		if err := files.Remove(p.cfgFile); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s: %w", p.cfgFile, err))
+		}
+		changed = true
+	}
+
+	if tx.BinaryBackup != "" {
+		want, _ := fileSHA256(files, tx.BinaryBackup)
+		if have, _ := fileSHA256(files, p.binPath); have != want {
+			if err := copyFile(files, tx.BinaryBackup, p.binPath); err != nil {
+				errs = append(errs, fmt.Errorf("restore %s: %w", p.binPath, err))
+			}
+			changed = true
+		}
+	} else if _, err := files.Stat(p.binPath); err == nil {
+		if err := files.Remove(p.binPath); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s: %w", p.binPath, err))
+		}
+		changed = true
+	}
+
+	if e.NeedRestart && len(errs) == 0 {
+		changed = true
+		present := tx.Previous != nil && tx.Previous.Phase == PhaseInstalled
+		if err := in.Host.Restarter.Restart(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("restart containerd with the previous config: %w", err))
+		} else if err := in.Host.CRI.WaitReady(ctx, p.spec.Handler, present); err != nil {
+			errs = append(errs, fmt.Errorf("verify containerd with the previous config: %w", err))
+		}
+	}
+
+	if len(errs) == 0 {
+		if tx.Previous != nil {
+			p.state.Shims[e.Handler] = tx.Previous
+		} else {
+			delete(p.state.Shims, e.Handler)
+			if e.Original != "" {
+				files.Remove(e.Original)
+			}
+		}
+		if err := p.state.save(files, in.Target.StateFile); err != nil {
+			errs = append(errs, err)
+		} else {
+			in.dropBackups(tx)
+			if tx.Previous == nil {
+				files.Remove(backupDir(in.Target.StateFile, e.Handler))
+			}
+		}
+	}
+	r.RolledBack = changed && len(errs) == 0
+	if len(errs) > 0 {
+		r.Reason = result.ReasonRollbackFailed
+		r.Error = fmt.Sprintf("%s; rollback failed (state kept in %s for the next run): %v", r.Error, in.Target.StateFile, errors.Join(errs...))
+	}
+}

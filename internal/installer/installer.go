@@ -1,0 +1,247 @@
+package installer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/wasmkube/wasmkube/internal/installer/result"
+	"github.com/wasmkube/wasmkube/pkg/containerdcfg"
+)
+
+// Config modes (the values of distro.ConfigMode).
+const (
+	ModeInPlace  = "in-place"
+	ModeTemplate = "template"
+	ModeDropIn   = "drop-in"
+)
+
+// Steps, as named in Result.Steps and in Host.AfterStep.
+const (
+	StepPlan    = "plan"
+	StepIntent  = "intent"
+	StepFetch   = "fetch"
+	StepBinary  = "binary"
+	StepConfig  = "config"
+	StepRestart = "restart"
+	StepVerify  = "verify"
+	StepCommit  = "commit"
+)
+
+// Target says where things go on this node: the detected distro profile, with overrides applied.
+// All paths are host paths.
+type Target struct {
+	Distro string
+	// ConfigPath is the configuration file (in-place, template) or the drop-in directory.
+	ConfigPath string
+	// ConfigMode is ModeInPlace, ModeTemplate or ModeDropIn.
+	ConfigMode string
+	// ConfigVersion is the config version a template's base or a drop-in uses (0: read it from the file).
+	ConfigVersion int
+	// Seed is a template's content when the template does not exist yet.
+	Seed string
+	// ShimDir holds the shim binaries; StateFile is the state file (backups go beside it).
+	ShimDir   string
+	StateFile string
+	// ContainerdMajor is 1 or 2 when known, else 0.
+	ContainerdMajor int
+}
+
+// Spec is what to install.
+type Spec struct {
+	Shim    string
+	Handler string
+	// RuntimeType is containerd's runtime_type, e.g. io.containerd.spin.v2; it names the binary
+	// (containerd-shim-spin-v2).
+	RuntimeType string
+	Options     []containerdcfg.Option
+	// SpecHash identifies the Shim spec. An installed entry with the same non-empty hash, an unchanged
+	// binary and configuration is not fetched again.
+	SpecHash string
+}
+
+// Artifact is a fetched shim binary.
+type Artifact struct {
+	// File is the binary's path in this process's filesystem, directly inside the fetch directory.
+	File     string
+	SHA256   string
+	Digest   string
+	Platform string
+}
+
+// Fetcher fetches the shim binary for this node into destDir (a path in this process's filesystem on
+// the same filesystem as the shim directory).
+type Fetcher interface {
+	Fetch(ctx context.Context, destDir string) (Artifact, error)
+}
+
+// Restarter restarts containerd and returns once it runs again (pkg/restart).
+type Restarter interface {
+	Restart(ctx context.Context) error
+}
+
+// Waiter waits until the CRI reports RuntimeReady and the handler present (or absent) (pkg/cri).
+type Waiter interface {
+	WaitReady(ctx context.Context, handler string, present bool) error
+}
+
+// Host is everything the transaction does to the node.
+type Host struct {
+	Files     Files
+	Fetcher   Fetcher // install only
+	Restarter Restarter
+	CRI       Waiter
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// AfterStep, if set, runs after each step that finished without error (a test hook: the
+	// node-installer kills itself there when WASMKUBE_TEST_CRASH_AFTER names the step).
+	AfterStep func(step string)
+}
+
+// Installer runs install, uninstall and verify on one node.
+type Installer struct {
+	Target Target
+	Host   Host
+	// RollbackTimeout bounds a rollback, which runs even when the run's own deadline has passed
+	// (default 2 minutes).
+	RollbackTimeout time.Duration
+}
+
+// ErrUnsupportedPlatform is returned by a Fetcher when the source has no binary for this node.
+var ErrUnsupportedPlatform = errors.New("no shim binary for this platform")
+
+// ErrInvalid marks invalid arguments.
+var ErrInvalid = errors.New("invalid arguments")
+
+// failure is an error with the result reason it maps to.
+type failure struct {
+	reason string
+	err    error
+}
+
+func (f *failure) Error() string { return f.err.Error() }
+func (f *failure) Unwrap() error { return f.err }
+
+func fail(reason string, err error) error { return &failure{reason: reason, err: err} }
+
+// reasonOf finds the reason of an error.
+func reasonOf(err error) string {
+	var f *failure
+	switch {
+	case errors.As(err, &f):
+		return f.reason
+	case errors.Is(err, context.DeadlineExceeded):
+		return result.ReasonTimeout
+	case errors.Is(err, ErrInvalid):
+		return result.ReasonInvalidArguments
+	}
+	return result.ReasonInternal
+}
+
+// configReason maps a containerdcfg error to a reason.
+func configReason(err error) string {
+	switch {
+	case errors.Is(err, containerdcfg.ErrParse):
+		return result.ReasonConfigUnparseable
+	case errors.Is(err, containerdcfg.ErrUnknownVersion):
+		return result.ReasonConfigUnknownVersion
+	case errors.Is(err, containerdcfg.ErrConflict):
+		return result.ReasonConfigConflict
+	case errors.Is(err, containerdcfg.ErrUnsafeEdit):
+		return result.ReasonConfigUnsafe
+	}
+	return result.ReasonInvalidArguments
+}
+
+var shimPart = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// BinaryName returns the shim binary containerd runs for a runtime type:
+// io.containerd.spin.v2 -> containerd-shim-spin-v2.
+func BinaryName(runtimeType string) (string, error) {
+	parts := strings.Split(runtimeType, ".")
+	if len(parts) < 3 || !shimPart.MatchString(parts[len(parts)-2]) || !shimPart.MatchString(parts[len(parts)-1]) {
+		return "", fmt.Errorf("%w: runtime type %q: want a dotted name ending in <name>.<version>, e.g. io.containerd.spin.v2", ErrInvalid, runtimeType)
+	}
+	return "containerd-shim-" + parts[len(parts)-2] + "-" + parts[len(parts)-1], nil
+}
+
+// configFile is the file holding the handler's runtime: the config file, or our drop-in file.
+func (t Target) configFile(handler string) string {
+	if t.ConfigMode == ModeDropIn {
+		return path.Join(t.ConfigPath, "wasmkube-"+handler+".toml")
+	}
+	return t.ConfigPath
+}
+
+// patchOptions are the containerdcfg options for this target.
+func (t Target) patchOptions() containerdcfg.PatchOptions {
+	if t.ConfigMode == ModeTemplate {
+		return containerdcfg.PatchOptions{DefaultVersion: t.ConfigVersion}
+	}
+	return containerdcfg.PatchOptions{}
+}
+
+// absoluteType reports whether to write the binary's path as runtime_type: whenever containerd may be
+// 1.x, which ignores runtime_path (see the package documentation).
+func (t Target) absoluteType(configVersion int) bool {
+	switch t.ConfigMode {
+	case ModeDropIn, ModeTemplate:
+		if t.ConfigVersion >= 3 {
+			configVersion = t.ConfigVersion
+		}
+	}
+	return t.ContainerdMajor == 1 || (t.ContainerdMajor == 0 && configVersion < 3)
+}
+
+func (t Target) validate() error {
+	switch t.ConfigMode {
+	case ModeInPlace, ModeTemplate, ModeDropIn:
+	default:
+		return fmt.Errorf("%w: config mode %q (want %s, %s or %s)", ErrInvalid, t.ConfigMode, ModeInPlace, ModeTemplate, ModeDropIn)
+	}
+	for _, p := range [][2]string{{"config path", t.ConfigPath}, {"shim dir", t.ShimDir}, {"state file", t.StateFile}} {
+		if !path.IsAbs(p[1]) {
+			return fmt.Errorf("%w: %s %q is not an absolute host path", ErrInvalid, p[0], p[1])
+		}
+	}
+	return nil
+}
+
+func (in *Installer) now() time.Time {
+	if in.Host.Now != nil {
+		return in.Host.Now()
+	}
+	return time.Now()
+}
+
+func (in *Installer) after(step string) {
+	if in.Host.AfterStep != nil {
+		in.Host.AfterStep(step)
+	}
+}
+
+// stepper times steps into a result.
+type stepper struct {
+	in    *Installer
+	r     *result.Result
+	start time.Time
+}
+
+func (in *Installer) begin(r *result.Result) *stepper {
+	return &stepper{in: in, r: r, start: in.now()}
+}
+
+// done records the step that ran since the previous one and, on success, runs the AfterStep hook.
+func (s *stepper) done(step string, err error) error {
+	now := s.in.now()
+	s.r.AddStep(step, now.Sub(s.start))
+	s.start = now
+	if err == nil {
+		s.in.after(step)
+	}
+	return err
+}

@@ -1,0 +1,136 @@
+package installer
+
+import (
+	"bytes"
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+
+	"github.com/pmezard/go-difflib/difflib"
+
+	"github.com/wasmkube/wasmkube/internal/installer/result"
+	"github.com/wasmkube/wasmkube/pkg/containerdcfg"
+)
+
+// plan is what an install would do, computed from the host without changing it.
+type plan struct {
+	spec    Spec
+	binPath string
+	cfgFile string
+	version int
+	runtime containerdcfg.Runtime
+
+	current []byte // configuration file now
+	exists  bool
+	perm    fs.FileMode
+	desired []byte // configuration file after the install
+
+	state *State
+	entry *Entry // nil when the handler has no entry
+}
+
+func (p *plan) configChanges() bool { return !p.exists || !bytes.Equal(p.current, p.desired) }
+
+func (in *Installer) plan(spec Spec) (*plan, error) {
+	t := in.Target
+	if err := t.validate(); err != nil {
+		return nil, err
+	}
+	if spec.Shim == "" || spec.Handler == "" {
+		return nil, fmt.Errorf("%w: shim name and handler are required", ErrInvalid)
+	}
+	bin, err := BinaryName(spec.RuntimeType)
+	if err != nil {
+		return nil, err
+	}
+	p := &plan{spec: spec, binPath: path.Join(t.ShimDir, bin), cfgFile: t.configFile(spec.Handler), perm: 0o644}
+	files := in.Host.Files
+	if p.state, err = loadState(files, t.StateFile); err != nil {
+		return nil, fail(result.ReasonStateFailed, err)
+	}
+	p.entry = p.state.Shims[spec.Handler]
+	if p.current, p.exists, err = readOptional(files, p.cfgFile); err != nil {
+		return nil, fail(result.ReasonConfigWriteFailed, fmt.Errorf("read containerd config %s: %w", p.cfgFile, err))
+	}
+	if p.exists {
+		if fi, err := files.Stat(p.cfgFile); err == nil {
+			p.perm = fi.Mode().Perm()
+		}
+	}
+	opts := t.patchOptions()
+	base := p.current
+	switch {
+	case t.ConfigMode == ModeDropIn:
+		p.version = t.ConfigVersion
+	case !p.exists && t.ConfigMode == ModeTemplate:
+		base = []byte(t.Seed)
+		fallthrough
+	case p.exists:
+		if p.version, err = containerdcfg.Version(base, opts); err != nil {
+			return nil, fail(configReason(err), fmt.Errorf("containerd config %s left untouched: %w", p.cfgFile, err))
+		}
+	default:
+		return nil, fail(result.ReasonConfigUnparseable, fmt.Errorf("containerd config %s does not exist; "+
+			"point --containerd-config at the file containerd loads (write `containerd config default` there first if it runs on built-in defaults)", p.cfgFile))
+	}
+	p.runtime = containerdcfg.Runtime{Handler: spec.Handler, Type: spec.RuntimeType, Path: p.binPath, Options: spec.Options}
+	if t.absoluteType(p.version) {
+		p.runtime.Type, p.runtime.Path = p.binPath, ""
+	}
+	if t.ConfigMode == ModeDropIn {
+		p.desired, err = containerdcfg.DropIn(p.version, p.runtime)
+	} else {
+		p.desired, err = containerdcfg.AddRuntime(base, p.runtime, opts)
+	}
+	if err != nil {
+		return nil, fail(configReason(err), fmt.Errorf("containerd config %s left untouched: %w", p.cfgFile, err))
+	}
+	return p, nil
+}
+
+// DryRun describes what Install would do, with the configuration diff, and changes nothing.
+func (in *Installer) DryRun(spec Spec) (string, error) {
+	p, err := in.plan(spec)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "distro:          %s\n", in.Target.Distro)
+	fmt.Fprintf(&b, "config:          %s (%s, version %d)\n", p.cfgFile, in.Target.ConfigMode, p.version)
+	fmt.Fprintf(&b, "binary:          %s\n", p.binPath)
+	fmt.Fprintf(&b, "runtime_type:    %s\n", p.runtime.Type)
+	if p.runtime.Path != "" {
+		fmt.Fprintf(&b, "runtime_path:    %s\n", p.runtime.Path)
+	}
+	fmt.Fprintf(&b, "state file:      %s\n", in.Target.StateFile)
+	if p.entry != nil {
+		fmt.Fprintf(&b, "recorded:        phase %s, spec hash %q\n", p.entry.Phase, p.entry.SpecHash)
+	}
+	restart := "no (configuration unchanged)"
+	if p.configChanges() {
+		restart = "yes (configuration changes)"
+	} else if p.entry != nil && p.entry.NeedRestart {
+		restart = "yes (owed by an interrupted run)"
+	}
+	fmt.Fprintf(&b, "restart:         %s\n", restart)
+	b.WriteString("steps:           fetch, place binary if its sha256 differs, write config if changed, restart if needed, verify handler via CRI\n")
+	if !p.configChanges() {
+		b.WriteString("config diff:     none\n")
+		return b.String(), nil
+	}
+	from := "a" + p.cfgFile
+	if !p.exists {
+		from = "/dev/null"
+	}
+	diff, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
+		A: difflib.SplitLines(string(p.current)), B: difflib.SplitLines(string(p.desired)),
+		FromFile: from, ToFile: "b" + p.cfgFile, Context: 3,
+	})
+	if err != nil {
+		return "", fmt.Errorf("diff %s: %w", p.cfgFile, err)
+	}
+	b.WriteString("config diff:\n")
+	b.WriteString(diff)
+	return b.String(), nil
+}

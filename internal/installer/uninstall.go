@@ -1,0 +1,172 @@
+package installer
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io/fs"
+	"path"
+
+	"github.com/wasmkube/wasmkube/internal/installer/result"
+	"github.com/wasmkube/wasmkube/pkg/containerdcfg"
+)
+
+// Uninstall removes a handler: our runtime block (the configuration returns to its bytes before the
+// install when nobody else edited it since), restarts containerd if the configuration changed,
+// verifies the handler is gone, then removes the binary and the state entry. runtimeType is only used
+// when the state file has no entry for the handler (then the binary's name comes from it; "" leaves
+// binaries alone). A failed uninstall keeps its state entry, so running it again finishes the job.
+func (in *Installer) Uninstall(ctx context.Context, shim, handler, runtimeType string) (r result.Result) {
+	start := in.now()
+	r = result.Result{Operation: result.OpUninstall, Shim: shim, Handler: handler, Distro: in.Target.Distro}
+	defer func() {
+		r.Changed = r.ConfigChanged || r.BinaryChanged || r.Restarted
+		r.DurationMS = in.now().Sub(start).Milliseconds()
+	}()
+	s := in.begin(&r)
+	if err := in.uninstall(ctx, shim, handler, runtimeType, s, &r); err != nil {
+		r.Fail(reasonOf(err), err)
+		return r
+	}
+	r.Success = true
+	return r
+}
+
+func (in *Installer) uninstall(ctx context.Context, shim, handler, runtimeType string, s *stepper, r *result.Result) error {
+	t, files := in.Target, in.Host.Files
+	if err := t.validate(); err != nil {
+		return err
+	}
+	if handler == "" {
+		return fmt.Errorf("%w: handler is required", ErrInvalid)
+	}
+	st, err := loadState(files, t.StateFile)
+	if err != nil {
+		return s.done(StepPlan, fail(result.ReasonStateFailed, err))
+	}
+	e := st.Shims[handler]
+	if e == nil {
+		// Nothing recorded (state lost, or never installed): remove whatever is marked as ours.
+		e = &Entry{Shim: shim, Handler: handler, RuntimeType: runtimeType, ConfigPath: t.configFile(handler)}
+		if runtimeType != "" {
+			bin, err := BinaryName(runtimeType)
+			if err != nil {
+				return s.done(StepPlan, err)
+			}
+			e.BinaryPath = path.Join(t.ShimDir, bin)
+		}
+	}
+	r.ConfigPath, r.BinaryPath = e.ConfigPath, e.BinaryPath
+
+	cur, exists, err := readOptional(files, e.ConfigPath)
+	if err != nil {
+		return s.done(StepPlan, fail(result.ReasonConfigWriteFailed, fmt.Errorf("read containerd config %s: %w", e.ConfigPath, err)))
+	}
+	desired, keep, err := in.withoutRuntime(e, cur, exists)
+	if s.done(StepPlan, err) != nil {
+		return err
+	}
+	configChanges := exists && (!keep || !bytes.Equal(cur, desired))
+	_, binErr := files.Stat(e.BinaryPath)
+	binaryPresent := e.BinaryPath != "" && binErr == nil
+	recorded := st.Shims[handler] != nil
+
+	if recorded || configChanges {
+		if e.Phase != PhaseRemoved {
+			e.Phase = PhaseUninstalling
+		}
+		e.NeedRestart = e.NeedRestart || configChanges
+		st.Shims[handler] = e
+		if err := st.save(files, t.StateFile); err != nil {
+			return s.done(StepIntent, fail(result.ReasonStateFailed, err))
+		}
+	}
+	s.done(StepIntent, nil)
+
+	if configChanges {
+		if keep {
+			err = files.WriteFile(e.ConfigPath, desired, modeOf(files, e.ConfigPath))
+		} else {
+			err = files.Remove(e.ConfigPath)
+		}
+		if err != nil {
+			return s.done(StepConfig, fail(result.ReasonConfigWriteFailed, fmt.Errorf("remove runtime %s from %s: %w", handler, e.ConfigPath, err)))
+		}
+		r.ConfigChanged = true
+	}
+	s.done(StepConfig, nil)
+
+	if e.NeedRestart && e.Phase != PhaseRemoved {
+		if err := in.Host.Restarter.Restart(ctx); err != nil {
+			return s.done(StepRestart, fail(result.ReasonRestartFailed, fmt.Errorf("restart containerd after removing runtime %s: %w", handler, err)))
+		}
+		r.Restarted = true
+		e.Phase = PhaseRemoved
+		if err := st.save(files, t.StateFile); err != nil {
+			return s.done(StepRestart, fail(result.ReasonStateFailed, err))
+		}
+		s.done(StepRestart, nil)
+	}
+
+	if err := in.Host.CRI.WaitReady(ctx, handler, false); err != nil {
+		return s.done(StepVerify, fail(result.ReasonVerifyFailed, fmt.Errorf("handler %s after uninstall: %w", handler, err)))
+	}
+	s.done(StepVerify, nil)
+
+	// The binary goes only now: containerd no longer names it. Running shims keep their open file.
+	if binaryPresent {
+		if err := files.Remove(e.BinaryPath); err != nil {
+			return s.done(StepBinary, fail(result.ReasonBinaryFailed, fmt.Errorf("remove shim binary %s: %w", e.BinaryPath, err)))
+		}
+		r.BinaryChanged = true
+	}
+	s.done(StepBinary, nil)
+
+	if recorded {
+		delete(st.Shims, handler)
+		if err := st.save(files, t.StateFile); err != nil {
+			return s.done(StepCommit, fail(result.ReasonStateFailed, err))
+		}
+		files.RemoveAll(backupDir(t.StateFile, handler))
+	}
+	return s.done(StepCommit, nil)
+}
+
+// withoutRuntime computes the configuration file without our runtime; keep=false means the file
+// should be deleted (our drop-in, or a file wasmkube created that holds nothing else).
+func (in *Installer) withoutRuntime(e *Entry, cur []byte, exists bool) (desired []byte, keep bool, err error) {
+	t, files := in.Target, in.Host.Files
+	if !exists {
+		return nil, false, nil
+	}
+	if t.ConfigMode == ModeDropIn {
+		return nil, false, nil
+	}
+	out, err := containerdcfg.RemoveRuntime(cur, e.Handler, t.patchOptions())
+	if err != nil {
+		return nil, false, fail(configReason(err), fmt.Errorf("containerd config %s left untouched: %w", e.ConfigPath, err))
+	}
+	if bytes.Equal(out, cur) {
+		return cur, true, nil
+	}
+	// Unedited since our install: the backup is the exact original.
+	if sum, _ := fileSHA256(files, e.ConfigPath); e.ConfigSHA256 != "" && sum == e.ConfigSHA256 {
+		if e.ConfigCreated && (len(bytes.TrimSpace(out)) == 0 || string(out) == t.Seed) {
+			return nil, false, nil
+		}
+		if e.Original != "" {
+			orig, err := files.ReadFile(e.Original)
+			if err == nil {
+				return orig, true, nil
+			}
+		}
+	}
+	return out, true, nil
+}
+
+func modeOf(files Files, p string) fs.FileMode {
+	if fi, err := files.Stat(p); err == nil {
+		return fi.Mode().Perm()
+	}
+	return 0o644
+}
