@@ -47,8 +47,8 @@ type Entry struct {
 	BinaryPath   string `json:"binaryPath"`
 	BinarySHA256 string `json:"binarySHA256,omitempty"`
 	// BinarySize and BinaryModNano let an idempotent re-run skip hashing an unchanged binary.
-	BinarySize    int64 `json:"binarySize,omitempty"`
-	BinaryModNano int64 `json:"binaryModNano,omitempty"`
+	BinarySize    int64  `json:"binarySize,omitempty"`
+	BinaryModNano int64  `json:"binaryModNano,omitempty"`
 	SourceDigest  string `json:"sourceDigest,omitempty"`
 	Platform      string `json:"platform,omitempty"`
 
