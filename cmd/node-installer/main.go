@@ -30,5 +30,6 @@ func main() {
 func commands() []cli.Command {
 	return []cli.Command{
 		containerdConfigCommand(),
+		detectCommand(),
 	}
 }
