@@ -1,0 +1,74 @@
+package shimsource
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestBuiltinFetch(t *testing.T) {
+	t.Parallel()
+	src := t.TempDir()
+	content := []byte(binary("wazero"))
+	if err := os.WriteFile(filepath.Join(src, "containerd-shim-wazero-v1"), content, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	dirOnly := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dirOnly, "containerd-shim-wazero-v1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	other := Platform{OS: "linux", Architecture: "riscv64"}
+	if HostPlatform().Architecture == "riscv64" {
+		other.Architecture = "s390x"
+	}
+	tests := []struct {
+		name     string
+		b        Builtin
+		platform Platform
+		wantErr  error // nil: success
+		anyErr   bool
+	}{
+		{name: "found", b: Builtin{Dir: src, Name: "wazero"}, platform: HostPlatform()},
+		{name: "found, platform without variant", b: Builtin{Dir: src, Name: "wazero"},
+			platform: Platform{OS: HostPlatform().OS, Architecture: HostPlatform().Architecture}},
+		{name: "unknown name", b: Builtin{Dir: src, Name: "spin"}, platform: HostPlatform(), wantErr: ErrNotFound},
+		{name: "binary missing from the image", b: Builtin{Dir: t.TempDir(), Name: "wazero"}, platform: HostPlatform(), wantErr: ErrNotFound},
+		{name: "other platform", b: Builtin{Dir: src, Name: "wazero"}, platform: other, wantErr: ErrNoPlatform},
+		{name: "directory instead of a binary", b: Builtin{Dir: dirOnly, Name: "wazero"}, platform: HostPlatform(), anyErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			dest := t.TempDir()
+			a, err := tc.b.Fetch(context.Background(), tc.platform, dest)
+			if tc.wantErr != nil || tc.anyErr {
+				if err == nil || (tc.wantErr != nil && !errors.Is(err, tc.wantErr)) {
+					t.Fatalf("Fetch = %+v, %v; want error %v", a, err, tc.wantErr)
+				}
+				t.Logf("error (expected): %v", err)
+				requireEmptyDir(t, dest)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			requireOnly(t, dest, "containerd-shim-wazero-v1", content)
+			if a.SHA256 != sha(content) || a.Digest != "sha256:"+sha(content) || a.Source != "builtin:wazero" {
+				t.Errorf("artifact %+v", a)
+			}
+		})
+	}
+}
+
+func TestBuiltinNames(t *testing.T) {
+	for _, n := range BuiltinNames() {
+		if b, ok := BuiltinBinary(n); !ok || b == "" {
+			t.Errorf("BuiltinBinary(%q) = %q, %t", n, b, ok)
+		}
+	}
+	if _, ok := BuiltinBinary("nope"); ok {
+		t.Error(`BuiltinBinary("nope") found a binary`)
+	}
+}
