@@ -36,7 +36,7 @@ func (in *Installer) Install(ctx context.Context, spec Spec) (r result.Result) {
 	r.ConfigPath, r.ConfigVersion, r.BinaryPath = p.cfgFile, p.version, p.binPath
 	if e := p.entry; in.upToDate(p) {
 		r.BinarySHA256, r.SourceDigest, r.Platform = e.BinarySHA256, e.SourceDigest, e.Platform
-		err := in.Host.CRI.WaitReady(ctx, spec.Handler, true)
+		err := in.waitReady(ctx, spec.Handler, true)
 		if s.done(StepVerify, err) != nil {
 			r.Fail(result.ReasonVerifyFailed, fmt.Errorf("installed handler %s is not live: %w", spec.Handler, err))
 			return r
@@ -181,7 +181,7 @@ func (in *Installer) apply(ctx context.Context, p *plan, e *Entry, s *stepper, r
 		}
 	}
 
-	if err := in.Host.CRI.WaitReady(ctx, p.spec.Handler, true); err != nil {
+	if err := in.waitReady(ctx, p.spec.Handler, true); err != nil {
 		return s.done(StepVerify, fail(result.ReasonVerifyFailed, fmt.Errorf("handler %s after install: %w", p.spec.Handler, err)))
 	}
 	s.done(StepVerify, nil)
@@ -283,7 +283,7 @@ func (in *Installer) rollback(ctx context.Context, p *plan, e *Entry, r *result.
 	defer cancel()
 	files, tx := in.Host.Files, e.Tx
 	var errs []error
-	changed := false
+	changed, configRestored := false, false
 
 	cur, exists, err := readOptional(files, p.cfgFile)
 	if err != nil {
@@ -299,14 +299,15 @@ func (in *Installer) rollback(ctx context.Context, p *plan, e *Entry, r *result.
 			if err := files.WriteFile(p.cfgFile, before, p.perm); err != nil {
 				errs = append(errs, fmt.Errorf("restore %s: %w", p.cfgFile, err))
 			}
-			changed = true
+			configRestored = true
 		}
 	case exists:
 		if err := files.Remove(p.cfgFile); err != nil {
 			errs = append(errs, fmt.Errorf("remove %s: %w", p.cfgFile, err))
 		}
-		changed = true
+		configRestored = true
 	}
+	changed = configRestored
 
 	if tx.BinaryBackup != "" {
 		want, _ := fileSHA256(files, tx.BinaryBackup)
@@ -323,12 +324,15 @@ func (in *Installer) rollback(ctx context.Context, p *plan, e *Entry, r *result.
 		changed = true
 	}
 
-	if e.NeedRestart && len(errs) == 0 {
+	// containerd needs the old config back if it loaded (or may load) the new one: the new config
+	// was written (and perhaps loaded) by this transaction, or it was just put back.
+	configWritten := configRestored || e.Phase == PhaseConfigured || e.Phase == PhaseRestarted
+	if e.NeedRestart && configWritten && len(errs) == 0 {
 		changed = true
 		present := tx.Previous != nil && tx.Previous.Phase == PhaseInstalled
 		if err := in.Host.Restarter.Restart(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("restart containerd with the previous config: %w", err))
-		} else if err := in.Host.CRI.WaitReady(ctx, p.spec.Handler, present); err != nil {
+		} else if err := in.waitReady(ctx, p.spec.Handler, present); err != nil {
 			errs = append(errs, fmt.Errorf("verify containerd with the previous config: %w", err))
 		}
 	}

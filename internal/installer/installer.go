@@ -109,6 +109,20 @@ type Installer struct {
 	// RollbackTimeout bounds a rollback, which runs even when the run's own deadline has passed
 	// (default 2 minutes).
 	RollbackTimeout time.Duration
+	// VerifyTimeout bounds each wait for the CRI to report the handler (default 1 minute), so that a
+	// containerd that does not come back is rolled back well before the run's own deadline.
+	VerifyTimeout time.Duration
+}
+
+// waitReady waits for the handler within VerifyTimeout.
+func (in *Installer) waitReady(ctx context.Context, handler string, present bool) error {
+	timeout := in.VerifyTimeout
+	if timeout == 0 {
+		timeout = time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return in.Host.CRI.WaitReady(ctx, handler, present)
 }
 
 // ErrUnsupportedPlatform is returned by a Fetcher when the source has no binary for this node.

@@ -108,7 +108,7 @@ func (in *Installer) uninstall(ctx context.Context, shim, handler, runtimeType s
 		s.done(StepRestart, nil)
 	}
 
-	if err := in.Host.CRI.WaitReady(ctx, handler, false); err != nil {
+	if err := in.waitReady(ctx, handler, false); err != nil {
 		return s.done(StepVerify, fail(result.ReasonVerifyFailed, fmt.Errorf("handler %s after uninstall: %w", handler, err)))
 	}
 	s.done(StepVerify, nil)

@@ -13,7 +13,7 @@ func (in *Installer) Verify(ctx context.Context, handler string, present bool) (
 	start := in.now()
 	r = result.Result{Operation: result.OpVerify, Handler: handler, Distro: in.Target.Distro}
 	s := in.begin(&r)
-	err := in.Host.CRI.WaitReady(ctx, handler, present)
+	err := in.waitReady(ctx, handler, present)
 	s.done(StepVerify, err)
 	r.DurationMS = in.now().Sub(start).Milliseconds()
 	if err != nil {

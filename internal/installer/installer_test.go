@@ -1,0 +1,494 @@
+package installer
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/wasmkube/wasmkube/internal/installer/result"
+	"github.com/wasmkube/wasmkube/pkg/containerdcfg"
+)
+
+// node models a host for unit tests: real files under a temp root, and a containerd stand-in whose
+// "loaded" configuration is what the config file held at its last restart. Faults are injected through
+// its fields; the acceptance tests in test/installer run the real daemons.
+type node struct {
+	t      *testing.T
+	files  DirFS
+	target Target
+
+	binary    []byte // what the fetcher delivers
+	fetchErr  error
+	verifyErr error
+	breaks    string // a restart fails while the config contains this text
+
+	fetches, restarts int
+	down              bool
+	loaded            bool // the handler was present at the last restart
+	writeFails        string
+}
+
+const handler = "wkt"
+
+var spec = Spec{Shim: "wkt", Handler: handler, RuntimeType: "io.containerd.wkt.v2", SpecHash: "h1",
+	Options: []containerdcfg.Option{{Key: "BinaryName", Value: "runc"}}}
+
+func newNode(t *testing.T, mode, fixture string) *node {
+	t.Helper()
+	n := &node{t: t, files: DirFS{Root: t.TempDir()}, binary: []byte("#!/bin/sh\necho shim v1\n")}
+	n.target = Target{Distro: "test", ConfigPath: "/etc/containerd/config.toml", ConfigMode: mode,
+		ShimDir: "/opt/wasmkube/bin", StateFile: "/opt/wasmkube/state.json", ContainerdMajor: 2}
+	switch mode {
+	case ModeDropIn:
+		n.target.ConfigPath, n.target.ConfigVersion = "/etc/containerd/config.d", 3
+	case ModeTemplate:
+		n.target.ConfigPath, n.target.ConfigVersion = "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl", 3
+		n.target.Seed = "{{ template \"base\" . }}\n"
+	}
+	if fixture != "" {
+		data, err := os.ReadFile(filepath.Join("testdata", fixture))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.files.WriteFile(n.target.ConfigPath, data, 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n
+}
+
+func (n *node) installer() *Installer {
+	return &Installer{Target: n.target, Host: Host{Files: faultyFiles{DirFS: n.files, n: n}, Fetcher: n, Restarter: n, CRI: n}}
+}
+
+// faultyFiles fails WriteFile for paths containing n.writeFails.
+type faultyFiles struct {
+	DirFS
+	n *node
+}
+
+func (f faultyFiles) WriteFile(p string, data []byte, perm fs.FileMode) error {
+	if f.n.writeFails != "" && strings.Contains(p, f.n.writeFails) {
+		return errors.New("injected write failure")
+	}
+	return f.DirFS.WriteFile(p, data, perm)
+}
+
+func (n *node) Fetch(_ context.Context, dest string) (Artifact, error) {
+	n.fetches++
+	if n.fetchErr != nil {
+		return Artifact{}, n.fetchErr
+	}
+	f := filepath.Join(dest, "containerd-shim-wkt-v2")
+	if err := os.WriteFile(f, n.binary, 0o755); err != nil {
+		return Artifact{}, err
+	}
+	sum := sha256.Sum256(n.binary)
+	return Artifact{File: f, SHA256: hex.EncodeToString(sum[:]), Digest: "sha256:" + hex.EncodeToString(sum[:]), Platform: "linux/amd64"}, nil
+}
+
+func (n *node) Restart(context.Context) error {
+	n.restarts++
+	present := false
+	if n.target.ConfigMode == ModeDropIn {
+		data, exists, _ := readOptional(n.files, n.target.configFile(handler))
+		present = exists
+		n.down = n.breaks != "" && bytes.Contains(data, []byte(n.breaks))
+	} else {
+		data, _ := n.files.ReadFile(n.target.ConfigPath)
+		var err error
+		if present, err = containerdcfg.Owned(data, handler, n.target.patchOptions()); err != nil {
+			n.t.Fatalf("containerd stand-in cannot read the config: %v", err)
+		}
+		n.down = n.breaks != "" && bytes.Contains(data, []byte(n.breaks))
+	}
+	if n.down {
+		return errors.New("containerd exited during start")
+	}
+	n.loaded = present
+	return nil
+}
+
+func (n *node) WaitReady(_ context.Context, h string, present bool) error {
+	switch {
+	case n.verifyErr != nil:
+		return n.verifyErr
+	case n.down:
+		return errors.New("runtime not ready")
+	case h == handler && n.loaded != present:
+		return fmt.Errorf("handler %s present=%t", h, n.loaded)
+	}
+	return nil
+}
+
+func (n *node) read(p string) []byte {
+	n.t.Helper()
+	data, err := n.files.ReadFile(p)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return data
+}
+
+func (n *node) exists(p string) bool {
+	_, err := n.files.Stat(p)
+	return err == nil
+}
+
+func (n *node) state() *State {
+	n.t.Helper()
+	st, err := loadState(n.files, n.target.StateFile)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return st
+}
+
+const binPath = "/opt/wasmkube/bin/containerd-shim-wkt-v2"
+
+func check(t *testing.T, r result.Result, want result.Result) {
+	t.Helper()
+	got := fmt.Sprintf("success=%t changed=%t config=%t binary=%t restarted=%t rolledBack=%t reason=%s",
+		r.Success, r.Changed, r.ConfigChanged, r.BinaryChanged, r.Restarted, r.RolledBack, r.Reason)
+	exp := fmt.Sprintf("success=%t changed=%t config=%t binary=%t restarted=%t rolledBack=%t reason=%s",
+		want.Success, want.Changed, want.ConfigChanged, want.BinaryChanged, want.Restarted, want.RolledBack, want.Reason)
+	if got != exp {
+		t.Errorf("result %s\nwant          %s\nerror: %s", got, exp, r.Error)
+	}
+}
+
+var (
+	freshInstall = result.Result{Success: true, Changed: true, ConfigChanged: true, BinaryChanged: true, Restarted: true}
+	noChange     = result.Result{Success: true}
+	fullRemoval  = result.Result{Success: true, Changed: true, ConfigChanged: true, BinaryChanged: true, Restarted: true}
+)
+
+func TestInstallUninstallCycle(t *testing.T) {
+	tests := []struct {
+		mode, fixture string
+		absolute      bool // containerd 1.x: runtime_type is the binary's path
+	}{
+		{ModeInPlace, "config-v2.toml", false},
+		{ModeInPlace, "config-v2.toml", true},
+		{ModeInPlace, "config-v3.toml", false},
+		{ModeTemplate, "", false},
+		{ModeDropIn, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s-%s-abs=%t", tt.mode, tt.fixture, tt.absolute), func(t *testing.T) {
+			t.Parallel()
+			n := newNode(t, tt.mode, tt.fixture)
+			if tt.absolute {
+				n.target.ContainerdMajor = 1
+			}
+			cfgFile := n.target.configFile(handler)
+			var before []byte
+			if tt.fixture != "" {
+				before = n.read(cfgFile)
+			}
+			in := n.installer()
+
+			r := in.Install(context.Background(), spec)
+			check(t, r, freshInstall)
+			if r.BinaryPath != binPath || r.ConfigPath != cfgFile || r.BinarySHA256 == "" || r.Platform != "linux/amd64" {
+				t.Errorf("result paths: %+v", r)
+			}
+			fi, err := n.files.Stat(binPath)
+			if err != nil || fi.Mode().Perm() != 0o755 {
+				t.Fatalf("binary: %v %v", fi, err)
+			}
+			cfg := n.read(cfgFile)
+			wantType := `"io.containerd.wkt.v2"`
+			if tt.absolute {
+				wantType = `"` + binPath + `"`
+			}
+			if !bytes.Contains(bytes.ReplaceAll(cfg, []byte("'"), []byte(`"`)), []byte("runtime_type = "+wantType)) {
+				t.Errorf("config lacks runtime_type %s:\n%s", wantType, cfg)
+			}
+			if e := n.state().Shims[handler]; e == nil || e.Phase != PhaseInstalled || e.Tx != nil || e.SpecHash != "h1" {
+				t.Errorf("state entry: %+v", e)
+			}
+
+			// Same spec hash: nothing fetched, written or restarted.
+			r = in.Install(context.Background(), spec)
+			check(t, r, noChange)
+			if n.fetches != 1 || n.restarts != 1 {
+				t.Errorf("re-run fetched %d times and restarted %d times in total, want 1 and 1", n.fetches, n.restarts)
+			}
+			// No spec hash: fetched again, found identical, still nothing changes.
+			noHash := spec
+			noHash.SpecHash = ""
+			check(t, in.Install(context.Background(), noHash), noChange)
+			if n.fetches != 2 || n.restarts != 1 {
+				t.Errorf("re-run without hash: %d fetches, %d restarts", n.fetches, n.restarts)
+			}
+
+			r = in.Uninstall(context.Background(), spec.Shim, handler, "")
+			check(t, r, fullRemoval)
+			if tt.fixture != "" {
+				if after := n.read(cfgFile); !bytes.Equal(after, before) {
+					t.Errorf("uninstall did not restore the config byte for byte:\n%s\nwant:\n%s", after, before)
+				}
+			} else if n.exists(cfgFile) {
+				t.Errorf("uninstall left %s that wasmkube created", cfgFile)
+			}
+			for _, p := range []string{binPath, n.target.StateFile, "/opt/wasmkube/backup/" + handler} {
+				if n.exists(p) {
+					t.Errorf("uninstall left %s", p)
+				}
+			}
+			check(t, in.Uninstall(context.Background(), spec.Shim, handler, ""), noChange)
+		})
+	}
+}
+
+func TestInstallFailureRollsBack(t *testing.T) {
+	tests := []struct {
+		name     string
+		inject   func(n *node)
+		reason   string
+		restarts int
+		rolled   bool
+	}{
+		{"fetch fails", func(n *node) { n.fetchErr = errors.New("registry down") }, result.ReasonFetchFailed, 0, false},
+		{"no platform", func(n *node) { n.fetchErr = fmt.Errorf("index: %w", ErrUnsupportedPlatform) }, result.ReasonUnsupportedPlatform, 0, false},
+		{"config write fails", func(n *node) { n.writeFails = "config.toml" }, result.ReasonConfigWriteFailed, 0, true},
+		{"containerd does not start", func(n *node) { n.breaks = "BreakMe" }, result.ReasonRestartFailed, 2, true},
+		{"handler never appears", func(n *node) { n.verifyErr = errors.New("handler missing") }, result.ReasonRollbackFailed, 2, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			n := newNode(t, ModeInPlace, "config-v2.toml")
+			before := n.read(n.target.ConfigPath)
+			tt.inject(n)
+			s := spec
+			s.Options = append(s.Options, containerdcfg.Option{Key: "ConfigPath", Value: "BreakMe"})
+			if n.breaks == "" {
+				s.Options = spec.Options
+			}
+			r := n.installer().Install(context.Background(), s)
+			if r.Success || r.Reason != tt.reason || r.RolledBack != tt.rolled || n.restarts != tt.restarts {
+				t.Fatalf("got success=%t reason=%s rolledBack=%t restarts=%d (%s), want reason=%s rolledBack=%t restarts=%d",
+					r.Success, r.Reason, r.RolledBack, n.restarts, r.Error, tt.reason, tt.rolled, tt.restarts)
+			}
+			if tt.reason == result.ReasonRollbackFailed {
+				// The CRI never confirms anything, so the rollback cannot verify either: the state
+				// keeps the open transaction for the next run, and the config is the old one.
+				if e := n.state().Shims[handler]; e == nil || e.Tx == nil {
+					t.Errorf("state after failed rollback: %+v", e)
+				}
+			} else if n.exists(n.target.StateFile) || n.exists(binPath) {
+				t.Errorf("rollback left state file or binary behind")
+			}
+			if after := n.read(n.target.ConfigPath); !bytes.Equal(after, before) {
+				t.Errorf("config not restored:\n%s", after)
+			}
+			if !n.down && n.loaded {
+				t.Error("containerd still has the handler loaded after rollback")
+			}
+		})
+	}
+}
+
+func TestUpgradeFailureRestoresPreviousBinary(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, ModeInPlace, "config-v3.toml")
+	in := n.installer()
+	check(t, in.Install(context.Background(), spec), freshInstall)
+	old := n.read(binPath)
+	cfg := n.read(n.target.ConfigPath)
+
+	// A new binary under a new spec: no config change, so no restart.
+	n.binary = []byte("#!/bin/sh\necho shim v2\n")
+	s2 := spec
+	s2.SpecHash = "h2"
+	n.verifyErr = errors.New("CRI unavailable")
+	r := in.Install(context.Background(), s2)
+	if r.Success || r.Reason != result.ReasonVerifyFailed || !r.RolledBack || n.restarts != 1 {
+		t.Fatalf("upgrade with failing verify: %+v restarts=%d", r, n.restarts)
+	}
+	if !bytes.Equal(n.read(binPath), old) || !bytes.Equal(n.read(n.target.ConfigPath), cfg) {
+		t.Error("previous binary or config not restored")
+	}
+	if e := n.state().Shims[handler]; e == nil || e.SpecHash != "h1" || e.Phase != PhaseInstalled || e.Tx != nil {
+		t.Errorf("previous state entry not restored: %+v", e)
+	}
+
+	n.verifyErr = nil
+	check(t, in.Install(context.Background(), s2), result.Result{Success: true, Changed: true, BinaryChanged: true})
+	if !bytes.Equal(n.read(binPath), n.binary) || n.restarts != 1 {
+		t.Errorf("upgrade: binary not replaced or containerd restarted (%d)", n.restarts)
+	}
+	if entries, _ := os.ReadDir(n.files.HostPath("/opt/wasmkube/backup/" + handler)); len(entries) != 1 {
+		t.Errorf("backups after upgrade: %v, want only config.orig", entries)
+	}
+}
+
+func TestConfigLeftUntouched(t *testing.T) {
+	tests := []struct{ fixture, reason string }{
+		{"unparseable.toml", result.ReasonConfigUnparseable},
+		{"version5.toml", result.ReasonConfigUnknownVersion},
+		{"", result.ReasonConfigUnparseable}, // in-place config missing
+	}
+	for _, tt := range tests {
+		t.Run(tt.fixture, func(t *testing.T) {
+			t.Parallel()
+			n := newNode(t, ModeInPlace, tt.fixture)
+			var before []byte
+			if tt.fixture != "" {
+				before = n.read(n.target.ConfigPath)
+			}
+			r := n.installer().Install(context.Background(), spec)
+			if r.Success || r.Reason != tt.reason || r.Changed || n.fetches != 0 || n.restarts != 0 {
+				t.Fatalf("result %+v fetches=%d restarts=%d", r, n.fetches, n.restarts)
+			}
+			if !strings.Contains(r.Error, n.target.ConfigPath) {
+				t.Errorf("error does not name the file: %s", r.Error)
+			}
+			if tt.fixture != "" && !bytes.Equal(n.read(n.target.ConfigPath), before) {
+				t.Error("config modified")
+			}
+			entries, _ := os.ReadDir(n.files.HostPath("/opt"))
+			if len(entries) != 0 {
+				t.Errorf("install of a bad config created %v under /opt", entries)
+			}
+			_, err := n.installer().DryRun(spec)
+			if reasonOf(err) != tt.reason {
+				t.Errorf("dry run: %v", err)
+			}
+		})
+	}
+}
+
+// crash aborts a run after a step, like SIGKILL (the acceptance tests use a real SIGKILL).
+type crash struct{ step string }
+
+func TestCrashAfterEachStepConverges(t *testing.T) {
+	steps := []string{StepPlan, StepIntent, StepFetch, StepBinary, StepConfig, StepRestart, StepVerify, StepCommit}
+	for _, step := range steps {
+		t.Run(step, func(t *testing.T) {
+			t.Parallel()
+			n := newNode(t, ModeInPlace, "config-v2.toml")
+			before := n.read(n.target.ConfigPath)
+			in := n.installer()
+			in.Host.AfterStep = func(s string) {
+				if s == step {
+					panic(crash{s})
+				}
+			}
+			func() {
+				defer func() {
+					if v := recover(); v != (crash{step}) {
+						t.Fatalf("run did not stop after %s: %v", step, v)
+					}
+				}()
+				in.Install(context.Background(), spec)
+			}()
+			restartsBefore := n.restarts
+			in.Host.AfterStep = nil
+			r := in.Install(context.Background(), spec)
+			if !r.Success {
+				t.Fatalf("re-run after crash at %s: %+v", step, r)
+			}
+			if restartsBefore == 1 && r.Restarted {
+				t.Errorf("re-run restarted containerd again after crash at %s", step)
+			}
+			if n.restarts != 1 || !n.loaded {
+				t.Errorf("after crash at %s: %d restarts in total, handler loaded=%t", step, n.restarts, n.loaded)
+			}
+			if e := n.state().Shims[handler]; e == nil || e.Phase != PhaseInstalled || e.Tx != nil {
+				t.Errorf("state: %+v", e)
+			}
+			check(t, in.Uninstall(context.Background(), spec.Shim, handler, ""), fullRemoval)
+			if !bytes.Equal(n.read(n.target.ConfigPath), before) {
+				t.Error("config not restored after crash + re-run + uninstall")
+			}
+		})
+	}
+	uninstallSteps := []string{StepIntent, StepConfig, StepRestart, StepVerify, StepBinary}
+	for _, step := range uninstallSteps {
+		t.Run("uninstall-"+step, func(t *testing.T) {
+			t.Parallel()
+			n := newNode(t, ModeInPlace, "config-v3.toml")
+			before := n.read(n.target.ConfigPath)
+			in := n.installer()
+			check(t, in.Install(context.Background(), spec), freshInstall)
+			in.Host.AfterStep = func(s string) {
+				if s == step {
+					panic(crash{s})
+				}
+			}
+			func() {
+				defer func() { recover() }()
+				in.Uninstall(context.Background(), spec.Shim, handler, "")
+			}()
+			in.Host.AfterStep = nil
+			r := in.Uninstall(context.Background(), spec.Shim, handler, "")
+			if !r.Success || n.restarts != 2 || n.loaded {
+				t.Fatalf("re-run after crash at %s: %+v restarts=%d loaded=%t", step, r, n.restarts, n.loaded)
+			}
+			if !bytes.Equal(n.read(n.target.ConfigPath), before) || n.exists(binPath) || n.exists(n.target.StateFile) {
+				t.Error("uninstall did not converge")
+			}
+		})
+	}
+}
+
+func TestDryRunChangesNothing(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, ModeInPlace, "config-v2.toml")
+	before := n.read(n.target.ConfigPath)
+	out, err := n.installer().DryRun(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"+  runtime_type = \"io.containerd.wkt.v2\"", "restart:         yes", binPath, "--- a/etc/containerd/config.toml"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry run output lacks %q:\n%s", want, out)
+		}
+	}
+	if !bytes.Equal(n.read(n.target.ConfigPath), before) || n.exists("/opt/wasmkube") || n.fetches+n.restarts != 0 {
+		t.Error("dry run changed the host")
+	}
+}
+
+func TestBinaryName(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"io.containerd.spin.v2":   "containerd-shim-spin-v2",
+		"io.containerd.wazero.v1": "containerd-shim-wazero-v1",
+		"spin.v2":                 "",
+		"io.containerd.a/b.v2":    "",
+		"":                        "",
+	} {
+		got, err := BinaryName(in)
+		if got != want || (want == "") != errors.Is(err, ErrInvalid) {
+			t.Errorf("BinaryName(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
+func TestCorruptStateFileIsKept(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, ModeInPlace, "config-v2.toml")
+	if err := n.files.WriteFile(n.target.StateFile, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := n.installer().Install(context.Background(), spec)
+	if r.Reason != result.ReasonStateFailed || !strings.Contains(r.Error, path.Clean(n.target.StateFile)) {
+		t.Fatalf("result: %+v", r)
+	}
+	if got := n.read(n.target.StateFile); string(got) != "{not json" {
+		t.Errorf("state file rewritten: %q", got)
+	}
+}
