@@ -28,9 +28,8 @@ type Client struct {
 }
 
 // Dial returns a client for the CRI socket at socket (a path, or a "unix://" address). It does not
-// connect yet: the first call does, so Dial succeeds even while the runtime is down.
+// connect yet (ctx is not used for now): the first call does, so Dial succeeds while the runtime is down.
 func Dial(ctx context.Context, socket string) (*Client, error) {
-	_ = ctx // kept for symmetry with other dialers; grpc.NewClient connects lazily
 	path := strings.TrimPrefix(socket, "unix://")
 	if path == "" {
 		return nil, errors.New("dial CRI: empty socket path")
