@@ -166,8 +166,13 @@ func (d *detector) detect() (Profile, error) {
 	var none, lookedFor []string
 	for _, def := range detectionOrder() {
 		if m, ok := d.firstExisting(def.markers); ok {
+			if d.externalRuntime(def.name) {
+				d.notef("%s: found %s, but the node's runtime %s is not k3s' containerd (no -k3s suffix): %s uses an external runtime", def.name, m, d.hints.ContainerRuntimeVersion, def.name)
+				none = append(none, def.name)
+				continue
+			}
 			if len(none) > 0 {
-				d.notef("no markers of %s", strings.Join(none, ", "))
+				d.notef("ruled out %s", strings.Join(none, ", "))
 			}
 			d.notef("%s: found %s", def.name, m)
 			return builders()[def.name](d, def.name)
@@ -186,6 +191,13 @@ func (d *detector) detect() (Profile, error) {
 		msg += "; found " + strings.Join(flavours, ", ") + " but no containerd"
 	}
 	return Profile{}, fmt.Errorf("%w: %s; pass --distro, or --containerd-config for a non-standard host", ErrUnknown, msg)
+}
+
+// externalRuntime reports whether the runtime hint shows that a k3s or rke2 node does not use the
+// containerd it embeds (their builds report versions like 2.1.5-k3s1), as with --container-runtime-endpoint.
+func (d *detector) externalRuntime(distro string) bool {
+	v := d.hints.ContainerRuntimeVersion
+	return (distro == "k3s" || distro == "rke2") && v != "" && !strings.Contains(v, "-k3s")
 }
 
 // configFile is what detection needs from a containerd config file that is plain TOML.

@@ -115,6 +115,7 @@ func TestDetect(t *testing.T) {
 			}
 		}},
 		{name: "k3s-dropin-containerd1", host: "k3s-dropin", hints: Hints{ContainerRuntimeVersion: k3s1}, check: want("k3s", ModeTemplate, "/var/lib/rancher/k3s/agent/etc/containerd/config.toml.tmpl", 2, RestartSystemd)},
+		{name: "k3s-external-containerd", hints: Hints{ContainerRuntimeVersion: cd2}, check: want("containerd", ModeInPlace, "/etc/containerd/config.toml", 2, RestartSystemd)},
 		{name: "k3d", check: func(t *testing.T, p Profile) {
 			want("k3d", ModeTemplate, "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl", 3, RestartSignal)(t, p)
 			if p.Restart.Process != "k3s" {

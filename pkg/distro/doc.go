@@ -20,6 +20,9 @@
 //     aks (/etc/kubernetes/azure.json), gke (/home/kubernetes/bin), kubeadm
 //     (/var/lib/kubelet/kubeadm-flags.env), else "containerd".
 //
+// k3s and rke2 are skipped when the node's runtime version hint lacks their "-k3s" build suffix: the
+// kubelet then uses an external containerd (--container-runtime-endpoint).
+//
 // Embedded runtimes come first because such hosts may also carry a stand-alone containerd (Docker's)
 // that the kubelet does not use. Hints.Distro skips the markers and builds that distribution's profile.
 //
