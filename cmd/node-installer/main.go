@@ -31,5 +31,8 @@ func commands() []cli.Command {
 	return []cli.Command{
 		containerdConfigCommand(),
 		detectCommand(),
+		installCommand(),
+		uninstallCommand(),
+		verifyCommand(),
 	}
 }
