@@ -39,7 +39,8 @@
 // table at RuntimeTable(version, handler) holding exactly the runtime's values. Edits that could produce
 // invalid TOML or change the meaning of existing tables are refused with ErrUnsafeEdit and a reason: a
 // parent table that is an inline table (TOML forbids extending it), an array of tables, or a plain value;
-// a damaged managed block (a lone or repeated marker). Parent tables defined by [headers], by dotted keys
+// a damaged managed block (a lone or repeated marker); key/values written right after the managed block
+// without a header of their own (rewriting or removing the block would move them to another table). Parent tables defined by [headers], by dotted keys
 // (`containerd.runtimes.runc.runtime_type = ...`) or implicitly are fine: a new [header] below them is
 // valid TOML and both containerd 1.6 and 2.x accept it. On any error no document is returned.
 //

@@ -81,6 +81,24 @@ func (t *target) definesRuntimes() bool {
 	return false
 }
 
+// checkAfterBlock fails when key/values follow the managed block without a table header of their own:
+// they belong to the block's last table now and would change tables when the block is rewritten or removed.
+func (t *target) checkAfterBlock() error {
+	if t.block == nil {
+		return nil
+	}
+	for _, e := range t.doc.exprs {
+		if e.start < t.block.end {
+			continue
+		}
+		if e.kind == unstable.KeyValue {
+			return fmt.Errorf("%w: line %d: key %s follows wasmkube's block for runtime %s without a [table] header, so editing the block would move it to another table; move it above the block", ErrUnsafeEdit, e.line, style{}.keyPath(e.path[len(e.path)-1:]), t.path[len(t.path)-1])
+		}
+		break
+	}
+	return nil
+}
+
 // checkParents fails when a table on the way to the runtime table cannot take a new [header] below it:
 // an inline table, an array of tables, or a plain value. Tables made by headers or dotted keys can.
 func (t *target) checkParents() error {
@@ -131,6 +149,9 @@ func AddRuntime(doc []byte, rt Runtime, opts PatchOptions) ([]byte, error) {
 	}
 	t, err := load(doc, rt.Handler, opts)
 	if err != nil {
+		return nil, err
+	}
+	if err := t.checkAfterBlock(); err != nil {
 		return nil, err
 	}
 	if f := t.foreign(); len(f) > 0 {
@@ -200,6 +221,9 @@ func RemoveRuntime(doc []byte, handler string, opts PatchOptions) ([]byte, error
 	adopted := t.doc.adopted(handler)
 	if t.block == nil && len(adopted) == 0 {
 		return doc, nil
+	}
+	if err := t.checkAfterBlock(); err != nil {
+		return nil, err
 	}
 	// Cut the adoption prefixes and the block, in document order.
 	type cut struct{ start, end int }
