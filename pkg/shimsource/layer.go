@@ -148,7 +148,7 @@ func scanTar(r io.Reader, target string, st *staged, limit int64) (outcome, stri
 		switch {
 		case name == target:
 			switch hdr.Typeflag {
-			case tar.TypeReg, tar.TypeRegA: //nolint:staticcheck // TypeRegA appears in old archives
+			case tar.TypeReg: // archive/tar reports old TypeRegA entries as TypeReg
 				if hdr.Size > limit {
 					return 0, "", fmt.Errorf("/%s has %d bytes, over the limit of %d: %w", target, hdr.Size, limit, ErrTooLarge)
 				}

@@ -104,8 +104,8 @@ func Platforms(ctx context.Context, o OCI) ([]Platform, error) {
 			return nil, err
 		}
 		var out []Platform
-		for _, d := range m.Manifests {
-			if p, ok := descPlatform(d); ok && !slices.Contains(out, p) {
+		for _, p := range imageEntries(m).plats {
+			if !slices.Contains(out, p) {
 				out = append(out, p)
 			}
 		}
@@ -181,26 +181,20 @@ func (o OCI) resolve(desc *remote.Descriptor, ref name.Reference, p Platform) (*
 		if err != nil {
 			return nil, err
 		}
-		var descs []v1.Descriptor
-		var plats []Platform
-		for _, d := range m.Manifests {
-			if dp, ok := descPlatform(d); ok && d.MediaType.IsImage() {
-				descs, plats = append(descs, d), append(plats, dp)
-			}
-		}
-		i := Match(plats, p)
+		e := imageEntries(m)
+		i := Match(e.plats, p)
 		if i < 0 {
-			return nil, fmt.Errorf("image %s offers %s, not %s: %w", ref, platformList(plats), p, ErrNoPlatform)
+			return nil, fmt.Errorf("image %s offers %s, not %s: %w", ref, platformList(e.plats), p, ErrNoPlatform)
 		}
 		idx, err := desc.ImageIndex()
 		if err != nil {
 			return nil, fmt.Errorf("read index %s: %w", ref, classify(err))
 		}
-		img, err := idx.Image(descs[i].Digest)
+		img, err := idx.Image(e.descs[i].Digest)
 		if err != nil {
-			return nil, fmt.Errorf("read %s manifest %s of %s: %w", plats[i], descs[i].Digest, ref, classify(err))
+			return nil, fmt.Errorf("read %s manifest %s of %s: %w", e.plats[i], e.descs[i].Digest, ref, classify(err))
 		}
-		im.img, im.digest, im.platform = img, descs[i].Digest, plats[i]
+		im.img, im.digest, im.platform = img, e.descs[i].Digest, e.plats[i]
 	} else {
 		img, err := desc.Image()
 		if err != nil {
@@ -235,13 +229,25 @@ func indexManifest(desc *remote.Descriptor, ref name.Reference) (*v1.IndexManife
 	return m, nil
 }
 
-// descPlatform returns an index entry's platform, skipping entries without one and attestation
-// manifests (unknown/unknown).
-func descPlatform(d v1.Descriptor) (Platform, bool) {
-	if d.Platform == nil || d.Platform.OS == "" || d.Platform.OS == "unknown" || d.Platform.Architecture == "unknown" {
-		return Platform{}, false
+// entries are an index's image manifests with their platforms, in index order.
+type entries struct {
+	descs []v1.Descriptor
+	plats []Platform
+}
+
+// imageEntries lists the image manifests of an index that declare a platform. Entries without
+// one, attestation manifests (unknown/unknown) and nested indexes are skipped.
+func imageEntries(m *v1.IndexManifest) entries {
+	var e entries
+	for _, d := range m.Manifests {
+		if !d.MediaType.IsImage() || d.Platform == nil || d.Platform.OS == "" ||
+			d.Platform.OS == "unknown" || d.Platform.Architecture == "unknown" {
+			continue
+		}
+		e.descs = append(e.descs, d)
+		e.plats = append(e.plats, Platform{OS: d.Platform.OS, Architecture: d.Platform.Architecture, Variant: d.Platform.Variant})
 	}
-	return Platform{OS: d.Platform.OS, Architecture: d.Platform.Architecture, Variant: d.Platform.Variant}, true
+	return e
 }
 
 func configPlatform(img v1.Image, ref name.Reference) (Platform, error) {

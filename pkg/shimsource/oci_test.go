@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -462,6 +463,35 @@ func TestOCIOverTLS(t *testing.T) {
 		t.Fatal("Fetch with an untrusted certificate succeeded")
 	}
 	requireEmptyDir(t, dest)
+}
+
+// TestOCIInsecure: a plain-http registry under a name go-containerregistry treats as remote is
+// refused unless Insecure is set.
+func TestOCIInsecure(t *testing.T) {
+	t.Parallel()
+	f := newOCIFixture(t, false)
+	var d net.Dialer
+	transport := &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return d.DialContext(ctx, network, f.reg.host)
+	}}
+	t.Cleanup(transport.CloseIdleConnections)
+	for _, insecure := range []bool{false, true} {
+		o := OCI{Image: "registry.wasmkube.test/shims/spin:multi", Path: shimPath, Transport: transport, Insecure: insecure}
+		dest := t.TempDir()
+		_, err := o.Fetch(context.Background(), linuxAMD64, dest)
+		if insecure {
+			if err != nil {
+				t.Fatalf("Fetch with Insecure: %v", err)
+			}
+			requireOnly(t, dest, filepath.Base(shimPath), []byte(binary("amd64")))
+			continue
+		}
+		if err == nil {
+			t.Fatal("Fetch from a plain-http registry without Insecure succeeded")
+		}
+		t.Logf("error (expected): %v", err)
+		requireEmptyDir(t, dest)
+	}
 }
 
 func TestOCILimits(t *testing.T) {
