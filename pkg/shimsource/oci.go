@@ -85,7 +85,7 @@ func (o OCI) Fetch(ctx context.Context, p Platform, destDir string) (Artifact, e
 		Digest:      im.digest.String(),
 		ImageDigest: im.imageDigest.String(),
 		Platform:    im.platform,
-		Source:      o.Image + ":" + o.Path,
+		Source:      o.Image + " " + o.Path,
 	}, nil
 }
 

@@ -200,6 +200,9 @@ func TestOCIFetch(t *testing.T) {
 			if tc.wantDigest != nil && a.Digest != tc.wantDigest().String() {
 				t.Errorf("artifact digest %s, want %s", a.Digest, tc.wantDigest())
 			}
+			if !strings.HasSuffix(a.Source, " "+tc.path) {
+				t.Errorf("artifact source %q does not name %s", a.Source, tc.path)
+			}
 			if !strings.HasPrefix(a.Digest, "sha256:") || !strings.HasPrefix(a.ImageDigest, "sha256:") {
 				t.Errorf("artifact digests %q / %q, want sha256:...", a.Digest, a.ImageDigest)
 			}

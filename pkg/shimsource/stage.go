@@ -3,12 +3,15 @@ package shimsource
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // DefaultMaxBytes caps downloads, image layers and extracted binaries when a source sets no limit.
@@ -106,6 +109,34 @@ func (s *staged) discard() {
 	s.done = true
 	_ = s.f.Close()
 	_ = os.Remove(s.f.Name())
+}
+
+// RemoveStale deletes the temporary files that an interrupted Fetch (a killed process) left in
+// destDir, if they were last written more than age ago, and returns their names. Choose an age
+// longer than any Fetch runs, so that concurrent Fetches into the same directory are unharmed.
+func RemoveStale(destDir string, age time.Duration) ([]string, error) {
+	ents, err := os.ReadDir(destDir)
+	if err != nil {
+		return nil, fmt.Errorf("list %s for stale temporary files: %w", destDir, err)
+	}
+	cutoff := time.Now().Add(-age)
+	var removed []string
+	var errs []error
+	for _, e := range ents {
+		if !e.Type().IsRegular() || !strings.HasPrefix(e.Name(), tempPrefix) || !strings.HasSuffix(e.Name(), ".tmp") {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil || !fi.ModTime().Before(cutoff) {
+			continue // gone meanwhile, or still fresh
+		}
+		if err := os.Remove(filepath.Join(destDir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, e.Name())
+	}
+	return removed, errors.Join(errs...)
 }
 
 func syncDir(dir string) error {
