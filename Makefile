@@ -49,6 +49,11 @@ lint: ## gofmt check, go vet and staticcheck.
 fuzz: ## Fuzz the containerd config patcher for FUZZTIME (default 60s).
 	go test ./pkg/containerdcfg -run '^$$' -fuzz '^FuzzPatch$$' -fuzztime $(FUZZTIME)
 
+.PHONY: bench-restart
+bench-restart: ## Time signal restarts of a supervised containerd 1.6 and 2.4.2 (SIGTERM -> CRI ready).
+	bash $(TOOLS) install debian containerd
+	$(WITH_TOOLS) go test ./pkg/restart -run '^$$' -bench '^BenchmarkSignalRestart$$' -benchtime 20x
+
 ##@ Code generation
 
 # GENERATED lists every path `make generate` writes; verify-generate fails when any of them differs from git.
