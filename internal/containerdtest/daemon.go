@@ -28,7 +28,7 @@ const (
 	// StopGrace is how long Stop waits after SIGTERM before it sends SIGKILL.
 	StopGrace = 10 * time.Second
 	// minBackoff and maxBackoff bound the supervisor's pause before starting an exited daemon again;
-	// the pause doubles while the daemon keeps dying within a second (a broken config).
+	// the pause doubles while the daemon keeps failing within a second of its start.
 	minBackoff, maxBackoff = 50 * time.Millisecond, time.Second
 )
 
@@ -271,14 +271,15 @@ func (d *Daemon) launchLocked() (*proc, error) {
 }
 
 // reap waits for p (so it never lingers as a zombie) and, when the daemon is supervised and p is still
-// the current process, starts containerd again after a short back-off that grows while the daemon
-// keeps dying right after its start.
+// the current process, starts containerd again after a short back-off, which grows while the daemon
+// keeps failing right after its start (a broken config). containerd exits 0 on SIGTERM, so signal
+// restarts always get the short back-off.
 func (d *Daemon) reap(p *proc) {
 	defer d.wg.Done()
 	_ = p.cmd.Wait() // the exit status is in the log; a supervisor does not care
 	close(p.exited)
 	delay := minBackoff
-	if time.Since(p.started) < time.Second {
+	if !p.cmd.ProcessState.Success() && time.Since(p.started) < time.Second {
 		delay = min(max(2*p.backoff, minBackoff), maxBackoff)
 	}
 	for {

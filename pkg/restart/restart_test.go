@@ -323,21 +323,27 @@ func TestNone(t *testing.T) {
 }
 
 // BenchmarkSignalRestart measures a full signal restart of a supervised containerd: SIGTERM, exit,
-// the supervisor's start, CRI RuntimeReady.
+// the supervisor's start (after its 50 ms back-off), CRI RuntimeReady; with no pods and with running
+// pods, which containerd reconnects to while it starts.
 func BenchmarkSignalRestart(b *testing.B) {
 	for _, v := range []containerdtest.Version{containerdtest.V1, containerdtest.V2} {
-		b.Run(v.String(), func(b *testing.B) {
-			d := containerdtest.Start(b, containerdtest.Options{Version: v, Supervise: true})
-			s := &restart.Signal{Match: []string{d.ConfigPath()}, Socket: d.Socket()}
-			b.ResetTimer()
-			for b.Loop() {
-				ctx, cancel := context.WithTimeout(context.Background(), restartTimeout)
-				err := s.Restart(ctx)
-				cancel()
-				if err != nil {
-					b.Fatal(err)
+		for _, pods := range []int{0, 3} {
+			b.Run(fmt.Sprintf("%s/pods=%d", v, pods), func(b *testing.B) {
+				d := containerdtest.Start(b, containerdtest.Options{Version: v, Supervise: true})
+				for i := range pods {
+					d.RunPod(fmt.Sprintf("bench%d", i), "")
 				}
-			}
-		})
+				s := &restart.Signal{Match: []string{d.ConfigPath()}, Socket: d.Socket()}
+				for b.Loop() {
+					ctx, cancel := context.WithTimeout(context.Background(), restartTimeout)
+					err := s.Restart(ctx)
+					cancel()
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/restart")
+			})
+		}
 	}
 }
