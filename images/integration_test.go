@@ -200,6 +200,7 @@ func TestIntegrationImportIntoContainerd(t *testing.T) {
 			if !containsLine(ls, ref, indexDigest.String()) {
 				t.Errorf("after importing %s, `ctr images ls` lacks %s at %s:\n%s", out.Archive, ref, indexDigest, ls)
 			}
+			c.waitCRIImage(t, ref)
 			runBinaries(t, c, def, ref)
 			if _, err := c.ctr(ctx, "images", "rm", "--sync", ref); err != nil {
 				t.Fatal(err)
@@ -209,6 +210,7 @@ func TestIntegrationImportIntoContainerd(t *testing.T) {
 			if _, err := c.ctr(ctx, "images", "import", out.Tarballs[host.String()]); err != nil {
 				t.Fatalf("import the %s tarball: %v", host.String(), err)
 			}
+			c.waitCRIImage(t, ref)
 			runBinaries(t, c, def, ref)
 			if _, err := c.ctr(ctx, "images", "rm", "--sync", ref); err != nil {
 				t.Fatal(err)
