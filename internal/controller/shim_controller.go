@@ -215,9 +215,10 @@ func (r *ShimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	newStatus := computeStatus(shim.Status, st)
 	r.Metrics.setNodes(shim.Name, plan.Counts)
 	if !equality.Semantic.DeepEqual(newStatus, shim.Status) {
-		patch := client.MergeFrom(shim.DeepCopy())
+		// An update (not a merge patch) writes every count, zeros included, and fails on a conflict
+		// instead of mixing in a newer status.
 		shim.Status = newStatus
-		if err := r.Client.Status().Patch(ctx, &shim, patch); err != nil && !apierrors.IsNotFound(err) {
+		if err := r.Client.Status().Update(ctx, &shim); err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("update status of Shim %s: %w", shim.Name, err))
 		}
 	}

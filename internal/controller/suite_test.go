@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -18,8 +20,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/wasmkube/wasmkube/api/v1alpha1"
@@ -40,6 +44,9 @@ func TestMain(m *testing.M) {
 	var logDir string
 	if !testing.Short() && kwoktest.Available() == nil {
 		logDir, setupErr = os.MkdirTemp("/tmp", "wkctl")
+		if setupErr == nil {
+			setupErr = managerLog(logDir)
+		}
 		if setupErr == nil {
 			cluster, setupErr = kwoktest.Start(kwoktest.Options{
 				CRDPaths: []string{filepath.Join("..", "..", "config", "crd", "bases")},
@@ -64,6 +71,16 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "control plane logs kept in %s\n", logDir)
 	}
 	os.Exit(code)
+}
+
+// managerLog sends the managers' logs to LOGDIR/manager.log.
+func managerLog(dir string) error {
+	f, err := os.Create(filepath.Join(dir, "manager.log"))
+	if err != nil {
+		return err
+	}
+	ctrl.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	return nil
 }
 
 // requireCluster skips under -short and fails when the control plane could not start.
@@ -136,33 +153,35 @@ func (h *harness) stop() {
 	}
 }
 
-// cleanup deletes the test's Shims (while its manager runs, so finalizers are honoured), then the
-// manager and the nodes.
+// cleanup deletes the test's Shims (while a manager runs, so finalizers are honoured; a Shim whose
+// uninstall cannot succeed, e.g. on a fail-* node, is released by hand after a while), then stops the
+// manager and deletes the nodes.
 func (h *harness) cleanup() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var shims v1alpha1.ShimList
-	if err := k8s.List(ctx, &shims); err == nil {
-		for i := range shims.Items {
-			s := &shims.Items[i]
-			if h.stopMgr == nil {
-				h.start()
-			}
-			_ = k8s.Delete(ctx, s)
-		}
-		for i := range shims.Items {
-			s := &shims.Items[i]
-			err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 90*time.Second, true, func(ctx context.Context) (bool, error) {
-				return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(s), &v1alpha1.Shim{})), nil
-			})
-			if err != nil {
-				h.t.Errorf("cleanup: Shim %s was not released: %v", s.Name, err)
-				patch := client.RawPatch("application/merge-patch+json", []byte(`{"metadata":{"finalizers":null}}`))
-				_ = k8s.Patch(ctx, s, patch)
-			}
+	if err := k8s.List(ctx, &shims); err != nil {
+		h.t.Errorf("cleanup: list Shims: %v", err)
+	}
+	if len(shims.Items) > 0 && h.stopMgr == nil {
+		h.start()
+	}
+	for i := range shims.Items {
+		_ = k8s.Delete(ctx, &shims.Items[i])
+	}
+	_ = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 45*time.Second, true, func(ctx context.Context) (bool, error) {
+		var left v1alpha1.ShimList
+		err := k8s.List(ctx, &left)
+		return err == nil && len(left.Items) == 0, nil
+	})
+	h.stop()
+	var left v1alpha1.ShimList
+	if err := k8s.List(ctx, &left); err == nil {
+		for i := range left.Items {
+			patch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`))
+			_ = k8s.Patch(ctx, &left.Items[i], patch)
 		}
 	}
-	h.stop()
 	if err := kwoktest.DeleteNodes(ctx, k8s, h.nodes...); err != nil {
 		h.t.Errorf("cleanup: %v", err)
 	}
@@ -314,7 +333,13 @@ func (h *harness) track(shim string) *tracker {
 	if err != nil {
 		h.t.Fatalf("watch nodes: %v", err)
 	}
-	jw, err := k8s.Watch(h.ctx, &batchv1.JobList{}, client.InNamespace(h.ns), client.MatchingLabels{LabelShim: shim})
+	// Jobs: only those created from now on (a watch without a resourceVersion replays existing ones).
+	var existing batchv1.JobList
+	if err := k8s.List(h.ctx, &existing, client.InNamespace(h.ns)); err != nil {
+		h.t.Fatalf("list Jobs: %v", err)
+	}
+	jw, err := k8s.Watch(h.ctx, &batchv1.JobList{}, client.InNamespace(h.ns), client.MatchingLabels{LabelShim: shim},
+		&client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: existing.ResourceVersion}})
 	if err != nil {
 		h.t.Fatalf("watch Jobs: %v", err)
 	}

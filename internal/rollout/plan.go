@@ -280,8 +280,10 @@ func planLeave(n *Node, busy bool, set func(*Node, v1alpha1.NodeState, string, *
 			set(n, v1alpha1.NodeUninstalling, n.Hash, nil)
 		}
 		// An install still runs: uninstall once it has finished.
-	case n.State == v1alpha1.NodeUnsupported:
-		set(n, "", "", nil) // nothing was ever installed here
+	case n.State == v1alpha1.NodeUnsupported,
+		n.State == v1alpha1.NodeFailed && n.Hash == "" && n.Uninstall.Phase == JobNone:
+		// Nothing was ever installed here: unsupported, or the first install failed and was rolled back.
+		set(n, "", "", nil)
 	case n.Uninstall.Phase == JobSucceeded && n.State == v1alpha1.NodeUninstalling:
 		set(n, "", "", &Event{Reason: v1alpha1.ReasonUninstalled,
 			Message: fmt.Sprintf("node %s: uninstalled (%s)", n.Name, n.Uninstall.Detail)})

@@ -158,8 +158,13 @@ func TestPlan(t *testing.T) {
 				in.Deleting = true
 				return in
 			}(),
-			changes: []Change{{Node: "a", State: uninstalling, Hash: "h2"}, {Node: "b", State: uninstalling, Hash: "h2"}},
+			changes: []Change{{Node: "c"}, {Node: "a", State: uninstalling, Hash: "h2"}, {Node: "b", State: uninstalling, Hash: "h2"}},
 			starts:  []Start{{"a", Uninstall}, {"b", Uninstall}},
+		},
+		"deselected node whose upgrade failed is uninstalled": {
+			in:      input(node("a", deselected, state(failed, "h1"))),
+			changes: []Change{{Node: "a", State: uninstalling, Hash: "h1"}},
+			starts:  []Start{{"a", Uninstall}},
 		},
 		"stale finished install job is deleted before reuse": {
 			in:       input(node("a", state(ready, "h2")), node("b", install(JobSucceeded))),
