@@ -2,6 +2,7 @@ package containerdtest
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -37,7 +38,8 @@ type Options struct {
 	// Version selects containerd 1.6 (V1) or 2.4.2 (V2). Required.
 	Version Version
 	// HostRoot, if set, makes the daemon's config HostRoot/etc/containerd/config.toml and its root
-	// HostRoot/var/lib/containerd, mimicking a node for the installer. Sockets stay in a short dir.
+	// HostRoot/var/lib/containerd, mimicking a node for the installer. The socket stays in a short dir;
+	// HostRoot/run/containerd/containerd.sock is a symlink to it.
 	HostRoot string
 	// Paths are the daemon's private paths; nil allocates them with NewPaths(t, HostRoot).
 	Paths *Paths
@@ -118,6 +120,9 @@ func Start(t testing.TB, o Options) *Daemon {
 	if err := os.WriteFile(d.paths.Config, cfg, 0o644); err != nil {
 		t.Fatalf("write containerd config: %v", err)
 	}
+	if o.HostRoot != "" {
+		linkSocket(t, o.HostRoot, d.paths.Socket)
+	}
 	binDirs = append(binDirs, filepath.Dir(d.paths.Runc), "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 	d.env = append(withoutPATH(os.Environ()), "PATH="+strings.Join(binDirs, string(os.PathListSeparator)))
 	if d.log, err = os.OpenFile(d.paths.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err != nil {
@@ -134,6 +139,23 @@ func Start(t testing.TB, o Options) *Daemon {
 	d.waitReady(p)
 	d.importImage(image)
 	return d
+}
+
+// linkSocket makes hostRoot/run/containerd/containerd.sock a symlink to the daemon's short socket, as
+// on a node. Connecting through it works only while that path is shorter than 108 bytes; pass Socket()
+// explicitly otherwise.
+func linkSocket(t testing.TB, hostRoot, socket string) {
+	t.Helper()
+	link := filepath.Join(hostRoot, "run", "containerd", "containerd.sock")
+	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+		t.Fatalf("create socket link: %v", err)
+	}
+	if err := os.Remove(link); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("create socket link: %v", err)
+	}
+	if err := os.Symlink(socket, link); err != nil {
+		t.Fatalf("create socket link: %v", err)
+	}
 }
 
 // Socket returns the CRI (gRPC) socket path.
@@ -366,6 +388,9 @@ func (d *Daemon) cleanup() {
 		}
 	}
 	d.Stop()
+	if err := deleteContainers(d.paths.Runc, d.paths.RuncRoot); err != nil {
+		d.t.Errorf("clean up containers of containerd %s: %v", d.version, err)
+	}
 	if err := killShims(d.paths.Socket); err != nil {
 		d.t.Errorf("kill shims of containerd %s: %v", d.version, err)
 	}
@@ -399,9 +424,37 @@ func (d *Daemon) removePods() error {
 	return errors.Join(errs...)
 }
 
+// deleteContainers force-deletes every container runc still knows under the daemon's runc root (one
+// directory per namespace): its processes and cgroups go. After a clean removal of the pods there are
+// none; this catches a test that stopped the daemon with pods running or failed halfway.
+func deleteContainers(runc, runcRoot string) error {
+	namespaces, err := os.ReadDir(runcRoot)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	var errs []error
+	for _, ns := range namespaces {
+		root := filepath.Join(runcRoot, ns.Name())
+		ids, err := os.ReadDir(root)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, id := range ids {
+			if out, err := exec.Command(runc, "--root", root, "delete", "--force", id.Name()).CombinedOutput(); err != nil {
+				errs = append(errs, fmt.Errorf("runc --root %s delete --force %s: %w: %s", root, id.Name(), err, out))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // killShims kills the shims serving the daemon at socket (their command line says `-address socket`)
-// and everything below them, and waits until they are gone. After a clean removal of the pods there
-// are none; this catches a test that failed halfway.
+// and everything below them, waits until they are gone, and removes their sockets, which containerd
+// keeps in /run/containerd/s whatever its state dir.
 func killShims(socket string) error {
 	procs, err := restart.Processes("/proc")
 	if err != nil {
@@ -409,12 +462,13 @@ func killShims(socket string) error {
 	}
 	children := map[int][]int{}
 	var victims []int
+	var sockets []string
 	for _, p := range procs {
 		children[p.PPID] = append(children[p.PPID], p.PID)
-		for i, a := range p.Args {
-			if (a == "-address" || a == "--address") && i+1 < len(p.Args) && p.Args[i+1] == socket {
-				victims = append(victims, p.PID)
-			}
+		if flag(p.Args, "address") == socket {
+			victims = append(victims, p.PID)
+			ns, id := flag(p.Args, "namespace"), flag(p.Args, "id")
+			sockets = append(sockets, ShimSocket(socket, ns, id), ShimSocket(socket, ns, id, "debug"))
 		}
 	}
 	for i := 0; i < len(victims); i++ {
@@ -423,7 +477,7 @@ func killShims(socket string) error {
 	for _, pid := range victims {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
-	return wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, StopGrace, true, func(context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, StopGrace, true, func(context.Context) (bool, error) {
 		for _, pid := range victims {
 			if p, err := restart.ReadProcess("/proc", pid); err == nil && !p.Zombie() {
 				return false, nil
@@ -431,6 +485,28 @@ func killShims(socket string) error {
 		}
 		return true, nil
 	})
+	for _, s := range sockets {
+		_ = os.Remove(s)
+	}
+	return err
+}
+
+// flag returns the value of "-name value" (or --name) in args, or "".
+func flag(args []string, name string) string {
+	for i, a := range args {
+		if (a == "-"+name || a == "--"+name) && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
+// ShimSocket is where containerd (1.6 and 2.x alike) puts the socket of the shim serving container id
+// of namespace ns for the daemon at socket: /run/containerd/s/<sha256 of socket/ns/id>, whatever its
+// state dir (with a trailing "debug" element: the shim's debug socket).
+func ShimSocket(socket, ns, id string, debug ...string) string {
+	path := filepath.Join(append([]string{socket, ns, id}, debug...)...)
+	return fmt.Sprintf("/run/containerd/s/%x", sha256.Sum256([]byte(path)))
 }
 
 // terminate sends p SIGTERM, then SIGKILL after StopGrace, and waits until it has been reaped.
