@@ -116,7 +116,7 @@ func scanTar(r io.Reader, target string, st *staged, limit int64) (outcome, stri
 		defer zr.Close()
 		tr = tar.NewReader(zr)
 	case bytes.Equal(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(limit)))
 		if err != nil {
 			return 0, "", fmt.Errorf("zstd: %w", err)
 		}
@@ -156,10 +156,15 @@ func scanTar(r io.Reader, target string, st *staged, limit int64) (outcome, stri
 					return 0, "", err
 				}
 				return found, "", nil
-			case tar.TypeSymlink:
-				return symlink, resolveLink(dir, hdr.Linkname), nil
-			case tar.TypeLink:
-				return hardlink, cleanEntry(hdr.Linkname), nil
+			case tar.TypeSymlink, tar.TypeLink:
+				next, res := resolveLink(dir, hdr.Linkname), symlink
+				if hdr.Typeflag == tar.TypeLink {
+					next, res = cleanEntry(hdr.Linkname), hardlink // hard link names are relative to the root
+				}
+				if next == "" {
+					return 0, "", fmt.Errorf("/%s links to the root directory", target)
+				}
+				return res, next, nil
 			default:
 				return 0, "", fmt.Errorf("/%s is not a regular file (tar type %q)", target, hdr.Typeflag)
 			}
