@@ -88,7 +88,7 @@ func InstallerArgs(cfg JobConfig, shim *v1alpha1.Shim, node *corev1.Node, op rol
 	}
 	opts, err := rollout.OptionFlags(rollout.RawOptions(shim))
 	if err != nil {
-		return nil, fmt.Errorf("Shim %s: %w", shim.Name, err)
+		return nil, fmt.Errorf("build the Job arguments of Shim %s: %w", shim.Name, err)
 	}
 	for _, o := range opts {
 		args = append(args, "--option="+o)

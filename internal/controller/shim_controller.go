@@ -194,7 +194,7 @@ func (r *ShimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 
 	maxUnavailable, err := rollout.MaxUnavailable(shim.Spec.Rollout.MaxUnavailable, countSelected(view))
 	if err != nil {
-		return ctrl.Result{}, reconcile.TerminalError(fmt.Errorf("Shim %s: %w", shim.Name, err))
+		return ctrl.Result{}, reconcile.TerminalError(fmt.Errorf("resolve the rollout budget of Shim %s: %w", shim.Name, err))
 	}
 	plan := rollout.Plan(rollout.Input{
 		SpecHash: hash, PreviousHash: shim.Status.SpecHash, Deleting: deleting, Platforms: platforms,

@@ -96,13 +96,12 @@ func requireCluster(t *testing.T) {
 
 // harness is one test's manager, namespace and nodes.
 type harness struct {
-	t         *testing.T
-	ctx       context.Context
-	ns        string
-	nodes     []string
-	opts      Options
-	stopMgr   func()
-	installer string
+	t       *testing.T
+	ctx     context.Context
+	ns      string
+	nodes   []string
+	opts    Options
+	stopMgr func()
 }
 
 // newHarness creates a namespace for the test's Jobs and registers cleanup of everything the test makes.

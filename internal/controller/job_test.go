@@ -1,0 +1,164 @@
+package controller
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/wasmkube/wasmkube/api/v1alpha1"
+	"github.com/wasmkube/wasmkube/internal/rollout"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+func testNode(name, arch string) *corev1.Node {
+	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{
+		OperatingSystem: "linux", Architecture: arch, ContainerRuntimeVersion: "containerd://2.4.2"}}}
+}
+
+// TestBuildJob compares the Jobs the manager creates with golden files: the node-installer contract
+// (flags, privileges, host mount, tolerations, priority, termination message, bounds) in one place.
+func TestBuildJob(t *testing.T) {
+	t.Parallel()
+	cfg := DefaultJobConfig()
+	cfg.Image = "ghcr.io/wasmkube/node-installer:v0.1.0"
+	cfg.Restart = "signal"
+	oci := validShim("spin", func(s *v1alpha1.Shim) {
+		s.UID = "0b5e3c1e-0000-4000-8000-000000000001"
+		s.Spec.RuntimeType = "io.containerd.spin.v2"
+		s.Spec.Source = v1alpha1.ShimSource{OCI: &v1alpha1.OCISource{Image: "ghcr.io/spinkube/shim:v0.17.0",
+			Path: "/containerd-shim-spin-v2", PullSecret: "ghcr"}}
+		s.Spec.Options = map[string]apiextensionsv1.JSON{"SystemdCgroup": {Raw: []byte("true")}, "Mode": {Raw: []byte(`"fast"`)}}
+	})
+	http := validShim("wasmtime", func(s *v1alpha1.Shim) {
+		s.UID = "0b5e3c1e-0000-4000-8000-000000000002"
+		s.Spec.Handler = "wt"
+		s.Spec.Source = v1alpha1.ShimSource{HTTP: &v1alpha1.HTTPSource{Platforms: []v1alpha1.HTTPArtifact{
+			{Arch: "amd64", URL: "https://example.com/amd64.tgz", SHA256: sha},
+			{Arch: "arm64", URL: "https://example.com/arm64.tgz", SHA256: sha}}}}
+	})
+	builtin := validShim("wazero", func(s *v1alpha1.Shim) { s.UID = "0b5e3c1e-0000-4000-8000-000000000003" })
+	for _, tc := range []struct {
+		golden string
+		shim   *v1alpha1.Shim
+		node   *corev1.Node
+		op     rollout.Operation
+	}{
+		{"job-install-oci.yaml", oci, testNode("ip-10-0-0-1.ec2.internal", "amd64"), rollout.Install},
+		{"job-install-http-arm64.yaml", http, testNode("rpi-1", "arm64"), rollout.Install},
+		{"job-install-builtin.yaml", builtin, testNode("node-1", "amd64"), rollout.Install},
+		{"job-uninstall.yaml", oci, testNode("node-1", "amd64"), rollout.Uninstall},
+	} {
+		t.Run(tc.golden, func(t *testing.T) {
+			t.Parallel()
+			job, err := BuildJob(cfg, tc.shim, tc.node, tc.op, rollout.SpecHash(tc.shim))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := yaml.Marshal(job)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join("testdata", tc.golden)
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test -run TestBuildJob -update)", err)
+			}
+			if string(got) != string(want) {
+				t.Errorf("%s differs from the golden file (run with -update after checking):\n%s", path, got)
+			}
+		})
+	}
+}
+
+func TestBuildJobRefusesInvalidOptions(t *testing.T) {
+	t.Parallel()
+	s := validShim("x", func(s *v1alpha1.Shim) {
+		s.Spec.Options = map[string]apiextensionsv1.JSON{"A": {Raw: []byte(`[1]`)}}
+	})
+	if _, err := BuildJob(DefaultJobConfig(), s, testNode("n", "amd64"), rollout.Install, "h"); err == nil {
+		t.Fatal("BuildJob accepted a list option")
+	}
+}
+
+func finishedJob(typ batchv1.JobConditionType, reason string, at time.Time) *batchv1.Job {
+	start := metav1.NewTime(at.Add(-3 * time.Second))
+	return &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: "j", UID: "u"},
+		Status: batchv1.JobStatus{StartTime: &start, Conditions: []batchv1.JobCondition{
+			{Type: typ, Status: corev1.ConditionTrue, Reason: reason, Message: "msg", LastTransitionTime: metav1.NewTime(at)}}},
+	}
+}
+
+func installerPod(phase corev1.PodPhase, message string, finished time.Time) corev1.Pod {
+	return corev1.Pod{Status: corev1.PodStatus{Phase: phase, ContainerStatuses: []corev1.ContainerStatus{{
+		Name: installerName, State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+			Message: message, FinishedAt: metav1.NewTime(finished)}}}}}}
+}
+
+func TestJobOutcome(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	old := now.Add(-time.Minute)
+	const ok = `{"operation":"install","success":true,"changed":true,"restarted":true,"platform":"linux/amd64","distro":"kind","durationMs":1500}`
+	const noop = `{"operation":"install","success":true,"changed":false,"restarted":false,"durationMs":40}`
+	const bad = `{"operation":"install","success":false,"rolledBack":true,"reason":"VerifyFailed","error":"handler missing","durationMs":900}`
+	for name, tc := range map[string]struct {
+		job      *batchv1.Job
+		pods     []corev1.Pod
+		phase    rollout.JobPhase
+		ok       bool
+		detail   string
+		duration time.Duration
+	}{
+		"no job":   {job: nil, phase: rollout.JobNone, ok: true},
+		"deleting": {job: &batchv1.Job{ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: &metav1.Time{Time: now}}}, phase: rollout.JobNone, ok: true},
+		"running":  {job: &batchv1.Job{}, phase: rollout.JobActive, ok: true},
+		"success": {job: finishedJob(batchv1.JobComplete, "", now), pods: []corev1.Pod{installerPod(corev1.PodSucceeded, ok, now)},
+			phase: rollout.JobSucceeded, ok: true, duration: 1500 * time.Millisecond,
+			detail: "changed=true restarted=true platform=linux/amd64 distro=kind in 1.5s"},
+		"retried pod reports nothing to do": {
+			job: finishedJob(batchv1.JobComplete, "", now),
+			pods: []corev1.Pod{installerPod(corev1.PodFailed, "", now.Add(-2*time.Second)),
+				installerPod(corev1.PodSucceeded, noop, now)},
+			phase: rollout.JobSucceeded, ok: true, duration: 40 * time.Millisecond,
+			detail: "changed=false restarted=false platform= distro= in 40ms"},
+		"installer failure": {job: finishedJob(batchv1.JobFailed, "BackoffLimitExceeded", now),
+			pods:  []corev1.Pod{installerPod(corev1.PodFailed, bad, now)},
+			phase: rollout.JobFailed, ok: true, duration: 900 * time.Millisecond,
+			detail: "VerifyFailed: handler missing (rolled back)"},
+		"exit 0 but success=false": {job: finishedJob(batchv1.JobComplete, "", now),
+			pods:  []corev1.Pod{installerPod(corev1.PodSucceeded, bad, now)},
+			phase: rollout.JobFailed, ok: true, duration: 900 * time.Millisecond,
+			detail: "VerifyFailed: handler missing (rolled back)"},
+		"deadline without a result": {job: finishedJob(batchv1.JobFailed, "DeadlineExceeded", old),
+			phase: rollout.JobFailed, ok: true, duration: 3 * time.Second, detail: "DeadlineExceeded: msg"},
+		"result not cached yet": {job: finishedJob(batchv1.JobComplete, "", now),
+			phase: rollout.JobSucceeded, ok: false, duration: 3 * time.Second},
+		"logs instead of JSON": {job: finishedJob(batchv1.JobFailed, "BackoffLimitExceeded", now),
+			pods:  []corev1.Pod{installerPod(corev1.PodFailed, "panic: boom", now)},
+			phase: rollout.JobFailed, ok: true, duration: 3 * time.Second,
+			detail: "BackoffLimitExceeded: msg (unreadable installer result: panic: boom)"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			o, ok := JobOutcome(tc.job, tc.pods)
+			if o.Phase != tc.phase || ok != tc.ok || o.Detail != tc.detail || o.Duration != tc.duration {
+				t.Fatalf("JobOutcome = %+v, %v; want phase %v ok %v detail %q duration %s", o, ok, tc.phase, tc.ok, tc.detail, tc.duration)
+			}
+		})
+	}
+}
