@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -41,7 +42,9 @@ func ImageTarball(binary, entry, ref, dst string) error {
 	if err := tw.Close(); err != nil {
 		return fmt.Errorf("image %s: layer: %w", ref, err)
 	}
-	layer, err := tarball.LayerFromReader(bytes.NewReader(layerTar.Bytes()))
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(layerTar.Bytes())), nil
+	})
 	if err != nil {
 		return fmt.Errorf("image %s: layer: %w", ref, err)
 	}
