@@ -116,7 +116,7 @@ func scanTar(r io.Reader, target string, st *staged, limit int64) (outcome, stri
 		defer zr.Close()
 		tr = tar.NewReader(zr)
 	case bytes.Equal(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(limit)))
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(256<<20))
 		if err != nil {
 			return 0, "", fmt.Errorf("zstd: %w", err)
 		}
