@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/wasmkube/wasmkube/internal/containerdtest"
+	"github.com/wasmkube/wasmkube/internal/testenv"
 	"github.com/wasmkube/wasmkube/pkg/restart"
 )
 
@@ -116,6 +117,7 @@ func TestStopAndRestart(t *testing.T) {
 // TestCleanup: after a test ends, nothing of its daemon is left: not the process, shims, pod
 // processes, mounts, the bridge nor the files, also when the daemon was stopped with pods running.
 func TestCleanup(t *testing.T) {
+	testenv.Integration(t)
 	t.Parallel()
 	for _, tc := range []struct {
 		name string
