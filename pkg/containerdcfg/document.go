@@ -79,6 +79,7 @@ func parse(doc []byte) (*document, error) {
 	var p unstable.Parser
 	p.Reset(masked)
 	var table []string
+	line, counted := 1, 0 // line number at byte offset counted; expressions come in document order
 	for p.NextExpression() {
 		n := p.Expression()
 		e := expr{kind: n.Kind}
@@ -109,7 +110,9 @@ func parse(doc []byte) (*document, error) {
 		if i := bytes.IndexByte(doc[last:], '\n'); i >= 0 {
 			e.end = int(last) + i + 1
 		}
-		e.line = bytes.Count(doc[:e.start], []byte("\n")) + 1
+		line += bytes.Count(doc[counted:e.start], []byte("\n"))
+		counted = e.start
+		e.line = line
 		d.exprs = append(d.exprs, e)
 	}
 	if err := p.Error(); err != nil { // toml.Unmarshal accepted it, so this is not expected
