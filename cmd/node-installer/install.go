@@ -48,6 +48,7 @@ type nodeFlags struct {
 	timeout    time.Duration
 	verifyWait time.Duration
 	resultFile string
+	shimDir    string
 }
 
 func (f *nodeFlags) bind(fs *pflag.FlagSet) {
@@ -61,6 +62,7 @@ func (f *nodeFlags) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&f.procRoot, "proc-root", "/proc", "the host's /proc (the installer runs with hostPID), for the signal restart")
 	fs.DurationVar(&f.timeout, "timeout", 5*time.Minute, "deadline of the whole operation (a rollback gets its own 2 minutes)")
 	fs.DurationVar(&f.verifyWait, "verify-timeout", time.Minute, "how long to wait for the CRI to report the handler after a restart")
+	fs.StringVar(&f.shimDir, "shim-dir", "", "host directory for shim binaries instead of the profile's (a host whose /opt is read-only)")
 	fs.StringVar(&f.resultFile, "result-file", "/dev/termination-log", `file that receives the JSON result too ("" disables)`)
 }
 
@@ -77,6 +79,12 @@ func (f *nodeFlags) node() (distro.Profile, installer.Installer, error) {
 	p, err := distro.DetectWithOverrides(f.hostRoot, f.hints, f.overrides)
 	if err != nil {
 		return p, installer.Installer{}, err
+	}
+	if f.shimDir != "" {
+		if !filepath.IsAbs(f.shimDir) {
+			return p, installer.Installer{}, fmt.Errorf("--shim-dir %q is not an absolute host path", f.shimDir)
+		}
+		p.ShimDir = filepath.Clean(f.shimDir)
 	}
 	socket := filepath.Join(f.hostRoot, p.CRISocket)
 	// The signal strategy tells the node's containerd from others by its command line, which names
@@ -100,6 +108,19 @@ func (f *nodeFlags) node() (distro.Profile, installer.Installer, error) {
 		VerifyTimeout: f.verifyWait,
 	}
 	return p, in, nil
+}
+
+// detectFailure gives the reason for a failed detection: a config detection could not read is
+// reported as such (detection only reads it, so it is untouched).
+func detectFailure(r *result.Result, err error) {
+	switch {
+	case errors.Is(err, containerdcfg.ErrParse):
+		r.Fail(result.ReasonConfigUnparseable, fmt.Errorf("containerd config left untouched: %w", err))
+	case errors.Is(err, containerdcfg.ErrUnknownVersion):
+		r.Fail(result.ReasonConfigUnknownVersion, fmt.Errorf("containerd config left untouched: %w", err))
+	default:
+		r.Fail(result.ReasonDetectFailed, err)
+	}
 }
 
 // crashHook returns the AfterStep hook for CrashAfterEnv, or nil.
@@ -247,7 +268,7 @@ func runInstall(ctx context.Context, args []string, env cli.LookupEnv, streams c
 	}
 	_, in, err := nf.node()
 	if err != nil {
-		r.Fail(result.ReasonDetectFailed, err)
+		detectFailure(&r, err)
 		return report(streams, nf.resultFile, r)
 	}
 	if dryRun {

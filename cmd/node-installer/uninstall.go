@@ -47,7 +47,7 @@ func runUninstall(ctx context.Context, args []string, env cli.LookupEnv, streams
 	}
 	_, in, err := nf.node()
 	if err != nil {
-		r.Fail(result.ReasonDetectFailed, err)
+		detectFailure(&r, err)
 		return report(streams, nf.resultFile, r)
 	}
 	in.Host.AfterStep = crashHook(env)

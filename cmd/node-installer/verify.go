@@ -49,7 +49,7 @@ func runVerify(ctx context.Context, args []string, env cli.LookupEnv, streams cl
 	if nf.overrides.CRISocket == "" {
 		var err error
 		if _, in, err = nf.node(); err != nil {
-			r.Fail(result.ReasonDetectFailed, err)
+			detectFailure(&r, err)
 			return report(streams, nf.resultFile, r)
 		}
 	}

@@ -1,0 +1,178 @@
+package installer
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/wasmkube/wasmkube/internal/containerdtest"
+	"github.com/wasmkube/wasmkube/internal/installer/result"
+)
+
+var daemons = []struct {
+	version       containerdtest.Version
+	configVersion int
+}{
+	{containerdtest.V1, 2},
+	{containerdtest.V2, 3},
+	{containerdtest.V2, 4},
+}
+
+// Issue 3 items 1-3: install registers the handler and a pod runs through it; a second install
+// changes nothing and does not restart containerd; uninstall restores the config byte for byte.
+func TestInstallRunPodRerunUninstall(t *testing.T) {
+	for _, tt := range daemons {
+		t.Run(fmt.Sprintf("%s-config-v%d", tt.version, tt.configVersion), func(t *testing.T) {
+			t.Parallel()
+			n := newNode(t, tt.version, tt.configVersion)
+			before := n.read(configPath)
+
+			r := n.install(nil).mustSucceed(t, "install")
+			if !r.Changed || !r.ConfigChanged || !r.BinaryChanged || !r.Restarted || r.ConfigVersion != tt.configVersion ||
+				r.BinaryPath != n.binPath || r.ConfigPath != configPath || r.Distro == "" || r.SpecHash != "h1" {
+				t.Errorf("install result: %+v", r)
+			}
+			if got := n.termination(); got.BinarySHA256 != r.BinarySHA256 || !got.Success {
+				t.Errorf("termination message %+v differs from stdout %+v", got, r)
+			}
+			if !bytes.Equal(n.read(n.binPath), n.shim) {
+				t.Fatal("installed binary differs from the source")
+			}
+			cfg := string(n.read(configPath))
+			if tt.version == containerdtest.V1 && !strings.Contains(cfg, `runtime_type = "`+n.binPath+`"`) {
+				t.Errorf("containerd 1.6 config must name the binary's absolute path as runtime_type:\n%s", cfg)
+			}
+			if n.d.Restarts() != 1 {
+				t.Errorf("containerd restarted %d times, want 1", n.d.Restarts())
+			}
+			n.d.WaitReady(shim, true)
+			pod := n.d.RunPod("through-new-handler", shim)
+			if err := n.d.PodRunning(pod); err != nil {
+				t.Fatalf("pod through handler %s: %v\n%s", shim, err, n.logs())
+			}
+
+			r = n.install(nil).mustSucceed(t, "second install")
+			if r.Changed || r.ConfigChanged || r.BinaryChanged || r.Restarted {
+				t.Errorf("second install changed something: %+v", r)
+			}
+			if n.d.Restarts() != 1 {
+				t.Errorf("second install restarted containerd (%d restarts)", n.d.Restarts())
+			}
+			// Without the spec hash the source is fetched again, found identical, and still nothing changes.
+			r = n.installer(nil, "install", "--shim-name="+shim, "--runtime-type="+runtimeType,
+				"--source-builtin=wazero", "--builtin-dir="+n.builtins, "--restart=signal", "--shim-dir="+n.shimDir).mustSucceed(t, "install without spec hash")
+			if r.Changed || n.d.Restarts() != 1 {
+				t.Errorf("install without spec hash changed something: %+v, %d restarts", r, n.d.Restarts())
+			}
+			n.installer(nil, "verify", "--handler="+shim).mustSucceed(t, "verify")
+
+			r = n.uninstall(nil).mustSucceed(t, "uninstall")
+			if !r.ConfigChanged || !r.Restarted || !r.BinaryChanged {
+				t.Errorf("uninstall result: %+v", r)
+			}
+			if after := n.read(configPath); !bytes.Equal(after, before) {
+				t.Errorf("uninstall did not restore the config byte for byte:\n%s\nwant:\n%s", after, before)
+			}
+			for _, p := range []string{n.binPath, stateFile, "/opt/wasmkube/backup/" + shim} {
+				if n.exists(p) {
+					t.Errorf("uninstall left %s", p)
+				}
+			}
+			n.installer(nil, "verify", "--handler="+shim, "--absent").mustSucceed(t, "verify --absent")
+			if r := n.uninstall(nil).mustSucceed(t, "second uninstall"); r.Changed {
+				t.Errorf("second uninstall changed something: %+v", r)
+			}
+		})
+	}
+}
+
+// Issue 3 item 4: a config containerd cannot use triggers a rollback that leaves a healthy containerd
+// with the old config, and the result says why.
+//
+// No runtime option breaks containerd's start (1.6 and 2.4.2 keep options as a free-form map and decode
+// them only when a sandbox starts, or, on 2.x, in a logged feature probe), so the faults are ones real
+// containerd produces: 1.6 silently ignores a version-3 config's runtimes, so the handler never
+// appears; 2.4.2 under --restart none (k0s style) never reloads the file.
+func TestRollback(t *testing.T) {
+	tests := []struct {
+		name          string
+		version       containerdtest.Version
+		configVersion int
+		restart       string
+		restarts      int
+	}{
+		{"containerd1-ignores-v3-config", containerdtest.V1, 3, "signal", 2},
+		{"containerd2-never-reloads", containerdtest.V2, 4, "none", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			n := newNode(t, tt.version, tt.configVersion)
+			before := n.read(configPath)
+			r := n.install(nil, "--restart="+tt.restart, "--verify-timeout=5s")
+			if r.err == nil || r.result.Success || r.result.Reason != result.ReasonVerifyFailed || !r.result.RolledBack {
+				t.Fatalf("want a failed, rolled back install with reason %s; got %v %+v\n%s", result.ReasonVerifyFailed, r.err, r.result, r.stderr)
+			}
+			if !strings.Contains(r.result.Error, shim) {
+				t.Errorf("error does not say which handler: %s", r.result.Error)
+			}
+			if after := n.read(configPath); !bytes.Equal(after, before) {
+				t.Errorf("config not restored:\n%s", after)
+			}
+			for _, p := range []string{n.binPath, stateFile} {
+				if n.exists(p) {
+					t.Errorf("rollback left %s", p)
+				}
+			}
+			if n.d.Restarts() != tt.restarts {
+				t.Errorf("containerd restarted %d times, want %d", n.d.Restarts(), tt.restarts)
+			}
+			n.d.WaitReady(shim, false)
+			if err := n.d.PodRunning(n.d.RunPod("after-rollback", "")); err != nil {
+				t.Errorf("containerd unhealthy after rollback: %v", err)
+			}
+		})
+	}
+}
+
+// Issue 3 item 5: an unparseable or unknown-version config is left untouched with a clear error.
+func TestBadConfigLeftUntouched(t *testing.T) {
+	tests := []struct{ config, reason, says string }{
+		{"version = 2\n[plugins\n", result.ReasonConfigUnparseable, "not valid toml"},
+		{"version = 5\n[plugins]\n", result.ReasonConfigUnknownVersion, "version 5"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.reason, func(t *testing.T) {
+			t.Parallel()
+			root := hostRoot(t)
+			if err := os.MkdirAll(root+"/etc/containerd", 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(root+configPath, []byte(tt.config), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			builtins := t.TempDir()
+			if err := os.WriteFile(builtins+"/containerd-shim-wazero-v1", []byte("binary"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			r := runInstaller(t, nil, "install", "--host-root="+root, "--result-file=", "--shim-name="+shim,
+				"--runtime-type="+runtimeType, "--source-builtin=wazero", "--builtin-dir="+builtins, "--restart=none")
+			if r.err == nil || r.result.Reason != tt.reason || r.result.Changed {
+				t.Fatalf("got %v %+v", r.err, r.result)
+			}
+			if !strings.Contains(r.result.Error, configPath) || !strings.Contains(strings.ToLower(r.result.Error), tt.says) ||
+				!strings.Contains(r.stderr, tt.reason) {
+				t.Errorf("error is not clear: %q (stderr %q)", r.result.Error, r.stderr)
+			}
+			fi, err := os.Stat(root + configPath)
+			if got, _ := os.ReadFile(root + configPath); string(got) != tt.config || err != nil || fi.Mode().Perm() != 0o600 {
+				t.Errorf("config touched: %q", got)
+			}
+			if _, err := os.Stat(root + "/opt"); err == nil {
+				t.Error("install created /opt on a host whose config it refused")
+			}
+		})
+	}
+}
