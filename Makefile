@@ -57,7 +57,7 @@ bench-restart: ## Time signal restarts of a supervised containerd 1.6 and 2.4.2 
 ##@ Code generation
 
 # GENERATED lists every path `make generate` writes; verify-generate fails when any of them differs from git.
-# (The Helm chart adds its copy of the CRDs here, and a copy step to generate-copies.)
+# The Helm chart holds copies of the CRDs and the RBAC (see generate-copies), so a stale chart fails too.
 GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac \
 	charts/wasmkube/crds charts/wasmkube/files/rbac
 
