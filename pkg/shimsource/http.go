@@ -43,50 +43,51 @@ func (h HTTP) Fetch(ctx context.Context, p Platform, destDir string) (Artifact, 
 	if err != nil {
 		return Artifact{}, err
 	}
+	src := u.Redacted() // no password in errors or in the result
 	limit := maxBytes(h.MaxBytes)
 	dl, err := newStaged(destDir, downloadName(u))
 	if err != nil {
-		return Artifact{}, fmt.Errorf("download %s: %w", h.URL, err)
+		return Artifact{}, fmt.Errorf("download %s: %w", src, err)
 	}
 	defer dl.discard()
-	if err := h.download(ctx, u, dl, limit); err != nil {
+	if err := h.download(ctx, u, src, dl, limit); err != nil {
 		return Artifact{}, err
 	}
 	got := dl.sum()
 	if got != want {
 		return Artifact{}, fmt.Errorf("download %s: sha256 is %s, expected %s; nothing installed: %w",
-			h.URL, got, want, ErrDigestMismatch)
+			src, got, want, ErrDigestMismatch)
 	}
-	a := Artifact{Digest: "sha256:" + got, Platform: p, Source: h.URL}
+	a := Artifact{Digest: "sha256:" + got, Platform: p, Source: src}
 	kind, err := sniff(dl.f)
 	if err != nil {
-		return Artifact{}, fmt.Errorf("download %s: %w", h.URL, err)
+		return Artifact{}, fmt.Errorf("download %s: %w", src, err)
 	}
 	if kind == rawFile {
 		if h.Member != "" {
-			return Artifact{}, fmt.Errorf("download %s: member %q requested, but the file is not a tar or .tar.gz archive", h.URL, h.Member)
+			return Artifact{}, fmt.Errorf("download %s: member %q requested, but the file is not a tar or .tar.gz archive", src, h.Member)
 		}
 		if a.File, err = dl.commit(); err != nil {
-			return Artifact{}, fmt.Errorf("download %s: %w", h.URL, err)
+			return Artifact{}, fmt.Errorf("download %s: %w", src, err)
 		}
 		a.SHA256 = got
 		return a, nil
 	}
 	member, err := h.pickMember(dl.f, kind)
 	if err != nil {
-		return Artifact{}, fmt.Errorf("download %s: %w", h.URL, err)
+		return Artifact{}, fmt.Errorf("download %s: %w", src, err)
 	}
 	bin, err := newStaged(destDir, path.Base(member))
 	if err != nil {
-		return Artifact{}, fmt.Errorf("download %s: %w", h.URL, err)
+		return Artifact{}, fmt.Errorf("download %s: %w", src, err)
 	}
 	defer bin.discard()
 	if err := extractMember(dl.f, kind, member, bin, limit); err != nil {
-		return Artifact{}, fmt.Errorf("download %s: %w", h.URL, err)
+		return Artifact{}, fmt.Errorf("download %s: %w", src, err)
 	}
 	a.SHA256 = bin.sum()
 	if a.File, err = bin.commit(); err != nil {
-		return Artifact{}, fmt.Errorf("download %s: %w", h.URL, err)
+		return Artifact{}, fmt.Errorf("download %s: %w", src, err)
 	}
 	return a, nil
 }
@@ -95,28 +96,29 @@ func (h HTTP) Fetch(ctx context.Context, p Platform, destDir string) (Artifact, 
 func (h HTTP) check() (*url.URL, string, error) {
 	u, err := url.Parse(h.URL)
 	if err != nil {
-		return nil, "", fmt.Errorf("parse download URL %q: %w", h.URL, err)
+		return nil, "", fmt.Errorf("parse download URL: %w", err)
 	}
+	src := u.Redacted()
 	switch u.Scheme {
 	case "https":
 	case "http":
 		if !h.AllowInsecureHTTP {
-			return nil, "", fmt.Errorf("download %s: plain http is refused; use https or allow insecure http: %w", h.URL, ErrInsecure)
+			return nil, "", fmt.Errorf("download %s: plain http is refused; use https or allow insecure http: %w", src, ErrInsecure)
 		}
 	default:
-		return nil, "", fmt.Errorf("download URL %q: want an https:// URL", h.URL)
+		return nil, "", fmt.Errorf("download URL %q: want an https:// URL", src)
 	}
 	if u.Host == "" {
-		return nil, "", fmt.Errorf("download URL %q: no host", h.URL)
+		return nil, "", fmt.Errorf("download URL %q: no host", src)
 	}
 	want := strings.ToLower(strings.TrimPrefix(strings.TrimSpace(h.SHA256), "sha256:"))
 	if b, err := hex.DecodeString(want); err != nil || len(b) != 32 {
-		return nil, "", fmt.Errorf("download %s: sha256 %q is not 64 hex digits; a checksum is mandatory", h.URL, h.SHA256)
+		return nil, "", fmt.Errorf("download %s: sha256 %q is not 64 hex digits; a checksum is mandatory", src, h.SHA256)
 	}
 	return u, want, nil
 }
 
-func (h HTTP) download(ctx context.Context, u *url.URL, dl *staged, limit int64) error {
+func (h HTTP) download(ctx context.Context, u *url.URL, src string, dl *staged, limit int64) error {
 	client := http.Client{}
 	if h.Client != nil {
 		client = *h.Client
@@ -136,27 +138,27 @@ func (h HTTP) download(ctx context.Context, u *url.URL, dl *staged, limit int64)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return fmt.Errorf("download %s: %w", h.URL, err)
+		return fmt.Errorf("download %s: %w", src, err)
 	}
 	req.Header.Set("User-Agent", "wasmkube-shimsource")
 	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("download %s: %w", h.URL, err)
+		return fmt.Errorf("download %s: %w", src, err)
 	}
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusOK:
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
-		return fmt.Errorf("download %s: %s: %w", h.URL, resp.Status, ErrNotFound)
+		return fmt.Errorf("download %s: %s: %w", src, resp.Status, ErrNotFound)
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return fmt.Errorf("download %s: %s: %w", h.URL, resp.Status, ErrUnauthorized)
+		return fmt.Errorf("download %s: %s: %w", src, resp.Status, ErrUnauthorized)
 	default:
-		return fmt.Errorf("download %s: unexpected status %s", h.URL, resp.Status)
+		return fmt.Errorf("download %s: unexpected status %s", src, resp.Status)
 	}
 	if resp.ContentLength > limit {
-		return fmt.Errorf("download %s: %d bytes exceed the limit of %d: %w", h.URL, resp.ContentLength, limit, ErrTooLarge)
+		return fmt.Errorf("download %s: %d bytes exceed the limit of %d: %w", src, resp.ContentLength, limit, ErrTooLarge)
 	}
-	if err := dl.fill(resp.Body, limit, "download "+h.URL); err != nil {
+	if err := dl.fill(resp.Body, limit, "download "+src); err != nil {
 		return err
 	}
 	return nil

@@ -222,3 +222,25 @@ func TestHTTPCancelled(t *testing.T) {
 	}
 	requireEmptyDir(t, dest)
 }
+
+// TestHTTPRedactsPassword: a password in the URL appears neither in the artifact nor in errors.
+func TestHTTPRedactsPassword(t *testing.T) {
+	t.Parallel()
+	f := newHTTPFixture(t)
+	u := strings.Replace(f.tls.URL, "https://", "https://user:hunter2@", 1) + "/releases/containerd-shim-spin-v2"
+	h := HTTP{URL: u, SHA256: sha(f.files["/download"]), Client: f.tlsClient}
+	a, err := h.Fetch(context.Background(), linuxAMD64, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.SHA256 = sha([]byte("wrong"))
+	_, err = h.Fetch(context.Background(), linuxAMD64, t.TempDir())
+	if err == nil {
+		t.Fatal("Fetch with a wrong checksum succeeded")
+	}
+	for _, s := range []string{a.Source, err.Error()} {
+		if strings.Contains(s, "hunter2") || !strings.Contains(s, "user:") {
+			t.Errorf("%q: want the user with the password redacted", s)
+		}
+	}
+}
