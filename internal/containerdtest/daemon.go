@@ -53,8 +53,9 @@ type Options struct {
 	ExtraPath []string
 }
 
-// Daemon is a running containerd on private paths. Its methods may be called from any goroutine of
-// the test; they fail the test on error.
+// Daemon is a running containerd on private paths. Methods that can fail (Restart, Stop, WaitReady,
+// RunPod, Client) fail the test and so belong on the test's goroutine; the accessors (PID, Restarts,
+// Logs, Socket, ...) are safe from any goroutine.
 type Daemon struct {
 	t       testing.TB
 	version Version
@@ -120,8 +121,8 @@ func Start(t testing.TB, o Options) *Daemon {
 	if err := os.WriteFile(d.paths.Config, cfg, 0o644); err != nil {
 		t.Fatalf("write containerd config: %v", err)
 	}
-	if o.HostRoot != "" {
-		linkSocket(t, o.HostRoot, d.paths.Socket)
+	if d.paths.HostRoot != "" {
+		linkSocket(t, d.paths.HostRoot, d.paths.Socket)
 	}
 	binDirs = append(binDirs, filepath.Dir(d.paths.Runc), "/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 	d.env = append(withoutPATH(os.Environ()), "PATH="+strings.Join(binDirs, string(os.PathListSeparator)))
