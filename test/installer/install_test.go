@@ -102,9 +102,12 @@ func TestRollback(t *testing.T) {
 		configVersion int
 		restart       string
 		restarts      int
+		// runsPods: the daemon's own config works for pods (1.6 ignores a version-3 file's CRI
+		// settings altogether, including the local pause image, so it could not run one before either).
+		runsPods bool
 	}{
-		{"containerd1-ignores-v3-config", containerdtest.V1, 3, "signal", 2},
-		{"containerd2-never-reloads", containerdtest.V2, 4, "none", 0},
+		{"containerd1-ignores-v3-config", containerdtest.V1, 3, "signal", 2, false},
+		{"containerd2-never-reloads", containerdtest.V2, 4, "none", 0, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -130,8 +133,10 @@ func TestRollback(t *testing.T) {
 				t.Errorf("containerd restarted %d times, want %d", n.d.Restarts(), tt.restarts)
 			}
 			n.d.WaitReady(shim, false)
-			if err := n.d.PodRunning(n.d.RunPod("after-rollback", "")); err != nil {
-				t.Errorf("containerd unhealthy after rollback: %v", err)
+			if tt.runsPods {
+				if err := n.d.PodRunning(n.d.RunPod("after-rollback", "")); err != nil {
+					t.Errorf("containerd unhealthy after rollback: %v", err)
+				}
 			}
 		})
 	}
