@@ -91,8 +91,9 @@ func (o OCI) Fetch(ctx context.Context, p Platform, destDir string) (Artifact, e
 
 // Platforms lists the platforms an image offers: the platforms of an index's image manifests
 // (attestation entries such as unknown/unknown skipped, duplicates removed), or a single
-// image's config platform. Pass the result and a node's platform to Match to decide whether the
-// node is supported; Fetch applies the same rule.
+// image's config platform. The result is never nil without an error; it is empty when the image
+// declares no usable platform. Pass it and a node's platform to Match to decide whether the node
+// is supported; Fetch applies the same rule.
 func Platforms(ctx context.Context, o OCI) ([]Platform, error) {
 	desc, ref, err := o.get(ctx)
 	if err != nil {
@@ -103,7 +104,7 @@ func Platforms(ctx context.Context, o OCI) ([]Platform, error) {
 		if err != nil {
 			return nil, err
 		}
-		var out []Platform
+		out := []Platform{}
 		for _, p := range imageEntries(m).plats {
 			if !slices.Contains(out, p) {
 				out = append(out, p)
@@ -120,7 +121,7 @@ func Platforms(ctx context.Context, o OCI) ([]Platform, error) {
 		return nil, err
 	}
 	if p.OS == "" && p.Architecture == "" {
-		return nil, nil
+		return []Platform{}, nil // known to offer nothing, unlike a nil "not resolved yet"
 	}
 	return []Platform{p}, nil
 }

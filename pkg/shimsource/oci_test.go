@@ -225,7 +225,7 @@ func TestOCIPlatforms(t *testing.T) {
 		{ref: "shims/spin@" + f.index.String(), want: []Platform{linuxAMD64, linuxARM64}},
 		{ref: "shims/arm:v1", want: []Platform{{OS: "linux", Architecture: "arm", Variant: "v6"}, {OS: "linux", Architecture: "arm64", Variant: "v8"}}},
 		{ref: "shims/single:v1", want: []Platform{linuxAMD64}},
-		{ref: "shims/noplatform:v1", want: nil},
+		{ref: "shims/noplatform:v1", want: []Platform{}},
 		{ref: "shims/nope:v1", wantErr: ErrNotFound},
 	}
 	for _, tc := range tests {
@@ -240,6 +240,9 @@ func TestOCIPlatforms(t *testing.T) {
 			}
 			if err != nil {
 				t.Fatal(err)
+			}
+			if got == nil {
+				t.Fatal("Platforms returned nil without an error")
 			}
 			slices.SortFunc(got, func(a, b Platform) int { return strings.Compare(a.String(), b.String()) })
 			if !slices.Equal(got, tc.want) {
