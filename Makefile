@@ -101,3 +101,13 @@ push: images ## Push the images: make push REGISTRY=ghcr.io/you [IMAGE_TAG=v1] [
 .PHONY: chart-golden
 chart-golden: ## Refresh the chart's golden renderings (test/chart/testdata/golden) after a deliberate change.
 	$(WITH_TOOLS) go test ./test/chart -run TestTemplateGolden -update -count=1
+
+##@ Benchmarks
+
+N ?= 1000 5000
+KCM_QPS ?= 500
+
+.PHONY: bench-scale
+bench-scale: ## Roll a Shim out to N KWOK nodes (default "1000 5000") vs a plain Job; prints a table.
+	bash $(TOOLS) install kubernetes etcd kwok
+	$(WITH_TOOLS) go test ./test/scale -run '^TestBenchScale$$' -count=1 -v -timeout 120m -args -sizes="$(N)" -kcm-qps=$(KCM_QPS)

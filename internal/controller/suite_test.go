@@ -50,7 +50,6 @@ func TestMain(m *testing.M) {
 		if setupErr == nil {
 			cluster, setupErr = kwoktest.Start(kwoktest.Options{
 				CRDPaths: []string{filepath.Join("..", "..", "config", "crd", "bases")},
-				Stages:   filepath.Join("testdata", "kwok", "stages.yaml"),
 				LogDir:   logDir,
 			})
 		}

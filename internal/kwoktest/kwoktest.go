@@ -6,6 +6,7 @@ package kwoktest
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"os"
@@ -32,8 +33,11 @@ const ManagedAnnotation = "kwok.x-k8s.io/node"
 type Options struct {
 	// CRDPaths are directories or files of CRDs to install.
 	CRDPaths []string
-	// Stages is the KWOK stage file.
+	// Stages is a KWOK stage file; empty means the package's stages.yaml: nodes Ready at once, Job pods
+	// running after 0.1 s and finishing after 1 s, failing on "fail-*" nodes and never on "hang-*" nodes.
 	Stages string
+	// Scheduler also runs kube-scheduler (for pods without a nodeName, e.g. a plain Job).
+	Scheduler bool
 	// KCMQPS and KCMBurst set kube-controller-manager's client rate limit (0: 500 and 1000).
 	KCMQPS, KCMBurst int
 	// JobSyncs sets --concurrent-job-syncs (0: 20).
@@ -41,6 +45,9 @@ type Options struct {
 	// LogDir receives the logs of kube-controller-manager and KWOK (required).
 	LogDir string
 }
+
+//go:embed stages.yaml
+var defaultStages []byte
 
 // Cluster is a running control plane.
 type Cluster struct {
@@ -106,9 +113,24 @@ func Start(o Options) (*Cluster, error) {
 		fmt.Sprintf("--concurrent-job-syncs=%d", syncs), "--concurrent-gc-syncs=20"); err != nil {
 		return c, err
 	}
+	if o.Scheduler {
+		sched := filepath.Join(os.Getenv(testenv.EnvKubeDir), "kube-scheduler")
+		if err := c.start(o.LogDir, "kube-scheduler", sched, "--kubeconfig="+c.Kubeconfig,
+			"--leader-elect=false", "--secure-port=0", fmt.Sprintf("--kube-api-qps=%d", qps),
+			fmt.Sprintf("--kube-api-burst=%d", burst)); err != nil {
+			return c, err
+		}
+	}
+	stages := o.Stages
+	if stages == "" {
+		stages = filepath.Join(o.LogDir, "stages.yaml")
+		if err := os.WriteFile(stages, defaultStages, 0o644); err != nil {
+			return c, fmt.Errorf("write %s: %w", stages, err)
+		}
+	}
 	kwok := filepath.Join(os.Getenv(testenv.EnvKwokDir), "bin", "kwok")
 	if err := c.start(o.LogDir, "kwok", kwok,
-		"--kubeconfig="+c.Kubeconfig, "--config="+o.Stages,
+		"--kubeconfig="+c.Kubeconfig, "--config="+stages,
 		"--manage-nodes-with-annotation-selector="+ManagedAnnotation+"=fake",
 		"--node-lease-duration-seconds=0", "--server-address="); err != nil {
 		return c, err

@@ -1,0 +1,377 @@
+package scale
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/wasmkube/wasmkube/api/v1alpha1"
+	"github.com/wasmkube/wasmkube/internal/controller"
+	"github.com/wasmkube/wasmkube/internal/kwoktest"
+	"github.com/wasmkube/wasmkube/internal/testenv"
+)
+
+var (
+	sizes  = flag.String("sizes", "", "node counts for TestBenchScale, e.g. \"1000 5000\" (empty: skip the benchmark)")
+	kcmQPS = flag.Int("kcm-qps", 500, "kube-controller-manager --kube-api-qps for the benchmark (its default is 20)")
+)
+
+const namespace = "wasmkube-system"
+
+// TestScaleSmoke rolls one Shim out to 50 KWOK nodes (half arm64) with maxUnavailable 10% through the
+// manager binary, and checks that every node ends ready. It asserts no figures.
+func TestScaleSmoke(t *testing.T) {
+	env := setup(t, 50, 0)
+	res := env.rollout(t)
+	if res.ready != 50 {
+		t.Fatalf("%d of 50 nodes ready", res.ready)
+	}
+	t.Logf("50 nodes: rollout %s, manager RSS %d MiB, CPU %.1fs", res.wall.Round(100*time.Millisecond), res.rssMiB, res.cpu.Seconds())
+}
+
+// TestBenchScale prints the benchmark table for each size in -sizes.
+func TestBenchScale(t *testing.T) {
+	if *sizes == "" {
+		t.Skip("no -sizes given (make bench-scale N=\"1000 5000\")")
+	}
+	var rows []row
+	for _, f := range strings.Fields(*sizes) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 2 {
+			t.Fatalf("-sizes: %q is not a node count", f)
+		}
+		env := setup(t, n, *kcmQPS)
+		r := row{n: n}
+		r.job = env.plainJob(t)
+		r.rollout = env.rollout(t)
+		env.stop()
+		rows = append(rows, r)
+	}
+	printTable(rows, *kcmQPS)
+}
+
+type row struct {
+	n       int
+	rollout result
+	job     time.Duration
+}
+
+type result struct {
+	wall     time.Duration
+	ready    int
+	rssMiB   int64
+	cpu      time.Duration
+	requests map[string]float64 // HTTP method -> requests the manager made
+}
+
+func printTable(rows []row, qps int) {
+	fmt.Printf("\nwasmkube manager rollout on KWOK nodes (half arm64), maxUnavailable 10%%, installer pods finish after ~1 s, kube-controller-manager --kube-api-qps=%d\n", qps)
+	fmt.Printf("%7s %11s %11s %7s %9s %8s %6s %6s %6s %6s %6s %12s\n",
+		"nodes", "rollout", "plain Job", "ratio", "RSS MiB", "CPU s", "GET/n", "POST/n", "PATCH/n", "PUT/n", "DEL/n", "writes/node")
+	var ratio1000 string
+	for _, r := range rows {
+		ratio := r.rollout.wall.Seconds() / r.job.Seconds()
+		per := func(m string) float64 { return r.rollout.requests[m] / float64(r.n) }
+		writes := per("POST") + per("PATCH") + per("PUT") + per("DELETE")
+		fmt.Printf("%7d %10.1fs %10.1fs %7.2f %9d %8.1f %6.2f %6.2f %6.2f %6.2f %6.2f %12.2f\n",
+			r.n, r.rollout.wall.Seconds(), r.job.Seconds(), ratio, r.rollout.rssMiB, r.rollout.cpu.Seconds(),
+			per("GET"), per("POST"), per("PATCH"), per("PUT"), per("DELETE"), writes)
+		if r.n == 1000 {
+			ratio1000 = fmt.Sprintf("%.2f", ratio)
+		}
+	}
+	if ratio1000 == "" {
+		ratio1000 = "n/a (1000 not among the sizes)"
+	}
+	fmt.Printf("rollout/job ratio at 1000 nodes: %s\n", ratio1000)
+}
+
+type env struct {
+	t       *testing.T
+	n       int
+	cluster *kwoktest.Cluster
+	c       client.Client
+	manager string // binary
+	dir     string
+	stopped bool
+}
+
+// setup starts a control plane with n Ready KWOK nodes (half arm64) and builds the manager binary.
+func setup(t *testing.T, n, qps int) *env {
+	t.Helper()
+	testenv.EnvtestAssets(t)
+	testenv.KubeBinary(t, "kube-controller-manager")
+	testenv.KubeBinary(t, "kube-scheduler")
+	testenv.Path(t, testenv.EnvKwokDir, "bin", "kwok")
+	dir, err := os.MkdirTemp("/tmp", "wkscale")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, n: n, dir: dir, manager: filepath.Join(dir, "manager")}
+	build := exec.Command("go", "build", "-o", e.manager, "github.com/wasmkube/wasmkube/cmd/manager")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the manager: %v\n%s", err, out)
+	}
+	e.cluster, err = kwoktest.Start(kwoktest.Options{
+		CRDPaths: []string{filepath.Join("..", "..", "config", "crd", "bases")},
+		LogDir:   dir, Scheduler: true, KCMQPS: qps, KCMBurst: 2 * qps,
+	})
+	t.Cleanup(e.stop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := *e.cluster.Config
+	cfg.QPS, cfg.Burst = 500, 1000
+	scheme, err := controller.NewScheme()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.c, err = client.New(&cfg, client.Options{Scheme: scheme}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := e.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
+		t.Fatal(err)
+	}
+	e.createNodes(ctx)
+	return e
+}
+
+func (e *env) stop() {
+	if e.stopped {
+		return
+	}
+	e.stopped = true
+	if e.cluster != nil {
+		if err := e.cluster.Stop(); err != nil {
+			e.t.Error(err)
+		}
+	}
+	if e.t.Failed() {
+		e.t.Logf("logs kept in %s", e.dir)
+		return
+	}
+	os.RemoveAll(e.dir)
+}
+
+// createNodes creates the nodes with 16 workers and waits until KWOK reports them all Ready.
+func (e *env) createNodes(ctx context.Context) {
+	e.t.Helper()
+	work := make(chan int)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				arch := "amd64"
+				if i%2 == 1 {
+					arch = "arm64"
+				}
+				n := kwoktest.Node(fmt.Sprintf("node-%05d", i), arch, map[string]string{"pool": "bench"}, nil)
+				if err := e.c.Create(ctx, n); err != nil {
+					mu.Lock()
+					firstErr = err
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range e.n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if firstErr != nil {
+		e.t.Fatalf("create nodes: %v", firstErr)
+	}
+	err := wait.PollUntilContextTimeout(ctx, time.Second, 10*time.Minute, true, func(ctx context.Context) (bool, error) {
+		var list corev1.NodeList
+		if err := e.c.List(ctx, &list); err != nil {
+			return false, err
+		}
+		ready := 0
+		for _, n := range list.Items {
+			for _, c := range n.Status.Conditions {
+				if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+					ready++
+				}
+			}
+		}
+		return ready == e.n, nil
+	})
+	if err != nil {
+		e.t.Fatalf("%d nodes did not become Ready: %v", e.n, err)
+	}
+}
+
+// plainJob runs one Job with N completions at the rollout's parallelism (10%) and returns its wall time.
+func (e *env) plainJob(t *testing.T) time.Duration {
+	t.Helper()
+	ctx := context.Background()
+	par := int32(max(e.n/10, 1))
+	job := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: "baseline", Namespace: namespace},
+		Spec: batchv1.JobSpec{
+			Completions: ptr.To(int32(e.n)), Parallelism: &par, BackoffLimit: ptr.To(int32(e.n)),
+			Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+				RestartPolicy: corev1.RestartPolicyNever,
+				Containers:    []corev1.Container{{Name: "installer", Image: "wasmkube/node-installer:bench"}},
+			}},
+		},
+	}
+	start := time.Now()
+	if err := e.c.Create(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 60*time.Minute, false, func(ctx context.Context) (bool, error) {
+		if err := e.c.Get(ctx, client.ObjectKeyFromObject(job), job); err != nil {
+			return false, err
+		}
+		for _, c := range job.Status.Conditions {
+			if c.Type == batchv1.JobComplete && c.Status == corev1.ConditionTrue {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("baseline Job: %v (status %+v)", err, job.Status)
+	}
+	wall := time.Since(start)
+	bg := metav1.DeletePropagationBackground
+	_ = e.c.Delete(ctx, job, &client.DeleteOptions{PropagationPolicy: &bg})
+	return wall
+}
+
+// rollout starts the manager binary, creates one Shim over all nodes with maxUnavailable 10%, waits until
+// every node is ready, and stops the manager to read its resource usage and request counts.
+func (e *env) rollout(t *testing.T) result {
+	t.Helper()
+	ctx := context.Background()
+	metricsAddr := freeAddr(t)
+	log, err := os.Create(filepath.Join(e.dir, "manager.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	cmd := exec.Command(e.manager, "--installer-image=wasmkube/node-installer:bench", "--namespace="+namespace,
+		"--leader-elect=false", "--metrics-bind-address="+metricsAddr, "--health-probe-bind-address=0",
+		"--handler-deadline=0")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+e.cluster.Kubeconfig)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	defer func() {
+		if !killed {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	}()
+
+	shim := &v1alpha1.Shim{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench"},
+		Spec: v1alpha1.ShimSpec{
+			RuntimeType:  "io.containerd.wazero.v1",
+			Source:       v1alpha1.ShimSource{Builtin: "wazero"},
+			NodeSelector: map[string]string{},
+			Rollout:      v1alpha1.RolloutSpec{MaxUnavailable: ptr.To(intstr.FromString("10%"))},
+		},
+	}
+	start := time.Now()
+	if err := e.c.Create(ctx, shim); err != nil {
+		t.Fatal(err)
+	}
+	var res result
+	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 60*time.Minute, false, func(ctx context.Context) (bool, error) {
+		if err := e.c.Get(ctx, client.ObjectKeyFromObject(shim), shim); err != nil {
+			return false, err
+		}
+		res.ready = int(shim.Status.Nodes.Ready)
+		return res.ready == e.n || shim.Status.Nodes.Failed > 0, nil
+	})
+	res.wall = time.Since(start)
+	if err != nil || res.ready != e.n {
+		t.Fatalf("rollout to %d nodes: %v, status %+v (logs in %s)", e.n, err, shim.Status.Nodes, e.dir)
+	}
+	res.requests, err = scrapeRequests(metricsAddr)
+	if err != nil {
+		t.Fatalf("scrape manager metrics: %v", err)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+	killed = true
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		res.rssMiB = ru.Maxrss / 1024
+	}
+	res.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	return res
+}
+
+// scrapeRequests sums client-go's rest_client_requests_total of the manager by HTTP method.
+func scrapeRequests(addr string) (map[string]float64, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "rest_client_requests_total{") {
+			continue
+		}
+		i := strings.Index(line, `method="`)
+		j := strings.LastIndex(line, " ")
+		if i < 0 || j < 0 {
+			continue
+		}
+		method := line[i+len(`method="`):]
+		method = method[:strings.Index(method, `"`)]
+		v, err := strconv.ParseFloat(line[j+1:], 64)
+		if err != nil {
+			return nil, fmt.Errorf("parse %q: %w", line, err)
+		}
+		out[method] += v
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no rest_client_requests_total in /metrics")
+	}
+	return out, sc.Err()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
