@@ -132,7 +132,7 @@ func Start(t testing.TB, o Options) *Daemon {
 	t.Cleanup(d.cleanup)
 
 	d.mu.Lock()
-	p, err := d.launchLocked()
+	p, err := d.launchLocked(0)
 	d.mu.Unlock()
 	if err != nil {
 		t.Fatal(err)
@@ -264,7 +264,7 @@ func (d *Daemon) Restart() {
 	}
 	d.mu.Lock()
 	d.stopped = false
-	p, err := d.launchLocked()
+	p, err := d.launchLocked(0)
 	if err == nil {
 		d.restarts++
 	}
@@ -275,8 +275,8 @@ func (d *Daemon) Restart() {
 	d.waitReady(p)
 }
 
-// launchLocked starts a containerd process; d.mu is held.
-func (d *Daemon) launchLocked() (*proc, error) {
+// launchLocked starts a containerd process after the supervisor's pause backoff; d.mu is held.
+func (d *Daemon) launchLocked(backoff time.Duration) (*proc, error) {
 	fmt.Fprintf(d.log, "--- containerdtest: %s start at %s ---\n", d.binary, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(d.binary, "--config", d.paths.Config)
 	cmd.Env = d.env
@@ -286,7 +286,7 @@ func (d *Daemon) launchLocked() (*proc, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s --config %s: %w", d.binary, d.paths.Config, err)
 	}
-	p := &proc{cmd: cmd, started: time.Now(), exited: make(chan struct{})}
+	p := &proc{cmd: cmd, started: time.Now(), backoff: backoff, exited: make(chan struct{})}
 	d.cur = p
 	d.wg.Add(1)
 	go d.reap(p)
@@ -299,7 +299,7 @@ func (d *Daemon) launchLocked() (*proc, error) {
 // restarts always get the short back-off.
 func (d *Daemon) reap(p *proc) {
 	defer d.wg.Done()
-	_ = p.cmd.Wait() // the exit status is in the log; a supervisor does not care
+	_ = p.cmd.Wait() // the exit status is in ProcessState and the log
 	close(p.exited)
 	delay := minBackoff
 	if !p.cmd.ProcessState.Success() && time.Since(p.started) < time.Second {
@@ -312,13 +312,12 @@ func (d *Daemon) reap(p *proc) {
 			d.mu.Unlock()
 			return
 		}
-		np, err := d.launchLocked()
+		_, err := d.launchLocked(delay)
 		if err == nil {
-			np.backoff = delay
 			d.restarts++
 			d.startErr = nil
 			d.mu.Unlock()
-			return // np has a reaper of its own
+			return // the new process has a reaper of its own
 		}
 		d.startErr = err
 		d.mu.Unlock()
