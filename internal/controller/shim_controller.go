@@ -165,15 +165,16 @@ func (r *ShimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 			errs = append(errs, err)
 		}
 	}
-	platforms, err := r.resolvePlatforms(ctx, &shim, hash)
-	if err != nil && !deleting {
-		st.SourceError = err.Error()
-		log.Error(err, "resolve the source's platforms; installs wait", "shim", shim.Name)
-		requeue = 30 * time.Second
-	}
-	if _, err := rollout.OptionFlags(rollout.RawOptions(&shim)); err != nil {
-		st.InvalidSpec = err.Error()
-		platforms = nil // no install starts; uninstalls still run
+	var platforms []rollout.Platform // nil holds installs, not uninstalls
+	if !deleting {
+		var err error
+		if _, err = rollout.OptionFlags(rollout.RawOptions(&shim)); err != nil {
+			st.InvalidSpec = err.Error()
+		} else if platforms, err = r.resolvePlatforms(ctx, &shim, hash); err != nil {
+			st.SourceError = err.Error()
+			log.Error(err, "resolve the source's platforms; installs wait", "shim", shim.Name)
+			requeue = 30 * time.Second
+		}
 	}
 
 	var nodes corev1.NodeList

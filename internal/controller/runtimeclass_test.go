@@ -1,0 +1,89 @@
+package controller
+
+import (
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	nodev1 "k8s.io/api/node/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/wasmkube/wasmkube/api/v1alpha1"
+)
+
+func TestRuntimeClassUpToDate(t *testing.T) {
+	t.Parallel()
+	shim := validShim("spin", func(s *v1alpha1.Shim) {
+		s.UID = "u1"
+		s.Spec.RuntimeClass.Tolerations = []corev1.Toleration{{Key: "wasm", Operator: corev1.TolerationOpExists}}
+	})
+	desired := desiredRuntimeClass(shim)
+	if desired.Name != "spin" || desired.Handler != "spin" || desired.Scheduling.NodeSelector[v1alpha1.NodeStateLabel("spin")] != "ready" {
+		t.Fatalf("desired RuntimeClass %+v", desired)
+	}
+	for name, tc := range map[string]struct {
+		mut  func(*nodev1.RuntimeClass)
+		want bool
+	}{
+		"equal":               {func(*nodev1.RuntimeClass) {}, true},
+		"extra label is fine": {func(rc *nodev1.RuntimeClass) { rc.Labels["team"] = "x" }, true},
+		"selector edited":     {func(rc *nodev1.RuntimeClass) { rc.Scheduling.NodeSelector = map[string]string{"a": "b"} }, false},
+		"tolerations dropped": {func(rc *nodev1.RuntimeClass) { rc.Scheduling.Tolerations = nil }, false},
+		"overhead added": {func(rc *nodev1.RuntimeClass) {
+			rc.Overhead = &nodev1.Overhead{PodFixed: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}}
+		}, false},
+		"owner missing":        {func(rc *nodev1.RuntimeClass) { rc.OwnerReferences = nil }, false},
+		"scheduling missing":   {func(rc *nodev1.RuntimeClass) { rc.Scheduling = nil }, false},
+		"managed label edited": {func(rc *nodev1.RuntimeClass) { rc.Labels[LabelShim] = "other" }, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			current := desiredRuntimeClass(shim)
+			tc.mut(current)
+			if got := runtimeClassUpToDate(current, desired); got != tc.want {
+				t.Fatalf("runtimeClassUpToDate = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestSlimNode(t *testing.T) {
+	t.Parallel()
+	n := &corev1.Node{}
+	n.Name, n.Labels, n.Annotations = "n", map[string]string{"a": "b"}, map[string]string{"c": "d"}
+	n.Status.NodeInfo = corev1.NodeSystemInfo{Architecture: "arm64", OperatingSystem: "linux", KernelVersion: "6.1"}
+	n.Status.Images = []corev1.ContainerImage{{Names: []string{"big"}}}
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady}}
+	n.Status.RuntimeHandlers = []corev1.NodeRuntimeHandler{{Name: "spin"}}
+	out, err := slimNode(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := out.(*corev1.Node)
+	if s.Name != "n" || s.Labels["a"] != "b" || s.Annotations["c"] != "d" || s.Status.NodeInfo.Architecture != "arm64" ||
+		len(s.Status.RuntimeHandlers) != 1 || len(s.Status.Images) != 0 || len(s.Status.Conditions) != 0 || s.Status.NodeInfo.KernelVersion != "" {
+		t.Fatalf("slimNode kept the wrong fields: %+v", s)
+	}
+}
+
+func TestDockerConfigAuth(t *testing.T) {
+	t.Parallel()
+	cfg := []byte(`{"auths":{"ghcr.io":{"username":"u","password":"p"},"https://index.docker.io/v1/":{"auth":"eDp5"}}}`)
+	a, err := dockerConfigAuth(cfg, "ghcr.io")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.Authorization()
+	if err != nil || got.Username != "u" || got.Password != "p" {
+		t.Fatalf("ghcr.io credentials = %+v, %v", got, err)
+	}
+	a, err = dockerConfigAuth(cfg, "quay.io")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := a.Authorization(); got.Username != "" {
+		t.Fatalf("quay.io: want anonymous, got %+v", got)
+	}
+	if _, err := dockerConfigAuth([]byte("{"), "ghcr.io"); err == nil {
+		t.Fatal("a broken config.json: want an error")
+	}
+}
