@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // Files are the file operations the transaction performs on the host. Every path is a host path (as
@@ -44,8 +45,30 @@ type DirFS struct {
 
 var _ Files = DirFS{}
 
-// HostPath joins path below the root.
-func (d DirFS) HostPath(path string) string { return filepath.Join(d.Root, filepath.Clean("/"+path)) }
+// HostPath returns path below the root, with symbolic links resolved as the host would resolve them:
+// an absolute link target is taken relative to the root, so a host's
+// /etc/containerd/config.toml -> /etc/containerd/real.toml is followed inside the host root (and a
+// write replaces the target, keeping the link). Resolution stops at the first missing component.
+func (d DirFS) HostPath(path string) string {
+	resolved := "/"
+	rest := strings.Split(strings.TrimPrefix(filepath.Clean("/"+path), "/"), "/")
+	for hops := 0; len(rest) > 0; {
+		next := filepath.Join(resolved, rest[0])
+		rest = rest[1:]
+		target, err := os.Readlink(filepath.Join(d.Root, next))
+		if err != nil || hops >= 40 { // not a link, missing, or a loop: take the name as it is
+			resolved = next
+			continue
+		}
+		hops++
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(next), target)
+		}
+		rest = append(strings.Split(strings.TrimPrefix(filepath.Clean(target), "/"), "/"), rest...)
+		resolved = "/"
+	}
+	return filepath.Join(d.Root, resolved)
+}
 
 // ReadFile implements Files.
 func (d DirFS) ReadFile(path string) ([]byte, error) { return os.ReadFile(d.HostPath(path)) }

@@ -119,12 +119,12 @@ func (in *Installer) DryRun(spec Spec) (string, error) {
 		b.WriteString("config diff:     none\n")
 		return b.String(), nil
 	}
-	from := "a" + p.cfgFile
+	from, a := "a"+p.cfgFile, difflib.SplitLines(string(p.current))
 	if !p.exists {
-		from = "/dev/null"
+		from, a = "/dev/null", nil
 	}
 	diff, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-		A: difflib.SplitLines(string(p.current)), B: difflib.SplitLines(string(p.desired)),
+		A: a, B: difflib.SplitLines(string(p.desired)),
 		FromFile: from, ToFile: "b" + p.cfgFile, Context: 3,
 	})
 	if err != nil {

@@ -58,9 +58,9 @@ type node struct {
 	d        *containerdtest.Daemon
 	builtins string
 	shim     []byte // content of the shim binary the builtin source delivers
-	// shimDir is the installer's --shim-dir: a real directory that the host root also shows at the
-	// same path (through a symlink), so the path the installer writes into containerd's config names
-	// the binary for the test's containerd, which runs in this machine's root, not the host root.
+	// shimDir is the installer's --shim-dir: a directory in the host root that this machine also shows
+	// at the same path (through a symlink), so the path the installer writes into containerd's config
+	// names the binary for the test's containerd, which runs in this machine's root, not the host root.
 	shimDir string
 	binPath string
 }
@@ -81,13 +81,18 @@ func newNode(t *testing.T, v containerdtest.Version, configVersion int) *node {
 	if n.shimDir, err = os.MkdirTemp("/tmp", "wks"); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(n.shimDir) })
-	if err := os.MkdirAll(filepath.Join(root, "tmp"), 0o755); err != nil {
+	// The directory itself lives in the host root; this machine's path is a link to it.
+	inRoot := filepath.Join(root, n.shimDir)
+	if err := os.MkdirAll(inRoot, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(n.shimDir, filepath.Join(root, n.shimDir)); err != nil {
+	if err := os.Remove(n.shimDir); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Symlink(inRoot, n.shimDir); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(n.shimDir) })
 	n.binPath = filepath.Join(n.shimDir, binaryName)
 	n.shim = n.copyFile(src, filepath.Join(n.builtins, "containerd-shim-wazero-v1"))
 	return n
@@ -153,6 +158,7 @@ func runInstaller(t *testing.T, env []string, args ...string) run {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, nodeInstaller, args...)
 	cmd.Env = append(os.Environ(), env...)
+	cmd.WaitDelay = time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -177,6 +183,9 @@ func runInstaller(t *testing.T, env []string, args ...string) run {
 	}
 	return r
 }
+
+// newCmd is a node-installer command with no time limit of its own (for quick, local commands).
+func newCmd(args ...string) *exec.Cmd { return exec.Command(nodeInstaller, args...) }
 
 func (n *node) install(env []string, extra ...string) run {
 	n.t.Helper()
