@@ -138,7 +138,7 @@ func Start(t testing.TB, o Options) *Daemon {
 		t.Fatal(err)
 	}
 	d.waitReady(p)
-	d.importImage(image)
+	d.ImportImage(image, PauseImage)
 	return d
 }
 
@@ -349,17 +349,29 @@ func (d *Daemon) waitReady(p *proc) {
 	}
 }
 
-// importImage imports the pause image tarball into the k8s.io namespace with the matching ctr and
-// waits until the CRI image service lists it.
-func (d *Daemon) importImage(tarball string) {
+// Ctr runs the ctr matching the daemon's version against its socket in the k8s.io namespace (the one
+// CRI uses) and returns its combined output; the error keeps the arguments and the output.
+func (d *Daemon) Ctr(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*ReadyTimeout)
+	defer cancel()
+	full := append([]string{"--address", d.paths.Socket, "--namespace", "k8s.io"}, args...)
+	out, err := exec.CommandContext(ctx, d.ctr, full...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %w\n%s", d.ctr, strings.Join(full, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// ImportImage imports an image tarball (`docker save` or OCI layout format, as `ctr images import`
+// reads) with extra ctr import flags, and waits until the CRI image service resolves ref.
+func (d *Daemon) ImportImage(tarball, ref string, flags ...string) {
 	d.t.Helper()
-	args := []string{"--address", d.paths.Socket, "--namespace", "k8s.io", "images", "import"}
+	args := append([]string{"images", "import"}, flags...)
 	if d.version == V2 {
 		args = append(args, "--local") // unpack in the client, as 1.6's ctr does; no transfer service
 	}
-	args = append(args, tarball)
-	if out, err := exec.Command(d.ctr, args...).CombinedOutput(); err != nil {
-		d.t.Fatalf("%s %s: %v\n%s", d.ctr, strings.Join(args, " "), err, out)
+	if _, err := d.Ctr(append(args, tarball)...); err != nil {
+		d.t.Fatal(err)
 	}
 	c, err := cri.Dial(context.Background(), d.paths.Socket)
 	if err != nil {
@@ -368,12 +380,12 @@ func (d *Daemon) importImage(tarball string) {
 	defer c.Close()
 	var last error
 	err = wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, ReadyTimeout, true, func(ctx context.Context) (bool, error) {
-		resp, err := c.Images().ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: PauseImage}})
+		resp, err := c.Images().ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
 		last = err
 		return err == nil && resp.GetImage() != nil, nil
 	})
 	if err != nil {
-		d.t.Fatalf("CRI does not list %s after ctr import: %v (last error: %v)\n%s", PauseImage, err, last, d.logTail())
+		d.t.Fatalf("CRI does not list %s after ctr import: %v (last error: %v)\n%s", ref, err, last, d.logTail())
 	}
 }
 

@@ -42,6 +42,9 @@ func TestDaemon(t *testing.T) {
 			if len(d.Socket()) >= 108 {
 				t.Errorf("socket path %s is too long for a unix socket", d.Socket())
 			}
+			if out, err := d.Ctr("images", "ls", "-q"); err != nil || !strings.Contains(out, containerdtest.PauseImage) {
+				t.Errorf("ctr images ls = %q, %v; want %s listed", out, err, containerdtest.PauseImage)
+			}
 			before := d.PID()
 			pod := d.RunPod("p1", "")
 			if err := d.PodRunning(pod); err != nil {
