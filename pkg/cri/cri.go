@@ -30,9 +30,9 @@ type Client struct {
 // Dial returns a client for the CRI socket at socket (a path, or a "unix://" address). It does not
 // connect yet (ctx is not used for now): the first call does, so Dial succeeds while the runtime is down.
 func Dial(ctx context.Context, socket string) (*Client, error) {
-	path := strings.TrimPrefix(socket, "unix://")
-	if path == "" {
-		return nil, errors.New("dial CRI: empty socket path")
+	path, err := socketPath(socket)
+	if err != nil {
+		return nil, err
 	}
 	conn, err := grpc.NewClient("unix://"+path,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -41,6 +41,14 @@ func Dial(ctx context.Context, socket string) (*Client, error) {
 		return nil, fmt.Errorf("dial CRI socket %s: %w", path, err)
 	}
 	return &Client{socket: path, conn: conn}, nil
+}
+
+func socketPath(socket string) (string, error) {
+	path := strings.TrimPrefix(socket, "unix://")
+	if path == "" {
+		return "", errors.New("dial CRI: empty socket path: set the CRI socket")
+	}
+	return path, nil
 }
 
 // Close closes the connection.
@@ -170,6 +178,9 @@ func parseStatus(resp *runtimeapi.StatusResponse) (*Status, error) {
 // or refusing connections meanwhile (containerd restarting). ctx bounds the wait: on expiry the error
 // wraps ErrNotReady and says what was last seen. The last status read is returned either way.
 func WaitReady(ctx context.Context, socket, handler string, present bool) (*Status, error) {
+	if _, err := socketPath(socket); err != nil {
+		return nil, err
+	}
 	var (
 		last    *Status
 		lastErr error

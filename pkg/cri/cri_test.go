@@ -73,4 +73,7 @@ func TestWaitReadyNoSocket(t *testing.T) {
 	if _, err := cri.Dial(ctx, ""); err == nil {
 		t.Error("Dial with an empty socket path succeeded")
 	}
+	if _, err := cri.WaitReady(context.Background(), "unix://", "", true); err == nil || errors.Is(err, cri.ErrNotReady) {
+		t.Errorf("WaitReady with an empty socket path = %v, want an immediate configuration error", err)
+	}
 }
