@@ -121,9 +121,11 @@ func (s *Systemd) activeUnit(ctx context.Context) (string, error) {
 		if err == nil {
 			return u, nil
 		}
+		// is-active exits non-zero (3, or 4 for an unknown unit) when the unit is not active; chroot's
+		// own failures (125 chroot failed, 126 not executable, 127 no systemctl) are errors.
 		var exit *exec.ExitError
-		if !errors.As(err, &exit) {
-			return "", fmt.Errorf("systemctl is-active %s: %w: %s", u, err, strings.TrimSpace(string(out)))
+		if !errors.As(err, &exit) || exit.ExitCode() >= 125 {
+			return "", fmt.Errorf("run systemctl is-active %s in host root %s: %w: %s", u, s.root(), err, strings.TrimSpace(string(out)))
 		}
 		inactive = append(inactive, u)
 	}

@@ -141,6 +141,13 @@ func TestSystemd(t *testing.T) {
 			t.Errorf("containerd PID changed from %d to %d although nothing was restarted", before, d.PID())
 		}
 	})
+	t.Run("no systemctl in the host root", func(t *testing.T) {
+		s := &restart.Systemd{HostRoot: t.TempDir(), Units: units, Socket: d.Socket()}
+		err := s.Restart(context.Background())
+		if err == nil || errors.Is(err, restart.ErrNoActiveUnit) || !strings.Contains(err.Error(), "systemctl") {
+			t.Fatalf("Restart() error = %v, want a failure to run systemctl", err)
+		}
+	})
 	t.Run("systemctl restart fails", func(t *testing.T) {
 		h.write(t, "active", "k3s-agent\n")
 		s := &restart.Systemd{HostRoot: h.root, Units: []string{"k3s-agent"}, Socket: d.Socket()}
@@ -150,6 +157,32 @@ func TestSystemd(t *testing.T) {
 		}
 		h.calls(t)
 	})
+}
+
+// TestSystemdCommand: the host's systemctl runs through chroot unless the host root is this machine's.
+func TestSystemdCommand(t *testing.T) {
+	t.Parallel()
+	for root, want := range map[string]string{
+		"":      "systemctl is-active --quiet containerd|systemctl restart containerd",
+		"/":     "systemctl is-active --quiet containerd|systemctl restart containerd",
+		"/host": "chroot /host systemctl is-active --quiet containerd|chroot /host systemctl restart containerd",
+	} {
+		var calls []string
+		s := &restart.Systemd{HostRoot: root, Units: []string{"containerd"}, Socket: filepath.Join(t.TempDir(), "none.sock"),
+			Run: func(_ context.Context, name string, args ...string) ([]byte, error) {
+				calls = append(calls, strings.Join(append([]string{name}, args...), " "))
+				return nil, nil
+			}}
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		err := s.Restart(ctx)
+		cancel()
+		if !errors.Is(err, cri.ErrNotReady) {
+			t.Errorf("host root %q: Restart() = %v, want cri.ErrNotReady (no daemon behind the socket)", root, err)
+		}
+		if got := strings.Join(calls, "|"); got != want {
+			t.Errorf("host root %q: commands %q, want %q", root, got, want)
+		}
+	}
 }
 
 func equal(a, b []string) bool { return strings.Join(a, "\n") == strings.Join(b, "\n") }
