@@ -49,11 +49,7 @@ func (a *artifacts) get(key string, make func() (string, error)) (string, error)
 // $WASMKUBE_CACHE_DIR/testbin (the tool cache root that `hack/tools.sh env` exports).
 func cacheDir(t testing.TB) string {
 	t.Helper()
-	dir := filepath.Join(testenv.Path(t, testenv.EnvCacheDir), "testbin")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatalf("create test binary cache %s: %v", dir, err)
-	}
-	return dir
+	return filepath.Join(testenv.Path(t, testenv.EnvCacheDir), "testbin")
 }
 
 // Build compiles the main package pkg (an import path or a directory, as `go build` takes it) into a
@@ -62,8 +58,7 @@ func cacheDir(t testing.TB) string {
 // once per key (kept in $WASMKUBE_CACHE_DIR/testbin) and looked up once per test process.
 func Build(t testing.TB, pkg string) string {
 	t.Helper()
-	dir := cacheDir(t)
-	path, err := cache.get("bin "+pkg, func() (string, error) { return buildCached(dir, pkg) })
+	path, err := BuildIn(cacheDir(t), pkg)
 	if err != nil {
 		t.Fatal(err)
 	}
