@@ -19,7 +19,7 @@ import (
 var ErrNotReady = errors.New("container runtime not ready")
 
 // PollInterval is how often WaitReady asks the runtime for its status.
-const PollInterval = 100 * time.Millisecond
+const PollInterval = 50 * time.Millisecond
 
 // Client talks to one CRI socket. It is safe for concurrent use; Close it when done.
 type Client struct {
