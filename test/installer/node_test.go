@@ -53,7 +53,7 @@ const (
 // /etc/containerd/config.toml, and a builtin dir holding the runc v2 shim of that containerd under the
 // builtin name "wazero" (the shim a pod will run through the new handler).
 type node struct {
-	t        *testing.T
+	t        testing.TB
 	root     string
 	d        *containerdtest.Daemon
 	builtins string
@@ -65,7 +65,7 @@ type node struct {
 	binPath string
 }
 
-func newNode(t *testing.T, v containerdtest.Version, configVersion int) *node {
+func newNode(t testing.TB, v containerdtest.Version, configVersion int) *node {
 	t.Helper()
 	root := hostRoot(t)
 	paths := containerdtest.NewPaths(t, root)
@@ -99,7 +99,7 @@ func newNode(t *testing.T, v containerdtest.Version, configVersion int) *node {
 }
 
 // hostRoot makes a short temporary host root (socket paths below it must stay < 108 bytes).
-func hostRoot(t *testing.T) string {
+func hostRoot(t testing.TB) string {
 	t.Helper()
 	root, err := os.MkdirTemp("/tmp", "wkh")
 	if err != nil {
@@ -152,7 +152,7 @@ func (n *node) installer(env []string, args ...string) run {
 	return runInstaller(n.t, env, args...)
 }
 
-func runInstaller(t *testing.T, env []string, args ...string) run {
+func runInstaller(t testing.TB, env []string, args ...string) run {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -199,7 +199,7 @@ func (n *node) uninstall(env []string) run {
 	return n.installer(env, "uninstall", "--shim-name="+shim, "--restart=signal", "--shim-dir="+n.shimDir)
 }
 
-func (r run) mustSucceed(t *testing.T, what string) result.Result {
+func (r run) mustSucceed(t testing.TB, what string) result.Result {
 	t.Helper()
 	if r.err != nil || !r.result.Success {
 		t.Fatalf("%s failed: %v\nresult: %+v\nstderr: %s", what, r.err, r.result, r.stderr)
