@@ -54,6 +54,13 @@ bench-restart: ## Time signal restarts of a supervised containerd 1.6 and 2.4.2 
 	bash $(TOOLS) install debian containerd
 	$(WITH_TOOLS) go test ./pkg/restart -run '^$$' -bench '^BenchmarkSignalRestart$$' -benchtime 20x
 
+.PHONY: bench-installer
+bench-installer: ## Median bare restart, install, re-run and uninstall on containerd 2.4.2; last line: install/restart ratio.
+	bash $(TOOLS) install debian containerd
+	@table=$$(mktemp) && trap 'rm -f "$$table"' EXIT && \
+	$(WITH_TOOLS) go test ./test/installer -run '^$$' -bench '^BenchmarkInstaller$$' -benchtime 1x -count 1 \
+		-args -bench-table="$$table" >/dev/null && cat "$$table"
+
 ##@ Code generation
 
 # GENERATED lists every path `make generate` writes; verify-generate fails when any of them differs from git.
