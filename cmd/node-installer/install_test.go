@@ -19,7 +19,7 @@ func runCmd(t *testing.T, env map[string]string, args ...string) (result.Result,
 	err := cli.Dispatch(context.Background(), "node-installer", commands(), args,
 		func(k string) (string, bool) { v, ok := env[k]; return v, ok }, cli.Streams{Out: &out, ErrOut: &errOut})
 	var r result.Result
-	if out.Len() > 0 && !strings.Contains(strings.Join(args, " "), "--dry-run") {
+	if bytes.HasPrefix(out.Bytes(), []byte("{")) { // a dry run prints its plan instead
 		var derr error
 		if r, derr = result.Decode(out.Bytes()); derr != nil {
 			t.Fatalf("stdout is not a result: %v\n%s", derr, out.String())
