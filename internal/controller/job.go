@@ -200,7 +200,9 @@ type Outcome struct {
 
 // JobOutcome reads a Job and the pods it created. A Job that reports success counts as success even when
 // the installer found nothing to do (a retried pod after a containerd restart); a Job whose result
-// says success=false counts as failed. ok is false while a finished Job's result is not readable yet.
+// says success=false counts as failed. A pod that succeeded with a successful result settles the Job
+// before the job controller marks it Complete (a Job with one completion cannot fail after that), which
+// saves a round trip per node. ok is false while a finished Job's result is not readable yet.
 func JobOutcome(job *batchv1.Job, pods []corev1.Pod) (o Outcome, ok bool) {
 	if job == nil || job.DeletionTimestamp != nil {
 		return Outcome{Phase: rollout.JobNone}, true
@@ -212,6 +214,9 @@ func JobOutcome(job *batchv1.Job, pods []corev1.Pod) (o Outcome, ok bool) {
 		}
 	}
 	if done == nil {
+		if o, ok := podSucceeded(job, pods); ok {
+			return o, true
+		}
 		return Outcome{Phase: rollout.JobActive}, true
 	}
 	o.Finished = done.LastTransitionTime.Time
@@ -248,9 +253,38 @@ func JobOutcome(job *batchv1.Job, pods []corev1.Pod) (o Outcome, ok bool) {
 		}
 		return o, true
 	}
-	o.Detail = fmt.Sprintf("changed=%t restarted=%t platform=%s distro=%s in %s", r.Changed, r.Restarted,
-		r.Platform, r.Distro, time.Duration(r.DurationMS)*time.Millisecond)
+	o.Detail = successDetail(r)
 	return o, true
+}
+
+// podSucceeded reports a pod of job that exited 0 with a successful installer result.
+func podSucceeded(job *batchv1.Job, pods []corev1.Pod) (Outcome, bool) {
+	msg, found := terminationMessage(pods, true)
+	if !found {
+		return Outcome{}, false
+	}
+	var r Result
+	if json.Unmarshal([]byte(msg), &r) != nil || !r.Success {
+		return Outcome{}, false // let the Job decide
+	}
+	o := Outcome{Phase: rollout.JobSucceeded, Duration: time.Duration(r.DurationMS) * time.Millisecond,
+		Detail: successDetail(r)}
+	for _, p := range pods {
+		for _, cs := range p.Status.ContainerStatuses {
+			if t := cs.State.Terminated; cs.Name == installerName && t != nil && p.Status.Phase == corev1.PodSucceeded {
+				o.Finished = t.FinishedAt.Time
+			}
+		}
+	}
+	if o.Duration == 0 && job.Status.StartTime != nil && !o.Finished.IsZero() {
+		o.Duration = o.Finished.Sub(job.Status.StartTime.Time)
+	}
+	return o, true
+}
+
+func successDetail(r Result) string {
+	return fmt.Sprintf("changed=%t restarted=%t platform=%s distro=%s in %s", r.Changed, r.Restarted,
+		r.Platform, r.Distro, time.Duration(r.DurationMS)*time.Millisecond)
 }
 
 // terminationMessage returns the installer container's termination message: from a succeeded pod when

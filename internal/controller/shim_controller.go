@@ -86,6 +86,7 @@ func (r *ShimReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("shim").
 		For(&v1alpha1.Shim{}).
 		Owns(&batchv1.Job{}).
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(shimOfPod)).
 		Owns(&nodev1.RuntimeClass{}).
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.allShims),
 			builder.WithPredicates(nodeChanged())).
@@ -103,6 +104,15 @@ func (r *ShimReconciler) allShims(ctx context.Context, _ client.Object) []reconc
 		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Name: s.Name}})
 	}
 	return out
+}
+
+// shimOfPod maps an installer pod (cached only in the manager's namespace, by label) to its Shim, so that
+// a pod's result is read as soon as it terminates.
+func shimOfPod(_ context.Context, o client.Object) []reconcile.Request {
+	if name := o.GetLabels()[LabelShim]; name != "" {
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: name}}}
+	}
+	return nil
 }
 
 // nodeChanged passes node events that can change a rollout: creation, deletion, and updates of labels,
@@ -247,12 +257,22 @@ func (r *ShimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 // result is not readable yet.
 func (r *ShimReconciler) observe(ctx context.Context, shim *v1alpha1.Shim, hash string, platforms []rollout.Platform,
 	nodes []corev1.Node, jobs []batchv1.Job) ([]rollout.Node, map[string]*corev1.Node, map[string]Outcome, bool, error) {
+	var pods corev1.PodList
+	if err := r.Client.List(ctx, &pods, client.InNamespace(r.Jobs.Namespace),
+		client.MatchingLabels{LabelManagedBy: ManagedByValue, LabelShim: shim.Name}); err != nil {
+		return nil, nil, nil, false, fmt.Errorf("list installer pods of Shim %s in %s: %w", shim.Name, r.Jobs.Namespace, err)
+	}
+	podsByJob := map[string][]corev1.Pod{}
+	for _, p := range pods.Items {
+		uid := p.Labels[jobControllerUID]
+		podsByJob[uid] = append(podsByJob[uid], p)
+	}
 	jobsByName := make(map[string]*batchv1.Job, len(jobs))
 	activeByNode := map[string][]string{}
 	for i := range jobs {
 		j := &jobs[i]
 		jobsByName[j.Name] = j
-		if o, _ := JobOutcome(j, nil); o.Phase == rollout.JobActive {
+		if o, _ := JobOutcome(j, podsByJob[string(j.UID)]); o.Phase == rollout.JobActive {
 			node := j.Spec.Template.Spec.NodeName
 			activeByNode[node] = append(activeByNode[node], j.Name)
 		}
@@ -285,14 +305,7 @@ func (r *ShimReconciler) observe(ctx context.Context, shim *v1alpha1.Shim, hash 
 			if r.expect.pending(r.Jobs.Namespace+"/"+name, job != nil) {
 				j.Phase = rollout.JobActive
 			} else if job != nil {
-				o, ok := JobOutcome(job, nil)
-				if o.Phase != rollout.JobActive && o.Phase != rollout.JobNone {
-					pods, err := r.jobPods(ctx, job)
-					if err != nil {
-						return nil, nil, nil, false, err
-					}
-					o, ok = JobOutcome(job, pods)
-				}
+				o, ok := JobOutcome(job, podsByJob[string(job.UID)])
 				if !ok {
 					waitResult = true
 					o.Phase = rollout.JobActive // hold the node until its result is readable
@@ -317,15 +330,6 @@ func (r *ShimReconciler) observe(ctx context.Context, shim *v1alpha1.Shim, hash 
 	return view, byNode, outcomes, waitResult, nil
 }
 
-func (r *ShimReconciler) jobPods(ctx context.Context, job *batchv1.Job) ([]corev1.Pod, error) {
-	var pods corev1.PodList
-	if err := r.Client.List(ctx, &pods, client.InNamespace(job.Namespace),
-		client.MatchingLabels{LabelManagedBy: ManagedByValue, jobControllerUID: string(job.UID)}); err != nil {
-		return nil, fmt.Errorf("list pods of Job %s/%s: %w", job.Namespace, job.Name, err)
-	}
-	return pods.Items, nil
-}
-
 // forgetDeletedNodes deletes the running Jobs of nodes that left the cluster.
 func (r *ShimReconciler) forgetDeletedNodes(ctx context.Context, byNode map[string]*corev1.Node, jobs []batchv1.Job) []error {
 	var errs []error
@@ -345,17 +349,70 @@ func (r *ShimReconciler) forgetDeletedNodes(ctx context.Context, byNode map[stri
 	return errs
 }
 
+// writeParallelism is how many nodes' writes apply runs at once. One node's writes stay in order (its
+// label moves to installing before its Job exists); different nodes do not wait for each other, so a
+// wave of a large rollout costs a few round trips instead of hundreds.
+const writeParallelism = 16
+
+// nodeWork is one node's part of a plan, in the order it must happen.
+type nodeWork struct {
+	changes  []rollout.Change
+	restarts []rollout.Restart
+	starts   []rollout.Start
+}
+
 // apply carries out a plan: node label changes (with Events and metrics), deletion of stale Jobs, and new
 // Jobs. Errors are collected, not stopped at, so one bad node does not hold the others.
 func (r *ShimReconciler) apply(ctx context.Context, shim *v1alpha1.Shim, hash string, plan rollout.Output,
 	byNode map[string]*corev1.Node, outcomes map[string]Outcome) []error {
-	var errs []error
-	failedPatch := map[string]bool{}
+	work := map[string]*nodeWork{}
+	var order []string
+	get := func(node string) *nodeWork {
+		w, ok := work[node]
+		if !ok {
+			w = &nodeWork{}
+			work[node] = w
+			order = append(order, node)
+		}
+		return w
+	}
 	for _, c := range plan.Changes {
+		get(c.Node).changes = append(get(c.Node).changes, c)
+	}
+	for _, rs := range plan.Restarts {
+		get(rs.Node).restarts = append(get(rs.Node).restarts, rs)
+	}
+	for _, st := range plan.Starts {
+		get(st.Node).starts = append(get(st.Node).starts, st)
+	}
+
+	var mu sync.Mutex
+	var errs []error
+	sem := make(chan struct{}, writeParallelism)
+	var wg sync.WaitGroup
+	for _, node := range order {
+		w := work[node]
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := r.applyNode(ctx, shim, hash, w, byNode[node], outcomes); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
+// applyNode runs one node's writes in order and stops at the first error.
+func (r *ShimReconciler) applyNode(ctx context.Context, shim *v1alpha1.Shim, hash string, w *nodeWork,
+	node *corev1.Node, outcomes map[string]Outcome) error {
+	for _, c := range w.changes {
 		if err := r.patchNode(ctx, shim.Name, c); err != nil {
-			failedPatch[c.Node] = true
-			errs = append(errs, err)
-			continue
+			return err // the label did not move: its Job waits for the next reconcile
 		}
 		if c.Event == nil {
 			continue
@@ -365,36 +422,33 @@ func (r *ShimReconciler) apply(ctx context.Context, shim *v1alpha1.Shim, hash st
 			typ = corev1.EventTypeWarning
 		}
 		var related runtime.Object
-		if n := byNode[c.Node]; n != nil {
-			related = n
+		if node != nil {
+			related = node
 		}
 		r.Recorder.Eventf(shim, related, typ, c.Event.Reason, "Reconcile", "%s", c.Event.Message)
 		r.observeResult(shim, hash, c, outcomes)
 	}
-	for _, rs := range plan.Restarts {
+	for _, rs := range w.restarts {
 		name := rollout.JobName(shim.Name, rs.Node, rs.Op, hash)
 		job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: r.Jobs.Namespace}}
 		if err := r.Client.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil && !apierrors.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("delete finished Job %s before re-running %s on node %s: %w", name, rs.Op, rs.Node, err))
+			return fmt.Errorf("delete finished Job %s before re-running %s on node %s: %w", name, rs.Op, rs.Node, err)
 		}
 	}
-	for _, s := range plan.Starts {
-		node := byNode[s.Node]
-		if failedPatch[s.Node] || node == nil {
-			continue // the label did not move to installing/uninstalling: try again next time
+	for _, s := range w.starts {
+		if node == nil {
+			return nil
 		}
 		job, err := BuildJob(r.Jobs, shim, node, s.Op, hash)
 		if err != nil {
-			errs = append(errs, err)
-			continue
+			return err
 		}
 		if err := r.Client.Create(ctx, job); err != nil && !apierrors.IsAlreadyExists(err) {
-			errs = append(errs, fmt.Errorf("create %s Job %s for node %s: %w", s.Op, job.Name, s.Node, err))
-			continue
+			return fmt.Errorf("create %s Job %s for node %s: %w", s.Op, job.Name, s.Node, err)
 		}
 		r.expect.add(job.Namespace + "/" + job.Name)
 	}
-	return errs
+	return nil
 }
 
 // observeResult records metrics for a node result.
