@@ -77,10 +77,10 @@ type row struct {
 }
 
 type result struct {
-	wall     time.Duration
-	ready    int
-	rssMiB   int64
-	cpu      time.Duration
+	wall   time.Duration
+	ready  int
+	rssMiB int64
+	cpu    time.Duration
 	// requests maps HTTP methods to the requests the manager made, plus the shim controller's
 	// reconcile count and total seconds under their metric names.
 	requests map[string]float64
