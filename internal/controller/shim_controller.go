@@ -187,12 +187,14 @@ func (r *ShimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		}
 	}
 
+	// The lists below are read-only views of the cache (no deep copy: at thousands of nodes, copying
+	// every Node, Job and pod on each reconcile costs more than the rest of it). Nothing may modify them.
 	var nodes corev1.NodeList
-	if err := r.Client.List(ctx, &nodes); err != nil {
+	if err := r.Client.List(ctx, &nodes, client.UnsafeDisableDeepCopy); err != nil {
 		return ctrl.Result{}, fmt.Errorf("list nodes for Shim %s: %w", shim.Name, err)
 	}
 	var jobs batchv1.JobList
-	if err := r.Client.List(ctx, &jobs, client.InNamespace(r.Jobs.Namespace),
+	if err := r.Client.List(ctx, &jobs, client.InNamespace(r.Jobs.Namespace), client.UnsafeDisableDeepCopy,
 		client.MatchingLabels{LabelManagedBy: ManagedByValue, LabelShim: shim.Name}); err != nil {
 		return ctrl.Result{}, fmt.Errorf("list Jobs of Shim %s in %s: %w", shim.Name, r.Jobs.Namespace, err)
 	}
@@ -258,7 +260,7 @@ func (r *ShimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 func (r *ShimReconciler) observe(ctx context.Context, shim *v1alpha1.Shim, hash string, platforms []rollout.Platform,
 	nodes []corev1.Node, jobs []batchv1.Job) ([]rollout.Node, map[string]*corev1.Node, map[string]Outcome, bool, error) {
 	var pods corev1.PodList
-	if err := r.Client.List(ctx, &pods, client.InNamespace(r.Jobs.Namespace),
+	if err := r.Client.List(ctx, &pods, client.InNamespace(r.Jobs.Namespace), client.UnsafeDisableDeepCopy,
 		client.MatchingLabels{LabelManagedBy: ManagedByValue, LabelShim: shim.Name}); err != nil {
 		return nil, nil, nil, false, fmt.Errorf("list installer pods of Shim %s in %s: %w", shim.Name, r.Jobs.Namespace, err)
 	}
@@ -342,7 +344,8 @@ func (r *ShimReconciler) forgetDeletedNodes(ctx context.Context, byNode map[stri
 			continue // finished: expires by its TTL
 		}
 		ctrl.LoggerFrom(ctx).Info("node left the cluster; deleting its Job", "node", j.Spec.Template.Spec.NodeName, "job", j.Name)
-		if err := r.Client.Delete(ctx, j, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil && !apierrors.IsNotFound(err) {
+		del := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: j.Name, Namespace: j.Namespace}} // j is the cache's
+		if err := r.Client.Delete(ctx, del, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("delete Job %s of deleted node %s: %w", j.Name, j.Spec.Template.Spec.NodeName, err))
 		}
 	}
@@ -356,54 +359,81 @@ const writeParallelism = 16
 
 // nodeWork is one node's part of a plan, in the order it must happen.
 type nodeWork struct {
+	node     string
 	changes  []rollout.Change
 	restarts []rollout.Restart
 	starts   []rollout.Start
 }
 
-// apply carries out a plan: node label changes (with Events and metrics), deletion of stale Jobs, and new
-// Jobs. Errors are collected, not stopped at, so one bad node does not hold the others.
+// apply carries out a plan in two phases: first the results (labels of nodes that finished, with Events
+// and metrics) and the deletion of stale Jobs, then the starts (label installing/uninstalling, then the
+// Job). Results land before starts so that no observer ever sees more nodes installing than the budget
+// allows. Within a phase nodes are written in parallel. Errors are collected, not stopped at, so one bad
+// node does not hold the others.
 func (r *ShimReconciler) apply(ctx context.Context, shim *v1alpha1.Shim, hash string, plan rollout.Output,
 	byNode map[string]*corev1.Node, outcomes map[string]Outcome) []error {
-	work := map[string]*nodeWork{}
-	var order []string
-	get := func(node string) *nodeWork {
-		w, ok := work[node]
+	starting := map[string]bool{}
+	for _, st := range plan.Starts {
+		starting[st.Node] = true
+	}
+	results, starts := map[string]*nodeWork{}, map[string]*nodeWork{}
+	var resultOrder, startOrder []*nodeWork
+	get := func(m map[string]*nodeWork, order *[]*nodeWork, node string) *nodeWork {
+		w, ok := m[node]
 		if !ok {
-			w = &nodeWork{}
-			work[node] = w
-			order = append(order, node)
+			w = &nodeWork{node: node}
+			m[node] = w
+			*order = append(*order, w)
 		}
 		return w
 	}
 	for _, c := range plan.Changes {
-		get(c.Node).changes = append(get(c.Node).changes, c)
+		if starting[c.Node] && (c.State == v1alpha1.NodeInstalling || c.State == v1alpha1.NodeUninstalling) {
+			w := get(starts, &startOrder, c.Node)
+			w.changes = append(w.changes, c)
+		} else {
+			w := get(results, &resultOrder, c.Node)
+			w.changes = append(w.changes, c)
+		}
 	}
 	for _, rs := range plan.Restarts {
-		get(rs.Node).restarts = append(get(rs.Node).restarts, rs)
+		w := get(results, &resultOrder, rs.Node)
+		w.restarts = append(w.restarts, rs)
 	}
 	for _, st := range plan.Starts {
-		get(st.Node).starts = append(get(st.Node).starts, st)
+		w := get(starts, &startOrder, st.Node)
+		w.starts = append(w.starts, st)
 	}
 
 	var mu sync.Mutex
 	var errs []error
-	sem := make(chan struct{}, writeParallelism)
-	var wg sync.WaitGroup
-	for _, node := range order {
-		w := work[node]
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := r.applyNode(ctx, shim, hash, w, byNode[node], outcomes); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
+	failed := map[string]bool{}
+	run := func(works []*nodeWork) {
+		sem := make(chan struct{}, writeParallelism)
+		var wg sync.WaitGroup
+		for _, w := range works {
+			mu.Lock()
+			skip := failed[w.node]
+			mu.Unlock()
+			if skip {
+				continue // its earlier writes failed: the start waits for the next reconcile
 			}
-		}()
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				if err := r.applyNode(ctx, shim, hash, w, byNode[w.node], outcomes); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					failed[w.node] = true
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
 	}
-	wg.Wait()
+	run(resultOrder)
+	run(startOrder)
 	return errs
 }
 
