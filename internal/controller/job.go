@@ -1,7 +1,6 @@
 package controller
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/wasmkube/wasmkube/api/v1alpha1"
+	"github.com/wasmkube/wasmkube/internal/installer/result"
 	"github.com/wasmkube/wasmkube/internal/rollout"
 )
 
@@ -171,22 +171,6 @@ func BuildJob(cfg JobConfig, shim *v1alpha1.Shim, node *corev1.Node, op rollout.
 	}, nil
 }
 
-// Result is the node-installer's JSON result (package internal/installer/result), as far as the manager
-// reads it.
-type Result struct {
-	Operation  string `json:"operation"`
-	Success    bool   `json:"success"`
-	Changed    bool   `json:"changed"`
-	Restarted  bool   `json:"restarted"`
-	RolledBack bool   `json:"rolledBack,omitempty"`
-	SpecHash   string `json:"specHash,omitempty"`
-	Platform   string `json:"platform,omitempty"`
-	Distro     string `json:"distro,omitempty"`
-	DurationMS int64  `json:"durationMs"`
-	Reason     string `json:"reason,omitempty"`
-	Error      string `json:"error,omitempty"`
-}
-
 // Outcome is what a finished Job says.
 type Outcome struct {
 	Phase    rollout.JobPhase
@@ -194,8 +178,6 @@ type Outcome struct {
 	Duration time.Duration
 	// Detail is a one-line description for Events.
 	Detail string
-	// Reason is the installer's reason, or the Job's failure reason, for metrics and messages.
-	Reason string
 }
 
 // JobOutcome reads a Job and the pods it created. A Job that reports success counts as success even when
@@ -225,7 +207,7 @@ func JobOutcome(job *batchv1.Job, pods []corev1.Pod) (o Outcome, ok bool) {
 	}
 	o.Phase = rollout.JobSucceeded
 	if done.Type == batchv1.JobFailed {
-		o.Phase, o.Reason = rollout.JobFailed, done.Reason
+		o.Phase = rollout.JobFailed
 		o.Detail = strings.TrimSpace(done.Reason + ": " + done.Message)
 	}
 	msg, found := terminationMessage(pods, done.Type == batchv1.JobComplete)
@@ -236,8 +218,8 @@ func JobOutcome(job *batchv1.Job, pods []corev1.Pod) (o Outcome, ok bool) {
 		}
 		return o, true
 	}
-	var r Result
-	if err := json.Unmarshal([]byte(msg), &r); err != nil {
+	r, err := result.Decode([]byte(msg))
+	if err != nil {
 		o.Detail = strings.TrimSpace(o.Detail + " (unreadable installer result: " + truncate(msg, 200) + ")")
 		return o, true
 	}
@@ -246,7 +228,6 @@ func JobOutcome(job *batchv1.Job, pods []corev1.Pod) (o Outcome, ok bool) {
 	}
 	if !r.Success {
 		o.Phase = rollout.JobFailed
-		o.Reason = r.Reason
 		o.Detail = strings.TrimSpace(fmt.Sprintf("%s: %s", r.Reason, r.Error))
 		if r.RolledBack {
 			o.Detail += " (rolled back)"
@@ -263,8 +244,8 @@ func podSucceeded(job *batchv1.Job, pods []corev1.Pod) (Outcome, bool) {
 	if !found {
 		return Outcome{}, false
 	}
-	var r Result
-	if json.Unmarshal([]byte(msg), &r) != nil || !r.Success {
+	r, err := result.Decode([]byte(msg))
+	if err != nil || !r.Success {
 		return Outcome{}, false // let the Job decide
 	}
 	o := Outcome{Phase: rollout.JobSucceeded, Duration: time.Duration(r.DurationMS) * time.Millisecond,
@@ -282,7 +263,7 @@ func podSucceeded(job *batchv1.Job, pods []corev1.Pod) (Outcome, bool) {
 	return o, true
 }
 
-func successDetail(r Result) string {
+func successDetail(r result.Result) string {
 	return fmt.Sprintf("changed=%t restarted=%t platform=%s distro=%s in %s", r.Changed, r.Restarted,
 		r.Platform, r.Distro, time.Duration(r.DurationMS)*time.Millisecond)
 }

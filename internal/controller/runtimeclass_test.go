@@ -64,26 +64,3 @@ func TestSlimNode(t *testing.T) {
 		t.Fatalf("slimNode kept the wrong fields: %+v", s)
 	}
 }
-
-func TestDockerConfigAuth(t *testing.T) {
-	t.Parallel()
-	cfg := []byte(`{"auths":{"ghcr.io":{"username":"u","password":"p"},"https://index.docker.io/v1/":{"auth":"eDp5"}}}`)
-	a, err := dockerConfigAuth(cfg, "ghcr.io")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := a.Authorization()
-	if err != nil || got.Username != "u" || got.Password != "p" {
-		t.Fatalf("ghcr.io credentials = %+v, %v", got, err)
-	}
-	a, err = dockerConfigAuth(cfg, "quay.io")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := a.Authorization(); got.Username != "" {
-		t.Fatalf("quay.io: want anonymous, got %+v", got)
-	}
-	if _, err := dockerConfigAuth([]byte("{"), "ghcr.io"); err == nil {
-		t.Fatal("a broken config.json: want an error")
-	}
-}
