@@ -71,14 +71,35 @@ func Up(ctx context.Context, cfg Config) (*Cluster, error) {
 	}
 	c := &Cluster{layout: l, state: State{Config: cfg, StartedAt: time.Now()}}
 	if err := c.up(ctx); err != nil {
-		detail := c.logTails()
-		if derr := c.Down(context.WithoutCancel(ctx)); derr != nil {
-			err = errors.Join(err, fmt.Errorf("clean up after the failed start: %w", derr))
-		}
-		return nil, fmt.Errorf("start local cluster in %s: %w%s", cfg.WorkDir, err, detail)
+		serr := &StartError{State: c.state, Err: err, Logs: c.logTails()}
+		serr.Cleanup = c.Down(context.WithoutCancel(ctx))
+		return nil, serr
 	}
 	return c, nil
 }
+
+// StartError is Up's error when the cluster did not come up. What had been started is torn down
+// again (unless Cleanup says that failed too).
+type StartError struct {
+	// State is what had been started.
+	State State
+	// Err is why the start failed.
+	Err error
+	// Cleanup is why tearing down what had been started failed, or nil.
+	Cleanup error
+	// Logs are the tails of the started components' logs.
+	Logs string
+}
+
+func (e *StartError) Error() string {
+	msg := fmt.Sprintf("start local cluster in %s: %v", e.State.Config.WorkDir, e.Err)
+	if e.Cleanup != nil {
+		msg += fmt.Sprintf("\nclean up after the failed start: %v", e.Cleanup)
+	}
+	return msg + e.Logs
+}
+
+func (e *StartError) Unwrap() error { return e.Err }
 
 // claimWorkDir creates the work directory, which must not exist or be empty.
 func claimWorkDir(l Layout) error {
@@ -133,6 +154,9 @@ func (c *Cluster) save() error {
 }
 
 func (c *Cluster) progress(start time.Time, format string, args ...any) {
+	if c.state.Config.Progress == nil {
+		return
+	}
 	fmt.Fprintf(c.state.Config.Progress, "[%5.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 }
 
@@ -341,20 +365,15 @@ func (c *Cluster) start(name string, argv, env []string, log string) error {
 
 // waitFor polls cond until it holds, failing early when one of the started processes has exited.
 func (c *Cluster) waitFor(ctx context.Context, what string, cond wait.ConditionWithContextFunc) error {
-	var dead *Process
 	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		for i, p := range c.state.Processes {
+		for _, p := range c.state.Processes {
 			if !p.Alive() {
-				dead = &c.state.Processes[i]
 				return false, fmt.Errorf("%s (PID %d) exited", p.Name, p.PID)
 			}
 		}
 		return cond(ctx)
 	})
 	if err != nil {
-		if dead != nil {
-			return fmt.Errorf("wait for %s: %w; its log %s ends:\n%s", what, err, dead.Log, dead.tail(40))
-		}
 		return fmt.Errorf("wait for %s: %w", what, err)
 	}
 	return nil
@@ -364,7 +383,7 @@ func (c *Cluster) waitFor(ctx context.Context, what string, cond wait.ConditionW
 func (c *Cluster) logTails() string {
 	var b strings.Builder
 	for _, p := range c.state.Processes {
-		fmt.Fprintf(&b, "\n--- %s log (%s) ---\n%s", p.Name, p.Log, p.tail(15))
+		fmt.Fprintf(&b, "\n--- %s log (%s) ---\n%s", p.Name, p.Log, p.tail(20))
 	}
 	return b.String()
 }

@@ -227,10 +227,21 @@ func TestUpFailure(t *testing.T) {
 		c.Down(context.Background())
 		t.Fatal("Up with an etcd that exits at once succeeded")
 	}
+	t.Logf("Up failed as expected: %v", err)
+	var serr *StartError
+	if !errors.As(err, &serr) {
+		t.Fatalf("Up error is a %T, want *StartError", err)
+	}
 	if !strings.Contains(err.Error(), "etcd (PID") || !strings.Contains(err.Error(), "exited") {
 		t.Errorf("Up error does not name the exited etcd: %v", err)
 	}
-	assertNothingLeft(t, State{Config: cfg, Network: Network{}})
+	if serr.Cleanup != nil {
+		t.Errorf("clean-up after the failed start: %v", serr.Cleanup)
+	}
+	if serr.State.Network.Bridge == "" || len(serr.State.Processes) == 0 {
+		t.Fatalf("Up failed before it claimed a slot and started processes: %+v", serr.State)
+	}
+	assertNothingLeft(t, serr.State)
 }
 
 // runPod creates a pod running helloImage and waits until it runs.

@@ -29,14 +29,27 @@ const PauseImage = containerdtest.PauseImage
 
 // supervisorScript keeps containerd running: `sh -c supervisorScript NAME CONTAINERD --config FILE`.
 // containerd runs in a session of its own with exactly the argv given, so the node installer's
-// `signal` restart finds it in /proc by its config path, sends SIGTERM and sees its successor. A
-// containerd that fails right after starting (a broken config) is retried once a second, a clean or
-// long-lived one after 100 ms. SIGTERM to the shell ends the supervision (it has no trap).
-const supervisorScript = `while :; do
+// `signal` restart finds it in /proc by its config path, sends it SIGTERM and sees its successor. A
+// containerd that fails right after starting (a broken config) is retried once a second, any other
+// after 100 ms. SIGTERM to the supervisor itself stops containerd and then the supervisor: the trap
+// only sets a flag, which the loop checks before starting containerd and after every wait (a
+// trapped signal interrupts `wait`), so no containerd is started once the flag is set.
+const supervisorScript = `stop=
+trap 'stop=1' TERM INT
+while [ -z "$stop" ]; do
   start=$(date +%s)
   echo "--- supervisor: starting $* at $(date -u +%Y-%m-%dT%H:%M:%S.%NZ) ---"
-  setsid --wait "$@"
+  [ -z "$stop" ] || break
+  setsid --wait "$@" &
+  child=$!
+  [ -n "$stop" ] || wait "$child"
   status=$?
+  if [ -n "$stop" ]; then
+    kill -TERM "$child" 2>/dev/null
+    wait "$child"
+    echo "--- supervisor: stopped at $(date -u +%Y-%m-%dT%H:%M:%S.%NZ) ---"
+    exit 0
+  fi
   echo "--- supervisor: containerd exited with status $status at $(date -u +%Y-%m-%dT%H:%M:%S.%NZ) ---"
   if [ "$status" -ne 0 ] && [ $(( $(date +%s) - start )) -lt 2 ]; then sleep 1; else sleep 0.1; fi
 done`

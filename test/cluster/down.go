@@ -42,20 +42,26 @@ func (c *Cluster) Down(ctx context.Context) error {
 		}
 	}
 	l, n := c.layout, c.state.Network
+	start := time.Now()
 	stop := func(name string) {
 		if p, ok := c.Process(name); ok {
 			add(p.stop(ctx, stopGrace))
+			c.progress(start, "%s stopped", name)
 		}
 	}
 
 	stop(Kubelet)
+	// Pods go through CRI while containerd serves it. One that never answered holds no pods; one that
+	// hangs leaves them to the runc and cgroup clean-up below.
 	if running, err := c.ContainerdProcesses(); err != nil {
 		add(err)
-	} else if len(running) > 0 {
+	} else if _, err := criStatus(ctx, l.CRISocket()); len(running) > 0 && err == nil {
 		add(removePods(ctx, l.CRISocket()))
+		c.progress(start, "pods removed")
 	}
 	stop(ContainerdSupervisor)
 	add(c.stopContainerd(ctx))
+	c.progress(start, "containerd stopped")
 	if c.state.Config.Binaries.Runc != "" {
 		add(containerdtest.DeleteContainers(c.state.Config.Binaries.Runc, l.RuncRoot()))
 	}
@@ -64,6 +70,7 @@ func (c *Cluster) Down(ctx context.Context) error {
 		stop(name)
 	}
 	add(killLeftovers(ctx, l.WorkDir, n.CgroupRoot))
+	c.progress(start, "processes gone")
 
 	add(removeContainerLogLinks(l.WorkDir))
 	if c.state.Host != nil {

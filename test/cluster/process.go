@@ -18,7 +18,7 @@ import (
 // Stop timeouts: SIGTERM, then SIGKILL after stopGrace; a process that survives SIGKILL for
 // killGrace is an error.
 const (
-	stopGrace = 10 * time.Second
+	stopGrace = 5 * time.Second
 	killGrace = 10 * time.Second
 )
 
@@ -55,12 +55,10 @@ func startProcess(name string, argv, env []string, logPath string) (Process, err
 	}
 	go func() { _ = cmd.Wait() }()
 	p := Process{Name: name, PID: cmd.Process.Pid, Args: argv, Log: logPath}
-	info, err := restart.ReadProcess("/proc", p.PID)
-	if err != nil {
-		_ = cmd.Process.Kill()
-		return Process{}, fmt.Errorf("start %s: read its start time: %w", name, err)
+	// A process that already exited (and may have been reaped) keeps StartTime 0: never Alive.
+	if info, err := restart.ReadProcess("/proc", p.PID); err == nil {
+		p.StartTime = info.StartTime
 	}
-	p.StartTime = info.StartTime
 	return p, nil
 }
 
