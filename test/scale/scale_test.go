@@ -17,12 +17,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/wasmkube/wasmkube/api/v1alpha1"
@@ -37,6 +39,12 @@ var (
 )
 
 const namespace = "wasmkube-system"
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	ctrl.SetLogger(logr.Discard()) // envtest logs through controller-runtime; the manager runs as its own process
+	os.Exit(m.Run())
+}
 
 // TestScaleSmoke rolls one Shim out to 50 KWOK nodes (half arm64) with maxUnavailable 10% through the
 // manager binary, and checks that every node ends ready. It asserts no figures.
