@@ -118,3 +118,16 @@ KCM_QPS ?= 500
 bench-scale: ## Roll a Shim out to N KWOK nodes (default "1000 5000") vs a plain Job; prints a table.
 	bash $(TOOLS) install kubernetes etcd kwok
 	$(WITH_TOOLS) go test ./test/scale -run '^TestBenchScale$$' -count=1 -v -timeout 120m -args -sizes="$(N)" -kcm-qps=$(KCM_QPS)
+
+##@ Local cluster
+
+CLUSTER_DIR ?= /tmp/wasmkube-cluster
+
+.PHONY: cluster-up
+cluster-up: ## Start a real single-node Kubernetes cluster in CLUSTER_DIR (default /tmp/wasmkube-cluster); prints KUBECONFIG.
+	bash $(TOOLS) install debian containerd kubernetes etcd
+	$(WITH_TOOLS) go run ./test/cluster/cmd/localcluster up --work-dir $(CLUSTER_DIR)
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local cluster in CLUSTER_DIR and remove everything it created.
+	$(WITH_TOOLS) go run ./test/cluster/cmd/localcluster down --work-dir $(CLUSTER_DIR)

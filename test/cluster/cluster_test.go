@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -151,36 +152,54 @@ func TestCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	podStart := time.Now()
-	pod := runPod(ctx, t, client, "hello")
+	pod := runPod(ctx, t, client, helloPod("hello", nil))
 	podTime := time.Since(podStart)
 	version := "apiserver version " + serverVersion(t, client)
 	waitLogs(ctx, t, client, pod, version)
-	containerID := pod.Status.ContainerStatuses[0].ContainerID
 
-	t.Run("containerd restart", func(t *testing.T) {
+	t.Run("containerd restart from a pod", func(t *testing.T) {
 		node, err := client.CoreV1().Nodes().Get(ctx, c.NodeName(), metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		readySince := readyCondition(node).LastTransitionTime
 		old := containerdProcess(t, c)
-		// Exactly what the node installer's signal strategy does, with the paths it is given.
-		r, err := restart.New(restart.MethodSignal, restart.Config{Match: []string{c.Layout().ContainerdConfig()}, Socket: c.Layout().CRISocket()})
+		config := c.Layout().ContainerdConfig()
+		// What the node installer does: a privileged hostPID pod with the host's root at /host reads
+		// the containerd config through /host and signals the containerd that names it.
+		restarter := helloPod("restarter", []string{"restart", config})
+		restarter.Spec.HostPID = true
+		privileged := true
+		restarter.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Privileged: &privileged}
+		restarter.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "host", MountPath: "/host"}}
+		restarter.Spec.Volumes = []corev1.Volume{{Name: "host", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/"}}}}
+		restarter = runPod(ctx, t, client, restarter)
+		content, err := os.ReadFile(config)
 		if err != nil {
 			t.Fatal(err)
 		}
-		rctx, rcancel := context.WithTimeout(ctx, waitTimeout)
-		defer rcancel()
-		restarted := time.Now()
-		if err := r.Restart(rctx); err != nil {
-			t.Fatalf("signal restart: %v\n%s", err, c.logTails())
+		waitLogs(ctx, t, client, restarter, fmt.Sprintf("config sha256 %x", sha256.Sum256(content)))
+		waitLogs(ctx, t, client, restarter, fmt.Sprintf("signalled containerd PID %d", old.PID))
+
+		var cur restart.Process
+		err = wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, waitTimeout, true, func(context.Context) (bool, error) {
+			procs, err := c.ContainerdProcesses()
+			if err != nil || len(procs) != 1 || procs[0].PID == old.PID {
+				return false, err
+			}
+			cur = procs[0]
+			st, err := criStatus(ctx, c.Layout().CRISocket())
+			return err == nil && st.RuntimeReady, nil
+		})
+		if err != nil {
+			t.Fatalf("the supervisor did not start containerd again: %v\n%s", err, c.logTails())
 		}
-		t.Logf("containerd answered again %s after SIGTERM", time.Since(restarted).Round(time.Millisecond))
-		if cur := containerdProcess(t, c); cur.PID == old.PID {
-			t.Fatalf("containerd PID %d did not change across the restart", cur.PID)
+		// The installer's finder picks the new process among every containerd on this machine.
+		if found, err := (&restart.Signal{Match: []string{config}}).Find(); err != nil || found.PID != cur.PID {
+			t.Errorf("restart.Signal.Find = PID %d, %v; want the new containerd PID %d", found.PID, err, cur.PID)
 		}
-		// Over two node status updates and two runtime health checks of the kubelet, the node stays
-		// Ready (its condition never flips) and the pod keeps running in the same container.
+		// Over two node status updates and runtime health checks of the kubelet, the node stays Ready
+		// (its condition never flips) and both pods keep running in the same containers.
 		deadline := time.Now().Add(7 * time.Second)
 		for time.Now().Before(deadline) {
 			node, err := client.CoreV1().Nodes().Get(ctx, c.NodeName(), metav1.GetOptions{})
@@ -190,12 +209,8 @@ func TestCluster(t *testing.T) {
 			if rc := readyCondition(node); rc.Status != corev1.ConditionTrue || !rc.LastTransitionTime.Equal(&readySince) {
 				t.Fatalf("node Ready condition changed after the containerd restart: %+v", rc)
 			}
-			p, err := client.CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if cs := p.Status.ContainerStatuses; p.Status.Phase != corev1.PodRunning || len(cs) != 1 || cs[0].ContainerID != containerID || cs[0].RestartCount != 0 || cs[0].State.Running == nil {
-				t.Fatalf("pod changed after the containerd restart: phase %s, containers %+v", p.Status.Phase, cs)
+			for _, before := range []*corev1.Pod{pod, restarter} {
+				assertUnchanged(ctx, t, client, before)
 			}
 			time.Sleep(250 * time.Millisecond)
 		}
@@ -244,19 +259,24 @@ func TestUpFailure(t *testing.T) {
 	assertNothingLeft(t, serr.State)
 }
 
-// runPod creates a pod running helloImage and waits until it runs.
-func runPod(ctx context.Context, t *testing.T, client kubernetes.Interface, name string) *corev1.Pod {
-	t.Helper()
+// helloPod returns a pod running helloImage with args.
+func helloPod(name string, args []string) *corev1.Pod {
 	grace := int64(2)
-	pod := &corev1.Pod{
+	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: metav1.NamespaceDefault},
 		Spec: corev1.PodSpec{
 			TerminationGracePeriodSeconds: &grace,
 			Containers: []corev1.Container{{
-				Name: "hello", Image: helloImage, ImagePullPolicy: corev1.PullNever,
+				Name: "hello", Image: helloImage, ImagePullPolicy: corev1.PullNever, Args: args,
 			}},
 		},
 	}
+}
+
+// runPod creates a pod with one container and waits until it runs.
+func runPod(ctx context.Context, t *testing.T, client kubernetes.Interface, pod *corev1.Pod) *corev1.Pod {
+	t.Helper()
+	name := pod.Name
 	if _, err := client.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -282,6 +302,19 @@ func runPod(ctx context.Context, t *testing.T, client kubernetes.Interface, name
 		t.Fatalf("pod %s not running: %v\nstatus: %+v\nevents:\n%s", name, err, got.Status, strings.Join(lines, "\n"))
 	}
 	return got
+}
+
+// assertUnchanged fails t unless the pod still runs its container as it did in before.
+func assertUnchanged(ctx context.Context, t *testing.T, client kubernetes.Interface, before *corev1.Pod) {
+	t.Helper()
+	p, err := client.CoreV1().Pods(before.Namespace).Get(ctx, before.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := before.Status.ContainerStatuses[0].ContainerID
+	if cs := p.Status.ContainerStatuses; p.Status.Phase != corev1.PodRunning || len(cs) != 1 || cs[0].ContainerID != want || cs[0].RestartCount != 0 || cs[0].State.Running == nil {
+		t.Fatalf("pod %s changed after the containerd restart: phase %s, containers %+v (was %s)", p.Name, p.Status.Phase, cs, want)
+	}
 }
 
 // waitLogs waits until the pod's log (read through the apiserver and the kubelet) contains want.

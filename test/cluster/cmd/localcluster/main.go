@@ -76,6 +76,9 @@ func up(ctx context.Context, args []string, env cli.LookupEnv, streams cli.Strea
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	c, err := cluster.Up(ctx, cfg)
+	if errors.Is(err, cluster.ErrInvalidConfig) {
+		return fmt.Errorf("%w\n(the binary flags default to the WASMKUBE_* variables that `hack/tools.sh env` prints: run `make cluster-up`)", err)
+	}
 	if err != nil {
 		return err
 	}
