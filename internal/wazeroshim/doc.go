@@ -1,0 +1,16 @@
+// Package wazeroshim is containerd-shim-wazero-v1: a containerd runtime v2 shim (task API v3 over
+// ttrpc, built on containerd's pkg/shim) that runs WASI preview1 modules with wazero, in pure Go.
+//
+// One shim process runs one container. At Create it mounts the rootfs, joins the container's cgroup
+// (so the guest's CPU time is the container's), finds the module (internal/wazeromodule: a .wasm
+// file named by args[0], "path#func" accepted, or the first Wasm layer of a Wasm OCI artifact, read
+// from containerd's content store), compiles it through the node's on-disk cache, and opens the
+// stdio FIFOs. Start runs the guest (internal/wazerorun) with argv, environment, the rootfs as "/"
+// (plus directory volumes), and stdout/stderr on the FIFOs, so `kubectl logs` works. Kill stops it
+// promptly with 128+signal (137 for SIGKILL); the OCI memory limit caps its linear memory.
+//
+// A pod's sandbox (pause) container, which containerd's CRI plugin also starts through this shim, is
+// not Wasm: the shim holds it without a process, reports itself as its pid, and ends it on Kill
+// (exit 0 on SIGTERM or SIGINT, like pause). The pod's network namespace is created by CRI, not by
+// the sandbox process, so nothing else is needed; Wasm guests have no network access (WASI preview1).
+package wazeroshim

@@ -1,0 +1,319 @@
+package wazeroshim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	taskapi "github.com/containerd/containerd/api/runtime/task/v3"
+	tasktypes "github.com/containerd/containerd/api/types/task"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/wasmkube/wasmkube/internal/wazeromodule"
+	"github.com/wasmkube/wasmkube/internal/wazerorun"
+)
+
+// Annotations containerd's CRI plugin puts on a pod's containers.
+const (
+	annotationContainerType = "io.kubernetes.cri.container-type"
+	containerTypeSandbox    = "sandbox"
+)
+
+// imageSource reads the module of a container from its image (containerd's content store).
+type imageSource func(ctx context.Context, containerID string) (*wazeromodule.Source, error)
+
+// task is the one container a shim process runs: a Wasm module, or a pod's sandbox, which holds no
+// process and only waits to be killed (like the pause process it replaces).
+type task struct {
+	id, bundle string
+	pid        uint32
+	sandbox    bool
+	stdinPath  string
+	stdoutPath string
+	stderrPath string
+	mounted    bool
+	cg         *cgroup
+	io         *stdio
+	module     *wazerorun.Module
+	proc       wazerorun.Process
+	stopIO     context.CancelFunc // ends a pending open of stdin
+
+	mu         sync.Mutex
+	status     tasktypes.Status
+	exitStatus uint32
+	exitedAt   time.Time
+	cancel     context.CancelCauseFunc // stops a running task
+	done       chan struct{}           // closed once the task has exited
+}
+
+// newTask prepares everything a container needs before Start: rootfs, cgroup, the compiled module
+// and its stdio. Errors leave nothing behind.
+func newTask(ctx context.Context, req *taskapi.CreateTaskRequest, fromImage imageSource) (_ *task, err error) {
+	if req.Terminal {
+		return nil, fmt.Errorf("container %s: a terminal (tty) is not supported by the wazero shim: %w", req.ID, errdefs.ErrNotImplemented)
+	}
+	if req.Checkpoint != "" {
+		return nil, fmt.Errorf("container %s: restoring a checkpoint: %w", req.ID, errdefs.ErrNotImplemented)
+	}
+	spec, err := readSpec(req.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	opts, err := parseOptions(req.Options)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", req.ID, err)
+	}
+	t := &task{
+		id: req.ID, bundle: req.Bundle, pid: uint32(os.Getpid()),
+		sandbox:   spec.Annotations[annotationContainerType] == containerTypeSandbox,
+		stdinPath: req.Stdin, stdoutPath: req.Stdout, stderrPath: req.Stderr,
+		status: tasktypes.Status_CREATED,
+		done:   make(chan struct{}),
+	}
+	defer func() {
+		if err != nil {
+			if cerr := t.cleanup(ctx); cerr != nil {
+				log.G(ctx).WithError(cerr).Warn("clean up after a failed create")
+			}
+		}
+	}()
+	var rootfs string
+	if rootfs, t.mounted, err = mountRootfs(req.Bundle, spec, req.Rootfs); err != nil {
+		return nil, err
+	}
+	if spec.Linux != nil && spec.Linux.CgroupsPath != "" {
+		if t.cg, err = joinCgroup(spec.Linux.CgroupsPath, spec.Linux.Resources); err != nil {
+			if !errors.Is(err, errSystemdCgroup) {
+				return nil, fmt.Errorf("container %s: %w", req.ID, err)
+			}
+			log.G(ctx).WithError(err).Warn("the guest's CPU time is not accounted to the container")
+		}
+	}
+	if !t.sandbox {
+		if err := t.load(ctx, spec, rootfs, opts, fromImage); err != nil {
+			return nil, fmt.Errorf("container %s: %w", req.ID, err)
+		}
+	}
+	ioCtx, stopIO := context.WithCancel(context.WithoutCancel(ctx))
+	t.stopIO = stopIO
+	if t.io, err = openStdio(ioCtx, req.Stdin, req.Stdout, req.Stderr); err != nil {
+		return nil, fmt.Errorf("container %s: %w", req.ID, err)
+	}
+	t.proc.Stdin, t.proc.Stdout, t.proc.Stderr = t.io.stdin, t.io.stdout, t.io.stderr
+	return t, nil
+}
+
+// load finds and compiles the container's module and prepares its process.
+func (t *task) load(ctx context.Context, spec *specs.Spec, rootfs string, opts Options, fromImage imageSource) error {
+	if spec.Process == nil {
+		return errors.New("config.json has no process")
+	}
+	args := spec.Process.Args
+	var modulePath, entry string
+	if len(args) > 0 {
+		modulePath, entry = wazeromodule.ParseEntry(args[0])
+		args = append([]string{modulePath}, args[1:]...)
+	}
+	var src *wazeromodule.Source
+	var err error
+	if modulePath != "" {
+		src, err = wazeromodule.FromRootfs(rootfs, modulePath)
+	}
+	if modulePath == "" || errors.Is(err, os.ErrNotExist) {
+		rootfsErr := err
+		if src, err = fromImage(ctx, t.id); err != nil {
+			if rootfsErr != nil {
+				return fmt.Errorf("%w: args[0] %q is not in the rootfs (%v), and the image has no Wasm layer (%v)",
+					wazeromodule.ErrNoModule, args[0], rootfsErr, err)
+			}
+			return fmt.Errorf("the process has no args[0] naming a module, and the image has no Wasm layer: %w", err)
+		}
+		if len(args) == 0 {
+			args = []string{t.id + ".wasm"}
+		}
+	} else if err != nil {
+		return err
+	}
+	var limit int64
+	if r := spec.Linux; r != nil && r.Resources != nil && r.Resources.Memory != nil && r.Resources.Memory.Limit != nil {
+		limit = *r.Resources.Memory.Limit
+	}
+	if t.module, err = wazerorun.Compile(ctx, src.Wasm, wazerorun.Options{CacheDir: opts.CacheDir, MemoryLimit: limit}); err != nil {
+		return fmt.Errorf("module from %s (%s): %w", src.Origin, src.Digest, err)
+	}
+	if err := t.module.CheckEntry(entry); err != nil {
+		return fmt.Errorf("module from %s: %w", src.Origin, err)
+	}
+	log.G(ctx).WithFields(log.Fields{
+		"module": src.Origin, "digest": src.Digest, "cache_hit": t.module.CacheHit, "compile": t.module.CompileTime,
+	}).Info("module compiled")
+	t.proc.Args, t.proc.Env, t.proc.Entry = args, spec.Process.Env, entry
+	t.proc.Mounts = guestMounts(rootfs, spec)
+	return nil
+}
+
+func readSpec(bundle string) (*specs.Spec, error) {
+	p := filepath.Join(bundle, "config.json")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("read the OCI spec: %w", err)
+	}
+	var s specs.Spec
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("parse the OCI spec %s: %w", p, err)
+	}
+	return &s, nil
+}
+
+// start marks the task running and returns the function that launches it; the caller publishes
+// the start event in between, so that it always precedes the exit event. onExit runs once the
+// task has exited.
+func (t *task) start(onExit func(status uint32, at time.Time)) (launch func(), err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.status != tasktypes.Status_CREATED {
+		return nil, fmt.Errorf("container %s is %s, not created: %w", t.id, t.status, errdefs.ErrFailedPrecondition)
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	t.status, t.cancel = tasktypes.Status_RUNNING, cancel
+	return func() { go t.run(ctx, onExit) }, nil
+}
+
+func (t *task) run(ctx context.Context, onExit func(uint32, time.Time)) {
+	var code int
+	if t.sandbox {
+		<-ctx.Done()
+		code = sandboxExitCode(signalOf(ctx))
+	} else {
+		res, err := t.module.Run(ctx, t.proc)
+		code = res.ExitCode
+		if err != nil {
+			fmt.Fprintf(stderrOf(t.proc), "wazero: %v\n", err)
+			code = wazerorun.ExitTrap
+		}
+	}
+	t.mu.Lock()
+	if err := t.io.CloseOutput(); err != nil {
+		log.L.WithError(err).Warn("close the container's output")
+	}
+	at := t.exitedLocked(uint32(code))
+	t.mu.Unlock()
+	onExit(uint32(code), at)
+}
+
+// exitedLocked records the exit; t.mu is held.
+func (t *task) exitedLocked(code uint32) time.Time {
+	t.status, t.exitStatus, t.exitedAt = tasktypes.Status_STOPPED, code, time.Now()
+	close(t.done)
+	return t.exitedAt
+}
+
+// signal actions for a running Wasm guest. WASI has no signals: a signal either ends the guest
+// (exit code 128+signal) or is ignored as a process with default handlers would ignore it.
+func signalEnds(sig syscall.Signal) (ends bool, err error) {
+	switch sig {
+	case 0, syscall.SIGCHLD, syscall.SIGWINCH, syscall.SIGURG, syscall.SIGCONT:
+		return false, nil
+	case syscall.SIGSTOP, syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU:
+		return false, fmt.Errorf("signal %s: pausing a Wasm guest: %w", sig, errdefs.ErrNotImplemented)
+	}
+	return true, nil
+}
+
+// kill delivers sig. A task that was created but never started exits at once, with 128+sig.
+// It returns the exit code when the kill ended a task that was not started (the caller publishes it).
+func (t *task) kill(sig syscall.Signal) (exited bool, code uint32, at time.Time, err error) {
+	ends, err := signalEnds(sig)
+	if err != nil {
+		return false, 0, time.Time{}, err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch t.status {
+	case tasktypes.Status_STOPPED:
+		return false, 0, time.Time{}, fmt.Errorf("container %s has already exited: %w", t.id, errdefs.ErrNotFound)
+	case tasktypes.Status_CREATED:
+		if !ends {
+			return false, 0, time.Time{}, nil
+		}
+		code := uint32(128 + int(sig))
+		if t.sandbox {
+			code = uint32(sandboxExitCode(sig))
+		}
+		if err := t.io.CloseOutput(); err != nil {
+			log.L.WithError(err).Warn("close the container's output")
+		}
+		return true, code, t.exitedLocked(code), nil
+	}
+	if ends {
+		t.cancel(&wazerorun.SignalError{Signal: sig})
+	}
+	return false, 0, time.Time{}, nil
+}
+
+// sandboxExitCode mirrors the pause process: SIGTERM and SIGINT are a clean shutdown.
+func sandboxExitCode(sig syscall.Signal) int {
+	if sig == syscall.SIGTERM || sig == syscall.SIGINT {
+		return 0
+	}
+	return 128 + int(sig)
+}
+
+func signalOf(ctx context.Context) syscall.Signal {
+	var se *wazerorun.SignalError
+	if errors.As(context.Cause(ctx), &se) {
+		return se.Signal
+	}
+	return syscall.SIGKILL
+}
+
+func stderrOf(p wazerorun.Process) io.Writer {
+	if p.Stderr == nil {
+		return io.Discard
+	}
+	return p.Stderr
+}
+
+// state returns the task's status, exit status and exit time.
+func (t *task) state() (tasktypes.Status, uint32, time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.status, t.exitStatus, t.exitedAt
+}
+
+// closeStdin closes the guest's stdin (CloseIO).
+func (t *task) closeStdin() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.io.CloseStdin()
+}
+
+// cleanup releases what newTask acquired: stdio, the compiled module, the cgroup and the rootfs mount.
+func (t *task) cleanup(ctx context.Context) error {
+	var errs []error
+	if t.stopIO != nil {
+		t.stopIO()
+	}
+	if t.io != nil {
+		errs = append(errs, t.io.Close())
+	}
+	if t.module != nil {
+		errs = append(errs, t.module.Close(ctx))
+	}
+	if t.cg != nil {
+		errs = append(errs, t.cg.leave())
+	}
+	if t.mounted {
+		errs = append(errs, unmountRootfs(t.bundle))
+	}
+	return errors.Join(errs...)
+}
