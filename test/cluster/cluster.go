@@ -42,9 +42,6 @@ type State struct {
 	Network Network `json:"network"`
 	// Processes are the started processes, in start order.
 	Processes []Process `json:"processes"`
-	// Host is what the kubelet changes on the host, as it was before our kubelet started; nil when
-	// another kubelet already ran (that one's owner restores it).
-	Host *HostBaseline `json:"host,omitempty"`
 	// StartedAt is when Up began.
 	StartedAt time.Time `json:"startedAt"`
 }
@@ -242,27 +239,19 @@ func (c *Cluster) up(ctx context.Context) error {
 	}
 	c.progress(start, "etcd and kube-apiserver ready")
 
-	if others, err := otherKubelets(Process{}); err != nil {
-		return err
-	} else if !others {
-		if c.state.Host, err = recordBaseline(); err != nil {
-			return err
-		}
-		if err := c.save(); err != nil {
-			return err
-		}
-	}
 	for _, p := range []struct {
 		name string
 		argv []string
 	}{
 		{ControllerManager, c.controllerManagerArgs()},
 		{Scheduler, c.schedulerArgs()},
-		{Kubelet, c.kubeletArgs()},
 	} {
-		if err := c.start(p.name, p.argv, env(filepath.Dir(cfg.Binaries.Runc)), c.layout.LogFile(p.name)); err != nil {
+		if err := c.start(p.name, p.argv, env(), c.layout.LogFile(p.name)); err != nil {
 			return err
 		}
+	}
+	if err := c.startKubelet(ctx); err != nil {
+		return err
 	}
 
 	if err := c.waitFor(ctx, "node "+cfg.NodeName+" to be Ready", func(ctx context.Context) (bool, error) {
@@ -292,9 +281,23 @@ func (c *Cluster) up(ctx context.Context) error {
 	return nil
 }
 
+// startKubelet starts the kubelet, first recording the host baseline if it is the only kubelet. It
+// holds the host lock until the kubelet runs, so that a concurrent Down sees it.
+func (c *Cluster) startKubelet(ctx context.Context) error {
+	release, err := lockHost(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if err := recordBaseline(); err != nil {
+		return err
+	}
+	return c.start(Kubelet, c.kubeletArgs(), env(filepath.Dir(c.state.Config.Binaries.Runc)), c.layout.LogFile(Kubelet))
+}
+
 // claimSlot picks a free slot under the host-wide lock, records it and creates its bridge (the claim).
 func (c *Cluster) claimSlot(ctx context.Context) error {
-	release, err := lockSlots(ctx)
+	release, err := lockHost(ctx)
 	if err != nil {
 		return err
 	}

@@ -220,14 +220,17 @@ func TestCluster(t *testing.T) {
 
 	reportResources(t, c, upTime, podTime)
 
-	st := c.State()
+	st, baseline := c.State(), readBaseline(t)
+	if baseline == nil {
+		t.Logf("no host baseline: a kubelet not started by a local cluster ran before this one")
+	}
 	downStart := time.Now()
 	down = true
 	if err := c.Down(ctx); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("down in %s", time.Since(downStart).Round(10*time.Millisecond))
-	assertNothingLeft(t, st)
+	assertNothingLeft(t, st, baseline)
 }
 
 // TestUpFailure checks that a start that fails (etcd exits at once) reports the failing component
@@ -256,7 +259,7 @@ func TestUpFailure(t *testing.T) {
 	if serr.State.Network.Bridge == "" || len(serr.State.Processes) == 0 {
 		t.Fatalf("Up failed before it claimed a slot and started processes: %+v", serr.State)
 	}
-	assertNothingLeft(t, serr.State)
+	assertNothingLeft(t, serr.State, readBaseline(t))
 }
 
 // helloPod returns a pod running helloImage with args.
@@ -401,9 +404,9 @@ func rssMiB(pid int) float64 {
 }
 
 // assertNothingLeft checks that the cluster recorded in st left nothing behind: no process, mount,
-// bridge, iptables chain, cgroup, container log link or file, and, when no other kubelet runs, the
-// host as the baseline recorded it.
-func assertNothingLeft(t *testing.T, st State) {
+// bridge, iptables chain, cgroup, container log link or file, and, when no kubelet runs any more, the
+// host as baseline (read before Down; nil if there was none) recorded it.
+func assertNothingLeft(t *testing.T, st State, baseline *HostBaseline) {
 	t.Helper()
 	dir, n := st.Config.WorkDir, st.Network
 	for _, p := range st.Processes {
@@ -450,25 +453,53 @@ func assertNothingLeft(t *testing.T, st State) {
 			}
 		}
 	}
-	if b := st.Host; b != nil {
-		if others, err := otherKubelets(Process{}); err != nil || others {
-			t.Logf("another kubelet runs (err %v): the host baseline is its owner's to restore", err)
-			return
+	assertBaselineRestored(t, baseline)
+}
+
+// assertBaselineRestored checks, when no kubelet runs any more, that the baseline file is gone and the
+// host is as baseline recorded it. While another cluster's kubelet runs, the file must stay.
+func assertBaselineRestored(t *testing.T, baseline *HostBaseline) {
+	t.Helper()
+	running, err := kubeletRunning()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, statErr := os.Stat(BaselineFile)
+	if running {
+		if baseline != nil && statErr != nil {
+			t.Errorf("host baseline %s removed while a kubelet runs: %v", BaselineFile, statErr)
 		}
-		for k, v := range b.Sysctls {
-			if cur, err := os.ReadFile("/proc/sys/" + k); err != nil || strings.TrimSpace(string(cur)) != v {
-				t.Errorf("sysctl %s = %q, want %q as before the cluster (err %v)", k, strings.TrimSpace(string(cur)), v, err)
-			}
-		}
-		for _, c := range b.MissingChains {
-			if xtables(c.Command, c.Table, "-S", c.Name) == nil {
-				t.Errorf("%s chain %s/%s left by the kubelet", c.Command, c.Table, c.Name)
-			}
-		}
-		for _, d := range b.MissingDirs {
-			if _, err := os.Lstat(d); err == nil {
-				t.Errorf("kubelet directory %s left", d)
-			}
+		return
+	}
+	if statErr == nil {
+		t.Errorf("host baseline %s left although no kubelet runs", BaselineFile)
+	}
+	if baseline == nil {
+		return
+	}
+	for k, v := range baseline.Sysctls {
+		if cur, err := os.ReadFile("/proc/sys/" + k); err != nil || strings.TrimSpace(string(cur)) != v {
+			t.Errorf("sysctl %s = %q, want %q as before the clusters (err %v)", k, strings.TrimSpace(string(cur)), v, err)
 		}
 	}
+	for _, c := range baseline.MissingChains {
+		if xtables(c.Command, c.Table, "-S", c.Name) == nil {
+			t.Errorf("%s chain %s/%s left by the kubelet", c.Command, c.Table, c.Name)
+		}
+	}
+	for _, d := range baseline.MissingDirs {
+		if _, err := os.Lstat(d); err == nil {
+			t.Errorf("kubelet directory %s left", d)
+		}
+	}
+}
+
+// readBaseline reads the host baseline for assertNothingLeft.
+func readBaseline(t *testing.T) *HostBaseline {
+	t.Helper()
+	b, err := ReadBaseline()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -232,7 +232,7 @@ func TestClaimSlotConcurrently(t *testing.T) {
 			if err := c.Down(context.Background()); err != nil {
 				t.Error(err)
 			}
-			assertNothingLeft(t, c.state)
+			assertNothingLeft(t, c.state, nil)
 		})
 		wg.Go(func() { errs[i] = c.claimSlot(ctx) })
 	}

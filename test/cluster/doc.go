@@ -13,5 +13,7 @@
 // start time in WorkDir/cluster.json, so Down works from another process (the localcluster CLI) and
 // never signals a recycled PID. Down removes the pods, stops every process, unmounts what is left
 // under the work directory, deletes the bridge, the iptables chain and the kubelet's cgroup tree,
-// restores the sysctls the kubelet changed, and removes the work directory.
+// and removes the work directory. What kubelets change host-wide (sysctls, iptables chains, fixed
+// directories) is recorded before the first local cluster's kubelet starts and restored after the
+// last one stops (BaselineFile).
 package cluster

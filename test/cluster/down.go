@@ -29,7 +29,8 @@ const podRemovalTimeout = time.Minute
 // leases), containerd's supervisor and then containerd, containers and shims runc or containerd left
 // behind, the scheduler, the controller manager, the apiserver and etcd. Then it kills any process
 // still naming the work directory or living in the kubelet's cgroup tree (and reports it: that is a
-// leak), restores the sysctls the kubelet changed (unless another kubelet still runs), unmounts
+// leak), restores the sysctls, iptables chains and directories the kubelet changed when no kubelet
+// runs any more (see HostBaseline), unmounts
 // what is left under the work directory, removes the service DNAT chain, the bridge and the cgroup
 // tree (leaves first), and finally the work directory. It works on a partly started cluster and is
 // idempotent; when a step fails, the others still run, the work directory stays (so that Down can
@@ -73,13 +74,7 @@ func (c *Cluster) Down(ctx context.Context) error {
 	c.progress(start, "processes gone")
 
 	add(removeContainerLogLinks(l.WorkDir))
-	if c.state.Host != nil {
-		if others, err := otherKubelets(Process{}); err != nil {
-			add(err)
-		} else if !others {
-			add(c.state.Host.restore())
-		}
-	}
+	add(restoreBaseline(ctx))
 	add(unmountAll(l.WorkDir))
 	if n.Bridge != "" {
 		add(n.removeServiceDNAT())

@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,8 +19,14 @@ import (
 // kernel tunables (protectKernelDefaults=false), creates iptables chains (the KUBE-FIREWALL rule
 // against martian localhost traffic and its canaries), serves the device plugin socket at the fixed
 // path /var/lib/kubelet/device-plugins/kubelet.sock and links container logs into
-// /var/log/containers. Up records what was there before (HostBaseline) when no other kubelet runs,
-// and Down puts it back when no other kubelet runs any more.
+// /var/log/containers. These are host-wide, shared by every kubelet: so the first local cluster to
+// start a kubelet (when no kubelet runs) records the host as it was in BaselineFile, and the last one
+// to stop its kubelet (when none runs any more) puts it back and removes the file. Both steps run
+// under the host lock; clusters may start and stop in any order.
+
+// BaselineFile holds the HostBaseline while any local cluster's kubelet runs. /run is a tmpfs: a
+// reboot forgets it together with the changes it describes.
+const BaselineFile = "/run/wasmkube-localcluster-host.json"
 
 // kubeletSysctls are the kernel settings the kubelet's setupKernelTunables changes.
 var kubeletSysctls = []string{
@@ -41,7 +49,7 @@ var kubeletHostDirs = []string{"/var/lib/kubelet", "/var/lib/kubelet/device-plug
 // devicePluginSocket is the kubelet's device plugin registration socket (a fixed path).
 const devicePluginSocket = "/var/lib/kubelet/device-plugins/kubelet.sock"
 
-// HostBaseline is the host as it was before the cluster's kubelet started.
+// HostBaseline is the host as it was before the first local cluster's kubelet started.
 type HostBaseline struct {
 	// Sysctls are the values of the kernel settings the kubelet changes.
 	Sysctls map[string]string `json:"sysctls"`
@@ -59,13 +67,20 @@ type Chain struct {
 	Name    string `json:"name"`
 }
 
-// recordBaseline records the host state the kubelet will change.
-func recordBaseline() (*HostBaseline, error) {
-	b := &HostBaseline{Sysctls: map[string]string{}}
+// recordBaseline writes BaselineFile unless it exists or a kubelet runs (whose owner then knows the
+// baseline, or which is not ours to undo). Hold the host lock until the new kubelet runs.
+func recordBaseline() error {
+	if _, err := os.Stat(BaselineFile); err == nil {
+		return nil
+	}
+	if running, err := kubeletRunning(); err != nil || running {
+		return err
+	}
+	b := HostBaseline{Sysctls: map[string]string{}}
 	for _, k := range kubeletSysctls {
 		v, err := os.ReadFile("/proc/sys/" + k)
 		if err != nil {
-			return nil, fmt.Errorf("read sysctl %s: %w", k, err)
+			return fmt.Errorf("record host baseline: read sysctl %s: %w", k, err)
 		}
 		b.Sysctls[k] = strings.TrimSpace(string(v))
 	}
@@ -81,7 +96,58 @@ func recordBaseline() (*HostBaseline, error) {
 			}
 		}
 	}
-	return b, nil
+	data, err := json.MarshalIndent(b, "", "  ")
+	if err != nil {
+		return fmt.Errorf("record host baseline: %w", err)
+	}
+	tmp := BaselineFile + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return fmt.Errorf("record host baseline: %w", err)
+	}
+	if err := os.Rename(tmp, BaselineFile); err != nil {
+		return fmt.Errorf("record host baseline: %w", err)
+	}
+	return nil
+}
+
+// ReadBaseline returns the recorded host baseline, or nil if there is none.
+func ReadBaseline() (*HostBaseline, error) {
+	data, err := os.ReadFile(BaselineFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read host baseline: %w", err)
+	}
+	var b HostBaseline
+	if err := json.Unmarshal(data, &b); err != nil {
+		return nil, fmt.Errorf("read host baseline: parse %s: %w", BaselineFile, err)
+	}
+	return &b, nil
+}
+
+// restoreBaseline restores the host from BaselineFile and removes the file, when there is one and no
+// kubelet runs any more.
+func restoreBaseline(ctx context.Context) error {
+	release, err := lockHost(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	b, err := ReadBaseline()
+	if err != nil || b == nil {
+		return err
+	}
+	if running, err := kubeletRunning(); err != nil || running {
+		return err
+	}
+	if err := b.restore(); err != nil {
+		return err
+	}
+	if err := os.Remove(BaselineFile); err != nil {
+		return fmt.Errorf("remove host baseline: %w", err)
+	}
+	return nil
 }
 
 // xtablesCommands are the iptables commands present: iptables, and ip6tables if installed.
@@ -94,8 +160,7 @@ func xtablesCommands() []string {
 }
 
 // restore puts back what b recorded: sysctl values, and removes the chains and directories that
-// did not exist (directories only when empty but for the device plugin socket). Call it only when
-// no kubelet runs.
+// did not exist (directories only when empty but for the device plugin socket).
 func (b *HostBaseline) restore() error {
 	var errs []error
 	for k, v := range b.Sysctls {
@@ -177,16 +242,11 @@ func removeContainerLogLinks(workDir string) error {
 	return errors.Join(errs...)
 }
 
-// otherKubelets reports whether a kubelet other than ours runs on this machine.
-func otherKubelets(ours Process) (bool, error) {
+// kubeletRunning reports whether any kubelet runs on this machine.
+func kubeletRunning() (bool, error) {
 	procs, err := restart.Processes("/proc")
 	if err != nil {
 		return false, err
 	}
-	for _, p := range procs {
-		if p.Comm == Kubelet && !p.Zombie() && !(p.PID == ours.PID && p.StartTime == ours.StartTime) {
-			return true, nil
-		}
-	}
-	return false, nil
+	return slices.ContainsFunc(procs, func(p restart.Process) bool { return p.Comm == Kubelet && !p.Zombie() }), nil
 }

@@ -25,9 +25,10 @@ const (
 	portsPerSlot = 8
 )
 
-// slotLock is an abstract unix socket: whoever has it bound may claim a slot. The kernel releases it
-// when its holder exits, so a crashed `up` never leaves the lock behind.
-const slotLock = "@wasmkube-localcluster-slot-lock"
+// hostLock is an abstract unix socket: whoever has it bound may claim a slot or change the host
+// baseline (see kubelethost.go). The kernel releases it when its holder exits, so a crashed `up`
+// never leaves the lock behind.
+const hostLock = "@wasmkube-localcluster-lock"
 
 // ErrNoSlot means every slot's subnets, ports, bridge or chain are in use.
 var ErrNoSlot = errors.New("no free cluster slot")
@@ -89,22 +90,22 @@ func slotNetwork(s int, nodeIP string) Network {
 	}
 }
 
-// lockSlots takes the host-wide slot lock, waiting for it until ctx ends. Call the returned function
-// to release it.
-func lockSlots(ctx context.Context) (func(), error) {
+// lockHost takes the host-wide lock, waiting for it until ctx ends. Call the returned function to
+// release it.
+func lockHost(ctx context.Context) (func(), error) {
 	var l net.Listener
 	err := wait.PollUntilContextCancel(ctx, 50*time.Millisecond, true, func(context.Context) (bool, error) {
 		var err error
-		l, err = net.Listen("unix", slotLock)
+		l, err = net.Listen("unix", hostLock)
 		return err == nil, nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("take the cluster slot lock %s (another `up` holds it): %w", slotLock, err)
+		return nil, fmt.Errorf("take the local clusters' host lock %s (another `up` or `down` holds it): %w", hostLock, err)
 	}
 	return func() { l.Close() }, nil
 }
 
-// freeSlot returns the first slot whose bridge, chain, subnets and ports are all unused. Hold the slot
+// freeSlot returns the first slot whose bridge, chain, subnets and ports are all unused. Hold the host
 // lock, and create the bridge before releasing it: the bridge is the claim.
 func freeSlot(nodeIP string) (Network, error) {
 	used, err := usedNets()
