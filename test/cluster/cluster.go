@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -400,6 +401,9 @@ func NodeReady(node *corev1.Node) bool {
 	}
 	return false
 }
+
+// SetProgress sets where Down reports its steps (Load leaves it unset); nil discards them.
+func (c *Cluster) SetProgress(w io.Writer) { c.state.Config.Progress = w }
 
 // Layout returns the cluster's file layout.
 func (c *Cluster) Layout() Layout { return c.layout }

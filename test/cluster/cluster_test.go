@@ -135,9 +135,6 @@ func TestCluster(t *testing.T) {
 		if s := loaded.Status(ctx); !s.Healthy() {
 			t.Errorf("status of the loaded cluster is not healthy: %+v", s)
 		}
-		if _, err := Load(t.TempDir()); !errors.Is(err, ErrNotFound) {
-			t.Errorf("Load of an empty directory: got %v, want ErrNotFound", err)
-		}
 		if _, err := Up(ctx, cfg); !errors.Is(err, ErrExists) {
 			t.Errorf("Up in a running cluster's work directory: got %v, want ErrExists", err)
 		}

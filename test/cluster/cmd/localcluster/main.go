@@ -104,6 +104,7 @@ func down(ctx context.Context, args []string, env cli.LookupEnv, streams cli.Str
 	if err != nil {
 		return err
 	}
+	c.SetProgress(streams.ErrOut)
 	start := time.Now()
 	if err := c.Down(ctx); err != nil {
 		return err
