@@ -62,8 +62,8 @@ func CacheOptions(namespace string) cache.Options {
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
-			&batchv1.Job{}: {Namespaces: inNamespace, Label: ours},
-			&corev1.Pod{}:  {Namespaces: inNamespace, Label: ours},
+			&batchv1.Job{}: {Namespaces: inNamespace, Label: ours, Transform: slimJob},
+			&corev1.Pod{}:  {Namespaces: inNamespace, Label: ours, Transform: slimPod},
 			&corev1.Node{}: {Transform: slimNode},
 		},
 	}
@@ -92,6 +92,43 @@ func slimNode(obj any) (any, error) {
 			RuntimeHandlers: n.Status.RuntimeHandlers,
 		},
 	}, nil
+}
+
+// slimMeta keeps the metadata the controller and the cache's indexes use.
+func slimMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
+	return metav1.ObjectMeta{
+		Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
+		Generation: m.Generation, CreationTimestamp: m.CreationTimestamp, DeletionTimestamp: m.DeletionTimestamp,
+		Labels: m.Labels, Annotations: m.Annotations, OwnerReferences: m.OwnerReferences,
+	}
+}
+
+// slimJob keeps a Job's identity, node and status: the pod template (most of a Job) is never read back.
+func slimJob(obj any) (any, error) {
+	j, ok := obj.(*batchv1.Job)
+	if !ok {
+		return obj, nil
+	}
+	out := &batchv1.Job{TypeMeta: j.TypeMeta, ObjectMeta: slimMeta(j.ObjectMeta)}
+	out.Spec.Template.Spec.NodeName = j.Spec.Template.Spec.NodeName
+	out.Status = batchv1.JobStatus{Conditions: j.Status.Conditions, StartTime: j.Status.StartTime,
+		CompletionTime: j.Status.CompletionTime, Active: j.Status.Active, Succeeded: j.Status.Succeeded, Failed: j.Status.Failed}
+	return out, nil
+}
+
+// slimPod keeps an installer pod's identity, phase and the installer's termination state.
+func slimPod(obj any) (any, error) {
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	out := &corev1.Pod{TypeMeta: p.TypeMeta, ObjectMeta: slimMeta(p.ObjectMeta)}
+	out.Spec.NodeName = p.Spec.NodeName
+	out.Status.Phase = p.Status.Phase
+	for _, cs := range p.Status.ContainerStatuses {
+		out.Status.ContainerStatuses = append(out.Status.ContainerStatuses, corev1.ContainerStatus{Name: cs.Name, State: cs.State})
+	}
+	return out, nil
 }
 
 // NewManager builds a controller-runtime manager running the Shim controller.

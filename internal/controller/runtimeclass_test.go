@@ -2,7 +2,9 @@ package controller
 
 import (
 	"testing"
+	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	nodev1 "k8s.io/api/node/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -62,5 +64,31 @@ func TestSlimNode(t *testing.T) {
 	if s.Name != "n" || s.Labels["a"] != "b" || s.Annotations["c"] != "d" || s.Status.NodeInfo.Architecture != "arm64" ||
 		len(s.Status.RuntimeHandlers) != 1 || len(s.Status.Images) != 0 || len(s.Status.Conditions) != 0 || s.Status.NodeInfo.KernelVersion != "" {
 		t.Fatalf("slimNode kept the wrong fields: %+v", s)
+	}
+}
+
+func TestSlimJobAndPod(t *testing.T) {
+	t.Parallel()
+	job, err := BuildJob(DefaultJobConfig(), validShim("s"), testNode("n1", "amd64"), "install", "h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	job.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}
+	out, _ := slimJob(job)
+	j := out.(*batchv1.Job)
+	if j.Name != job.Name || j.Labels[LabelShim] != "s" || len(j.OwnerReferences) != 1 || j.Spec.Template.Spec.NodeName != "n1" ||
+		len(j.Status.Conditions) != 1 || len(j.Spec.Template.Spec.Containers) != 0 {
+		t.Fatalf("slimJob = %+v", j)
+	}
+	pod := installerPod(corev1.PodSucceeded, "{}", time.Now())
+	pod.Labels = map[string]string{jobControllerUID: "u"}
+	pod.Spec.Containers = []corev1.Container{{Name: installerName, Image: "big"}}
+	out, _ = slimPod(&pod)
+	p := out.(*corev1.Pod)
+	if p.Labels[jobControllerUID] != "u" || p.Status.Phase != corev1.PodSucceeded || len(p.Spec.Containers) != 0 {
+		t.Fatalf("slimPod = %+v", p)
+	}
+	if msg, ok := terminationMessage([]corev1.Pod{*p}, true); !ok || msg != "{}" {
+		t.Fatalf("termination message lost: %q %v", msg, ok)
 	}
 }
