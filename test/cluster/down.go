@@ -29,12 +29,12 @@ const podRemovalTimeout = time.Minute
 // leases), containerd's supervisor and then containerd, containers and shims runc or containerd left
 // behind, the scheduler, the controller manager, the apiserver and etcd. Then it kills any process
 // still naming the work directory or living in the kubelet's cgroup tree (and reports it: that is a
-// leak), restores the sysctls, iptables chains and directories the kubelet changed when no kubelet
-// runs any more (see HostBaseline), unmounts
-// what is left under the work directory, removes the service DNAT chain, the bridge and the cgroup
-// tree (leaves first), and finally the work directory. It works on a partly started cluster and is
-// idempotent; when a step fails, the others still run, the work directory stays (so that Down can
-// be run again) and the error lists every failure.
+// leak), removes container log links into the work directory, restores what kubelets change on the
+// host once no kubelet runs any more (see BaselineFile), unmounts what is left under the work
+// directory, removes the service DNAT chain, the bridge and the cgroup tree (leaves first), and
+// finally the work directory. It works on a partly started cluster and is idempotent; when a step
+// fails, the others still run, the work directory stays (so that Down can be run again) and the
+// error lists every failure.
 func (c *Cluster) Down(ctx context.Context) error {
 	var errs []error
 	add := func(err error) {
