@@ -40,6 +40,14 @@ const (
 // from the tool environment. It skips under -short.
 func testConfig(t *testing.T) Config {
 	t.Helper()
+	bins := Binaries{
+		KubeDir:       testenv.Path(t, testenv.EnvKubeDir), // skips under -short: before any file is made
+		Etcd:          testenv.Path(t, testenv.EnvEtcd),
+		ContainerdDir: testenv.Containerd2Dir(t),
+		Runc:          testenv.Runc(t),
+		CNIDir:        testenv.CNIDir(t),
+	}
+	cache := filepath.Join(testenv.Path(t, testenv.EnvCacheDir), "testbin")
 	dir, err := os.MkdirTemp("/tmp", "wkc")
 	if err != nil {
 		t.Fatal(err)
@@ -50,18 +58,7 @@ func testConfig(t *testing.T) Config {
 			t.Logf("work directory %s left for inspection", dir)
 		}
 	})
-	return Config{
-		WorkDir: dir,
-		Binaries: Binaries{
-			KubeDir:       testenv.Path(t, testenv.EnvKubeDir),
-			Etcd:          testenv.Path(t, testenv.EnvEtcd),
-			ContainerdDir: testenv.Containerd2Dir(t),
-			Runc:          testenv.Runc(t),
-			CNIDir:        testenv.CNIDir(t),
-		},
-		CacheDir: filepath.Join(testenv.Path(t, testenv.EnvCacheDir), "testbin"),
-		Progress: testWriter{t},
-	}
+	return Config{WorkDir: dir, Binaries: bins, CacheDir: cache, Progress: testWriter{t}}
 }
 
 type testWriter struct{ t *testing.T }
