@@ -28,22 +28,27 @@ import (
 	"github.com/wasmkube/wasmkube/internal/wazeromodule"
 )
 
-// service is the task API (v3, over ttrpc) of one shim process, which runs one container.
+// service is the task API (v3, over ttrpc) of one shim process. containerd starts one shim per pod
+// sandbox (or per stand-alone container) and, because the shim speaks task API v3, creates the pod's
+// other containers in that same shim. The first container created (the sandbox) puts the shim
+// process in its cgroup, which is the pod's: the guests' CPU time is accounted to the pod.
 type service struct {
 	ctx       context.Context // namespaced: events and containerd calls use it
 	publisher shim.Publisher
 	shutdown  shutdown.Service
 	address   string // containerd's gRPC socket, for reading images
 
-	mu   sync.Mutex
-	task *task
-	conn *grpc.ClientConn
+	createMu sync.Mutex // one Create at a time
+	mu       sync.Mutex
+	tasks    map[string]*task
+	joined   bool // the shim has joined the cgroup of its first container
+	conn     *grpc.ClientConn
 }
 
 var _ taskapi.TTRPCTaskService = (*service)(nil)
 
 func newService(ctx context.Context, publisher shim.Publisher, sd shutdown.Service, address string) *service {
-	s := &service{ctx: ctx, publisher: publisher, shutdown: sd, address: address}
+	s := &service{ctx: ctx, publisher: publisher, shutdown: sd, address: address, tasks: map[string]*task{}}
 	sd.RegisterCallback(func(context.Context) error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -65,13 +70,14 @@ func (s *service) RegisterTTRPC(server *ttrpc.Server) error {
 func (s *service) get(id, execID string) (*task, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.task == nil || s.task.id != id {
+	t, ok := s.tasks[id]
+	if !ok {
 		return nil, errgrpc.ToGRPCf(errdefs.ErrNotFound, "container %s", id)
 	}
 	if execID != "" {
 		return nil, errgrpc.ToGRPCf(errdefs.ErrNotFound, "exec %s in container %s", execID, id)
 	}
-	return s.task, nil
+	return t, nil
 }
 
 func (s *service) publish(topic string, event any) {
@@ -82,19 +88,23 @@ func (s *service) publish(topic string, event any) {
 
 // Create prepares the container: rootfs, cgroup, module (compiled, or taken from the cache) and stdio.
 func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*taskapi.CreateTaskResponse, error) {
+	s.createMu.Lock()
+	defer s.createMu.Unlock()
 	s.mu.Lock()
-	if s.task != nil {
-		s.mu.Unlock()
-		return nil, errgrpc.ToGRPCf(errdefs.ErrAlreadyExists, "this shim already runs container %s", s.task.id)
-	}
+	_, exists := s.tasks[r.ID]
+	join := !s.joined
 	s.mu.Unlock()
-	t, err := newTask(ctx, r, s.fromImage)
+	if exists {
+		return nil, errgrpc.ToGRPCf(errdefs.ErrAlreadyExists, "container %s", r.ID)
+	}
+	t, err := newTask(ctx, r, s.fromImage, join)
 	if err != nil {
 		log.G(ctx).WithError(err).Error("create")
 		return nil, errgrpc.ToGRPC(err)
 	}
 	s.mu.Lock()
-	s.task = t
+	s.tasks[r.ID] = t
+	s.joined = s.joined || t.cg != nil
 	s.mu.Unlock()
 	s.publish(runtime.TaskCreateEventTopic, &eventstypes.TaskCreate{
 		ContainerID: r.ID,
@@ -174,7 +184,7 @@ func (s *service) Delete(ctx context.Context, r *taskapi.DeleteRequest) (*taskap
 	}
 	_, code, at := t.state()
 	s.mu.Lock()
-	s.task = nil
+	delete(s.tasks, t.id)
 	s.mu.Unlock()
 	s.publish(runtime.TaskDeleteEventTopic, &eventstypes.TaskDelete{
 		ContainerID: t.id, ID: t.id, Pid: t.pid, ExitStatus: code, ExitedAt: protobuf.ToTimestamp(at),
@@ -266,7 +276,7 @@ func (s *service) Connect(ctx context.Context, r *taskapi.ConnectRequest) (*task
 // Shutdown ends the shim once it runs no container.
 func (s *service) Shutdown(ctx context.Context, r *taskapi.ShutdownRequest) (*emptypb.Empty, error) {
 	s.mu.Lock()
-	busy := s.task != nil
+	busy := len(s.tasks) > 0
 	s.mu.Unlock()
 	if busy && !r.Now {
 		return &emptypb.Empty{}, nil

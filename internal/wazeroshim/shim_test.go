@@ -76,7 +76,7 @@ func TestLifecycle(t *testing.T) {
 	if st := p.status(t, id); st != tasktypes.Status_CREATED {
 		t.Errorf("status after Create: %s", st)
 	}
-	if _, err := p.task.Create(p.ctx, &taskapi.CreateTaskRequest{ID: "other", Bundle: bundle}); !errdefs.IsAlreadyExists(errgrpc.ToNative(err)) {
+	if _, err := p.task.Create(p.ctx, &taskapi.CreateTaskRequest{ID: id, Bundle: bundle}); !errdefs.IsAlreadyExists(errgrpc.ToNative(err)) {
 		t.Errorf("second Create: got %v, want AlreadyExists", err)
 	}
 	if _, err := p.task.Start(p.ctx, &taskapi.StartRequest{ID: id}); err != nil {

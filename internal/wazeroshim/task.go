@@ -31,7 +31,7 @@ const (
 // imageSource reads the module of a container from its image (containerd's content store).
 type imageSource func(ctx context.Context, containerID string) (*wazeromodule.Source, error)
 
-// task is the one container a shim process runs: a Wasm module, or a pod's sandbox, which holds no
+// task is one container of a shim process: a Wasm module, or a pod's sandbox, which holds no
 // process and only waits to be killed (like the pause process it replaces).
 type task struct {
 	id, bundle string
@@ -55,9 +55,9 @@ type task struct {
 	done       chan struct{}           // closed once the task has exited
 }
 
-// newTask prepares everything a container needs before Start: rootfs, cgroup, the compiled module
-// and its stdio. Errors leave nothing behind.
-func newTask(ctx context.Context, req *taskapi.CreateTaskRequest, fromImage imageSource) (_ *task, err error) {
+// newTask prepares everything a container needs before Start: rootfs, cgroup (when joinCg: the
+// first container of a shim process), the compiled module and its stdio. Errors leave nothing behind.
+func newTask(ctx context.Context, req *taskapi.CreateTaskRequest, fromImage imageSource, joinCg bool) (_ *task, err error) {
 	if req.Terminal {
 		return nil, fmt.Errorf("container %s: a terminal (tty) is not supported by the wazero shim: %w", req.ID, errdefs.ErrNotImplemented)
 	}
@@ -90,7 +90,7 @@ func newTask(ctx context.Context, req *taskapi.CreateTaskRequest, fromImage imag
 	if rootfs, t.mounted, err = mountRootfs(req.Bundle, spec, req.Rootfs); err != nil {
 		return nil, err
 	}
-	if spec.Linux != nil && spec.Linux.CgroupsPath != "" {
+	if joinCg && spec.Linux != nil && spec.Linux.CgroupsPath != "" {
 		if t.cg, err = joinCgroup(spec.Linux.CgroupsPath, spec.Linux.Resources); err != nil {
 			if !errors.Is(err, errSystemdCgroup) {
 				return nil, fmt.Errorf("container %s: %w", req.ID, err)
