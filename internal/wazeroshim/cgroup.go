@@ -15,8 +15,8 @@ import (
 // errSystemdCgroup: a systemd-style cgroupsPath ("slice:prefix:name") needs the systemd driver.
 var errSystemdCgroup = errors.New("systemd cgroup paths are not supported (use the cgroupfs driver)")
 
-// cgroup is the container's cgroup, which the shim process itself joins: the guest runs in the
-// shim, so its CPU time (and the shim's memory) is accounted to the container and the pod.
+// cgroup is the cgroup of a shim's first container (a pod's sandbox), which the shim process itself
+// joins: guests run in the shim, so their CPU time (and the shim's memory) is accounted to the pod.
 type cgroup struct {
 	path  string
 	leave func() error // moves the shim back to where it was and removes the container's cgroup

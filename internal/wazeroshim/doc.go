@@ -1,8 +1,12 @@
 // Package wazeroshim is containerd-shim-wazero-v1: a containerd runtime v2 shim (task API v3 over
 // ttrpc, built on containerd's pkg/shim) that runs WASI preview1 modules with wazero, in pure Go.
 //
-// One shim process runs one container. At Create it mounts the rootfs, joins the container's cgroup
-// (so the guest's CPU time is the container's), finds the module (internal/wazeromodule: a .wasm
+// containerd starts one shim process per pod sandbox (or per stand-alone container, e.g. `ctr run`);
+// since the shim speaks task API v3, containerd creates the pod's other containers in the sandbox's
+// shim. The first container of a shim moves the shim process into its cgroup (for a pod: the
+// sandbox's, under the pod's cgroup), so the guests' CPU time is accounted to the pod; per-container
+// CPU limits inside a pod are not enforced separately (the pod-level limits the kubelet sets are).
+// At Create the shim mounts the rootfs, finds the module (internal/wazeromodule: a .wasm
 // file named by args[0], "path#func" accepted, or the first Wasm layer of a Wasm OCI artifact, read
 // from containerd's content store), compiles it through the node's on-disk cache, and opens the
 // stdio FIFOs. Start runs the guest (internal/wazerorun) with argv, environment, the rootfs as "/"

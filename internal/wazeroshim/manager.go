@@ -56,9 +56,9 @@ type manager struct{}
 
 func (manager) Name() string { return RuntimeType }
 
-// Start spawns this binary as the container's shim server, listening on a socket derived from
-// containerd's address, the namespace and the container ID (one shim process per container, so that
-// each can join its own container's cgroup). It runs in the bundle directory.
+// Start spawns this binary as the shim server of a pod sandbox (or stand-alone container), listening
+// on a socket derived from containerd's address, the namespace and the ID. containerd runs it in the
+// bundle directory; it reuses the server for the pod's other containers without calling Start.
 func (manager) Start(ctx context.Context, p *bootapi.BootstrapParams) (_ *bootapi.BootstrapResult, retErr error) {
 	ns, err := namespaces.NamespaceRequired(ctx)
 	if err != nil {
