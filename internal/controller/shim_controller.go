@@ -199,7 +199,7 @@ func (r *ShimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		return ctrl.Result{}, fmt.Errorf("list Jobs of Shim %s in %s: %w", shim.Name, r.Jobs.Namespace, err)
 	}
 
-	view, byNode, outcomes, waitResult, err := r.observe(ctx, &shim, hash, platforms, nodes.Items, jobs.Items)
+	view, byNode, outcomes, waitResult, err := r.observe(ctx, &shim, hash, nodes.Items, jobs.Items)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -257,7 +257,7 @@ func (r *ShimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 // observe turns cached nodes and Jobs into the planner's view. It also returns the nodes by name, each
 // node's finished-Job outcomes by Job name (for Events and metrics), and whether some finished Job's
 // result is not readable yet.
-func (r *ShimReconciler) observe(ctx context.Context, shim *v1alpha1.Shim, hash string, platforms []rollout.Platform,
+func (r *ShimReconciler) observe(ctx context.Context, shim *v1alpha1.Shim, hash string,
 	nodes []corev1.Node, jobs []batchv1.Job) ([]rollout.Node, map[string]*corev1.Node, map[string]Outcome, bool, error) {
 	var pods corev1.PodList
 	if err := r.Client.List(ctx, &pods, client.InNamespace(r.Jobs.Namespace), client.UnsafeDisableDeepCopy,
@@ -300,8 +300,11 @@ func (r *ShimReconciler) observe(ctx context.Context, shim *v1alpha1.Shim, hash 
 		}
 		v.HandlersReported = len(n.Status.RuntimeHandlers) > 0
 		v.HandlerListed = slices.ContainsFunc(n.Status.RuntimeHandlers, func(h corev1.NodeRuntimeHandler) bool { return h.Name == handler })
-		for _, op := range []rollout.Operation{rollout.Install, rollout.Uninstall} {
-			name := rollout.JobName(shim.Name, n.Name, op, hash)
+		names := map[rollout.Operation]string{
+			rollout.Install:   rollout.JobName(shim.Name, n.Name, rollout.Install, hash),
+			rollout.Uninstall: rollout.JobName(shim.Name, n.Name, rollout.Uninstall, hash),
+		}
+		for op, name := range names {
 			job := jobsByName[name]
 			var j rollout.Job
 			if r.expect.pending(r.Jobs.Namespace+"/"+name, job != nil) {
@@ -322,8 +325,7 @@ func (r *ShimReconciler) observe(ctx context.Context, shim *v1alpha1.Shim, hash 
 			}
 		}
 		for _, other := range activeByNode[n.Name] {
-			if other != rollout.JobName(shim.Name, n.Name, rollout.Install, hash) &&
-				other != rollout.JobName(shim.Name, n.Name, rollout.Uninstall, hash) {
+			if other != names[rollout.Install] && other != names[rollout.Uninstall] {
 				v.OtherActive = true
 			}
 		}
