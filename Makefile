@@ -114,6 +114,12 @@ chart-golden: ## Refresh the chart's golden renderings (test/chart/testdata/gold
 N ?= 1000 5000
 KCM_QPS ?= 500
 
+.PHONY: bench-shim
+bench-shim: ## Container start -> first output: wazero shim (tiny, Go cold/cached) vs runc on containerd 2.4.2; last line: wasm/runc ratio.
+	bash $(TOOLS) install containerd
+	$(WITH_TOOLS) go test ./test/bench/shim -count=1 -timeout 30m -run '^TestShimStartup$$' -v -args -shim.bench | \
+		grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS$$' -e '^ok '
+
 .PHONY: bench-scale
 bench-scale: ## Roll a Shim out to N KWOK nodes (default "1000 5000") vs a plain Job; prints a table.
 	bash $(TOOLS) install kubernetes etcd kwok
