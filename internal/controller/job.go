@@ -63,6 +63,20 @@ func DefaultJobConfig() JobConfig {
 // InstallerArgs returns the node-installer arguments of op for a Shim on a node (the Job contract).
 func InstallerArgs(cfg JobConfig, shim *v1alpha1.Shim, node *corev1.Node, op rollout.Operation, specHash string) ([]string, error) {
 	args := []string{string(op), "--host-root=" + hostRoot, "--shim-name=" + shim.Name, "--handler=" + rollout.Handler(shim)}
+	// The host overrides go to uninstall too, so that it finds the config, socket and restart method
+	// that the install used.
+	if cfg.Restart != "" {
+		args = append(args, "--restart="+cfg.Restart)
+	}
+	if cfg.ContainerdConfig != "" {
+		args = append(args, "--containerd-config="+cfg.ContainerdConfig)
+	}
+	if cfg.CRISocket != "" {
+		args = append(args, "--cri-socket="+cfg.CRISocket)
+	}
+	if v := node.Status.NodeInfo.ContainerRuntimeVersion; v != "" {
+		args = append(args, "--container-runtime-version="+v)
+	}
 	if op == rollout.Uninstall {
 		return args, nil
 	}
@@ -94,18 +108,6 @@ func InstallerArgs(cfg JobConfig, shim *v1alpha1.Shim, node *corev1.Node, op rol
 		args = append(args, "--option="+o)
 	}
 	args = append(args, "--spec-hash="+specHash)
-	if cfg.Restart != "" {
-		args = append(args, "--restart="+cfg.Restart)
-	}
-	if cfg.ContainerdConfig != "" {
-		args = append(args, "--containerd-config="+cfg.ContainerdConfig)
-	}
-	if cfg.CRISocket != "" {
-		args = append(args, "--cri-socket="+cfg.CRISocket)
-	}
-	if v := node.Status.NodeInfo.ContainerRuntimeVersion; v != "" {
-		args = append(args, "--container-runtime-version="+v)
-	}
 	return args, nil
 }
 
