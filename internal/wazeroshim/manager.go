@@ -37,6 +37,9 @@ func Run(ctx context.Context) {
 		ID:       "task",
 		Requires: []plugin.Type{plugins.EventPlugin, plugins.InternalPlugin},
 		InitFn: func(ic *plugin.InitContext) (any, error) {
+			// pkg/shim tunes the collector for a small runc shim (GOGC 40); a wazero shim loads
+			// megabytes of machine code at Create, where that costs tens of milliseconds of GC.
+			debug.SetGCPercent(100)
 			pp, err := ic.GetByID(plugins.EventPlugin, "publisher")
 			if err != nil {
 				return nil, err
