@@ -106,13 +106,14 @@ type criPod struct {
 	cgroupDir string // the pod's cgroup parent (cgroupfs)
 }
 
-func runPodSandbox(t *testing.T, d *containerdtest.Daemon, name string) *criPod {
+// runPodSandbox starts a sandbox with the wazero handler whose cgroup parent is under cgroupRoot.
+func runPodSandbox(t *testing.T, d *containerdtest.Daemon, name, cgroupRoot string) *criPod {
 	t.Helper()
 	uid := fmt.Sprintf("%s-%d", name, time.Now().UnixNano())
 	p := &criPod{
 		rt:        d.Client().Runtime(),
 		logDir:    filepath.Join(t.TempDir(), "pods", "default_"+name+"_"+uid),
-		cgroupDir: fmt.Sprintf("/wazeroshim-test-%d/pod%s", os.Getpid(), uid),
+		cgroupDir: cgroupRoot + "/pod" + uid,
 	}
 	p.config = &runtimeapi.PodSandboxConfig{
 		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Uid: uid, Namespace: "default", Attempt: 0},
@@ -195,11 +196,11 @@ func (p *criPod) log(t *testing.T, name string) string {
 // clearly when they exceed their memory limit; the shim runs in the container's cgroup.
 func TestCRIPod(t *testing.T) {
 	t.Parallel()
-	testRoot := fmt.Sprintf("/wazeroshim-test-%d", os.Getpid())
+	testRoot := fmt.Sprintf("/wazeroshim-pods-%d-%d", os.Getpid(), time.Now().UnixNano())
 	t.Cleanup(func() { removeCgroupTree(t, testRoot) }) // after the daemon's cleanup has removed the pods
 	d, _ := startContainerd(t)
 	d.ImportImage(ordinaryImageTarball(t), guestImage)
-	p := runPodSandbox(t, d, "wasm-pod")
+	p := runPodSandbox(t, d, "wasm-pod", testRoot)
 
 	sb, err := p.rt.PodSandboxStatus(context.Background(), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: p.id})
 	if err != nil || sb.GetStatus().GetState() != runtimeapi.PodSandboxState_SANDBOX_READY || sb.GetStatus().GetRuntimeHandler() != handler {

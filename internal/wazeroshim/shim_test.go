@@ -279,7 +279,7 @@ func TestCgroup(t *testing.T) {
 	t.Parallel()
 	testenv.Integration(t)
 	const id = "cgroup"
-	path := fmt.Sprintf("/wazeroshim-test-%d", os.Getpid())
+	path := fmt.Sprintf("/wazeroshim-cgroup-%d-%d", os.Getpid(), time.Now().UnixNano())
 	quota, period := int64(50000), uint64(100000)
 	bundle := newBundle(t, map[string][]byte{"app.wasm": guestWasm}, func(s *specs.Spec) {
 		s.Process.Args = []string{"/app.wasm", "sleep"}
