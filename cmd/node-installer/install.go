@@ -49,6 +49,7 @@ type nodeFlags struct {
 	verifyWait time.Duration
 	resultFile string
 	shimDir    string
+	stateFile  string
 }
 
 func (f *nodeFlags) bind(fs *pflag.FlagSet) {
@@ -63,6 +64,7 @@ func (f *nodeFlags) bind(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.timeout, "timeout", 5*time.Minute, "deadline of the whole operation (a rollback gets its own 2 minutes)")
 	fs.DurationVar(&f.verifyWait, "verify-timeout", time.Minute, "how long to wait for the CRI to report the handler after a restart")
 	fs.StringVar(&f.shimDir, "shim-dir", "", "host directory for shim binaries instead of the profile's (a host whose /opt is read-only)")
+	fs.StringVar(&f.stateFile, "state-file", "", "host path of the installer's state file instead of the profile's (backups go beside it)")
 	fs.StringVar(&f.resultFile, "result-file", "/dev/termination-log", `file that receives the JSON result too ("" disables)`)
 }
 
@@ -85,6 +87,12 @@ func (f *nodeFlags) node() (distro.Profile, installer.Installer, error) {
 			return p, installer.Installer{}, fmt.Errorf("--shim-dir %q is not an absolute host path", f.shimDir)
 		}
 		p.ShimDir = filepath.Clean(f.shimDir)
+	}
+	if f.stateFile != "" {
+		if !filepath.IsAbs(f.stateFile) {
+			return p, installer.Installer{}, fmt.Errorf("--state-file %q is not an absolute host path", f.stateFile)
+		}
+		p.StateFile = filepath.Clean(f.stateFile)
 	}
 	socket := filepath.Join(f.hostRoot, p.CRISocket)
 	// The signal strategy tells the node's containerd from others by its command line, which names

@@ -10,6 +10,7 @@ import (
 
 	"github.com/wasmkube/wasmkube/internal/cli"
 	"github.com/wasmkube/wasmkube/internal/installer/result"
+	"github.com/wasmkube/wasmkube/pkg/distro"
 )
 
 // runCmd runs one node-installer command in process with the given environment.
@@ -92,5 +93,38 @@ func TestVerifyWithoutContainerd(t *testing.T) {
 		"--timeout=300ms", "--result-file=")
 	if err == nil || r.Operation != result.OpVerify || r.Reason != result.ReasonVerifyFailed || !strings.Contains(r.Error, "spin") {
 		t.Fatalf("got %v %+v", err, r)
+	}
+}
+
+// --state-file and --shim-dir move the installer's own files; the default stays the profile's.
+func TestNodeFlagsStateFile(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, stateFile, want, fails string
+	}{
+		{name: "default", want: distro.DefaultStateFile},
+		{name: "override", stateFile: "/srv/wk//state.json", want: "/srv/wk/state.json"},
+		{name: "relative", stateFile: "srv/state.json", fails: "--state-file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := nodeFlags{hostRoot: distroHost("nonstandard"), restart: "signal", procRoot: "/proc",
+				stateFile: tt.stateFile, overrides: distro.Overrides{ConfigPath: "/srv/containerd/config.toml",
+					CRISocket: "/srv/containerd/run/containerd.sock"}}
+			_, in, err := f.node()
+			if tt.fails != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.fails) {
+					t.Fatalf("got %v, want an error naming %s", err, tt.fails)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if in.Target.StateFile != tt.want {
+				t.Errorf("state file %q, want %q", in.Target.StateFile, tt.want)
+			}
+		})
 	}
 }
