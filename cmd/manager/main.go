@@ -51,6 +51,8 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	fs.StringVar(&j.Restart, "installer-restart", "", "override the installer's containerd restart method: systemd, signal or none (default: detected)")
 	fs.StringVar(&j.ContainerdConfig, "installer-containerd-config", "", "override the containerd config path on nodes (default: detected)")
 	fs.StringVar(&j.CRISocket, "installer-cri-socket", "", "override the CRI socket path on nodes (default: detected)")
+	fs.StringVar(&j.ShimDir, "installer-shim-dir", "", "override the host directory of the shim binaries on nodes (default: the profile's)")
+	fs.StringVar(&j.StateFile, "installer-state-file", "", "override the host path of the installer's state file on nodes; backups go beside it (default: the profile's)")
 	fs.DurationVar(&c.HandlerDeadline, "handler-deadline", 2*time.Minute, "how long the kubelet may take to list a new handler in node.status.runtimeHandlers before the node is marked failed (0 disables)")
 	fs.StringVar(&c.MetricsAddr, "metrics-bind-address", ":8080", "listen address of /metrics (0 disables)")
 	fs.StringVar(&c.ProbeAddr, "health-probe-bind-address", ":8081", "listen address of /healthz and /readyz")

@@ -24,10 +24,12 @@ func TestParseFlags(t *testing.T) {
 		},
 		"overrides": {
 			args: []string{"--installer-image=i", "--namespace=ops", "--job-ttl=60", "--job-backoff-limit=1",
-				"--handler-deadline=30s", "--leader-elect=false", "--installer-restart=signal"},
+				"--handler-deadline=30s", "--leader-elect=false", "--installer-restart=signal",
+				"--installer-shim-dir=/srv/wk/bin", "--installer-state-file=/srv/wk/state.json"},
 			check: func(t *testing.T, c config) {
 				if c.Jobs.Namespace != "ops" || c.Jobs.TTLSecondsAfterFinished != 60 || c.Jobs.BackoffLimit != 1 ||
-					c.HandlerDeadline != 30*time.Second || c.LeaderElection || c.Jobs.Restart != "signal" {
+					c.HandlerDeadline != 30*time.Second || c.LeaderElection || c.Jobs.Restart != "signal" ||
+					c.Jobs.ShimDir != "/srv/wk/bin" || c.Jobs.StateFile != "/srv/wk/state.json" {
 					t.Fatalf("overrides: %+v", c)
 				}
 			},

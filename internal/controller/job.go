@@ -47,6 +47,9 @@ type JobConfig struct {
 	Restart          string
 	ContainerdConfig string
 	CRISocket        string
+	// ShimDir and StateFile move the installer's shim binaries and state file (backups beside it) when set.
+	ShimDir   string
+	StateFile string
 }
 
 // DefaultJobConfig returns the Job settings used when a flag is not given.
@@ -73,6 +76,12 @@ func InstallerArgs(cfg JobConfig, shim *v1alpha1.Shim, node *corev1.Node, op rol
 	}
 	if cfg.CRISocket != "" {
 		args = append(args, "--cri-socket="+cfg.CRISocket)
+	}
+	if cfg.ShimDir != "" {
+		args = append(args, "--shim-dir="+cfg.ShimDir)
+	}
+	if cfg.StateFile != "" {
+		args = append(args, "--state-file="+cfg.StateFile)
 	}
 	if v := node.Status.NodeInfo.ContainerRuntimeVersion; v != "" {
 		args = append(args, "--container-runtime-version="+v)
