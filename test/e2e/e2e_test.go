@@ -1,0 +1,539 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
+
+	"github.com/wasmkube/wasmkube/api/v1alpha1"
+	"github.com/wasmkube/wasmkube/internal/containerdtest"
+	"github.com/wasmkube/wasmkube/internal/testenv"
+	"github.com/wasmkube/wasmkube/internal/wazeroguest"
+	"github.com/wasmkube/wasmkube/test/cluster"
+)
+
+const (
+	shim       = "wazero"
+	wasmImage  = Registry + "/wasm-guest:" + Tag
+	plainImage = Registry + "/plain-guest:" + Tag
+	waitLong   = 4 * time.Minute
+	ns         = "default"
+)
+
+// env is the cluster under test and what the test knows about its node.
+type env struct {
+	client     kubernetes.Interface
+	dyn        dynamic.Interface
+	kubeconfig string
+	node       string
+	// config is the node's containerd config when this machine can read it (local cluster only).
+	config string
+	local  *cluster.Cluster
+}
+
+func TestE2E(t *testing.T) {
+	helm := testenv.Path(t, testenv.EnvHelm)
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	defer cancel()
+	e := setup(t, ctx)
+
+	out, err := Helm(ctx, helm, e.kubeconfig, "version", "--short")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("helm %s", strings.TrimSpace(out))
+	mod, err := ModuleDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	chart := filepath.Join(mod, "charts", "wasmkube")
+	var overrides *Overrides
+	if e.local != nil {
+		l := e.local.Layout()
+		overrides = &Overrides{ContainerdConfig: l.ContainerdConfig(), CRISocket: l.CRISocket(),
+			ShimDir: filepath.Join(l.HostRoot(), "opt", "wasmkube", "bin"), StateFile: filepath.Join(l.HostRoot(), "opt", "wasmkube", "state.json")}
+	}
+	values := HelmValues(overrides)
+	install := append([]string{"upgrade", "--install", Release, chart, "--namespace", Namespace, "--create-namespace"}, values...)
+	if _, err := Helm(ctx, helm, e.kubeconfig, install...); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			e.dumpDiagnostics(t)
+		}
+		if _, err := Helm(context.Background(), helm, e.kubeconfig, "uninstall", Release, "--namespace", Namespace, "--wait"); err != nil {
+			t.Log(err)
+		}
+	})
+	if err := WaitManager(ctx, e.client, waitLong); err != nil {
+		t.Fatal(err)
+	}
+
+	before := e.readConfig(t)
+	start := time.Now()
+	e.annotate(t, ctx, "true")
+	e.waitLabel(t, ctx, string(v1alpha1.NodeReady))
+	t.Logf("FIGURE annotate -> %s=ready: %s", v1alpha1.NodeStateLabel(shim), time.Since(start).Round(time.Millisecond))
+	if _, err := e.client.NodeV1().RuntimeClasses().Get(ctx, shim, metav1.GetOptions{}); err != nil {
+		t.Fatalf("RuntimeClass %s: %v", shim, err)
+	}
+	e.waitHandler(t, ctx, true)
+
+	// A Wasm pod and a plain pod side by side; start time = creation to the container's startedAt.
+	wasmStart := e.runPod(t, ctx, "wasm-hello", wasmImage, shim, "hello", "e2e")
+	plainStart := e.runPod(t, ctx, "plain-hello", plainImage, "", "hello", "e2e")
+	t.Logf("FIGURE pod start (created -> container started): wasm %s, plain %s", wasmStart, plainStart)
+	for _, pod := range []string{"wasm-hello", "plain-hello"} {
+		logs := e.waitLogs(t, ctx, pod, `argv=["`)
+		if !strings.Contains(logs, `"hello" "e2e"`) {
+			t.Errorf("pod %s logs %q, want the guest's hello line with its arguments", pod, logs)
+		}
+	}
+	e.runJob(t, ctx)
+
+	// A long-running Wasm pod that must survive the upgrade.
+	e.runPod(t, ctx, "wasm-sleep", wasmImage, shim, "sleep")
+	e.waitLogs(t, ctx, "wasm-sleep", "sleeping")
+	sleeper := e.pod(t, ctx, "wasm-sleep")
+
+	// Upgrade: a changed option re-installs the shim on the node.
+	hash := e.nodeAnnotation(t, ctx, v1alpha1.NodeHashAnnotation(shim))
+	upgrade := append(slices.Clone(install), "--set", "shims.wazero.spec.options.CacheDir=/var/lib/wasmkube/e2e-cache")
+	if _, err := Helm(ctx, helm, e.kubeconfig, upgrade...); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	if err := wait.PollUntilContextTimeout(ctx, time.Second, waitLong, true, func(ctx context.Context) (bool, error) {
+		n, err := e.client.CoreV1().Nodes().Get(ctx, e.node, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		return n.Annotations[v1alpha1.NodeHashAnnotation(shim)] != hash && n.Labels[v1alpha1.NodeStateLabel(shim)] == string(v1alpha1.NodeReady), nil
+	}); err != nil {
+		t.Fatalf("wait for the re-install after an options change (hash %s): %v", hash, err)
+	}
+	t.Logf("FIGURE upgrade -> ready again: %s", time.Since(start).Round(time.Millisecond))
+	if cfg := e.readConfig(t); e.local != nil && !strings.Contains(cfg, "e2e-cache") {
+		t.Errorf("containerd config after the upgrade does not name the new CacheDir:\n%s", cfg)
+	}
+	if p := e.pod(t, ctx, "wasm-sleep"); p.Status.Phase != corev1.PodRunning || p.UID != sleeper.UID ||
+		restarts(p) != restarts(sleeper) {
+		t.Errorf("the Wasm pod did not keep running through the upgrade: phase %s, restarts %d -> %d", p.Status.Phase, restarts(sleeper), restarts(p))
+	}
+	e.runPod(t, ctx, "wasm-after", wasmImage, shim, "hello", "after")
+	e.waitLogs(t, ctx, "wasm-after", `"after"`)
+
+	// An arch-limited Shim: unsupported on this node, nothing changed.
+	e.archLimited(t, ctx)
+
+	// Opt out: config byte-identical to the copy taken before annotating, label and handler gone.
+	e.deletePods(t, ctx)
+	e.annotate(t, ctx, "false")
+	e.waitLabel(t, ctx, "")
+	if after := e.readConfig(t); after != before {
+		t.Errorf("containerd config after opting out differs from the one before annotating:\n--- before\n%s\n--- after\n%s", before, after)
+	}
+	e.waitHandler(t, ctx, false)
+
+	// Deleting the Shim removes its RuntimeClass.
+	if _, err := Helm(ctx, helm, e.kubeconfig, append(slices.Clone(install), "--set", "shims.wazero.enabled=false")...); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait.PollUntilContextTimeout(ctx, time.Second, waitLong, true, func(ctx context.Context) (bool, error) {
+		_, err := e.client.NodeV1().RuntimeClasses().Get(ctx, shim, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	}); err != nil {
+		t.Errorf("RuntimeClass %s still present after the Shim was removed: %v", shim, err)
+	}
+}
+
+// setup starts a local cluster, or uses the one KUBECONFIG names, and makes the test images available.
+func setup(t *testing.T, ctx context.Context) *env {
+	t.Helper()
+	guest, err := wazeroguest.BuildTo(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	native, err := wazeroguest.BuildNativeTo(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tarballs := map[string]string{wasmImage: filepath.Join(t.TempDir(), "wasm.tar"), plainImage: filepath.Join(t.TempDir(), "plain.tar")}
+	if err := containerdtest.ImageTarball(guest, "app.wasm", wasmImage, tarballs[wasmImage]); err != nil {
+		t.Fatal(err)
+	}
+	if err := containerdtest.ImageTarball(native, "guest", plainImage, tarballs[plainImage]); err != nil {
+		t.Fatal(err)
+	}
+
+	e := &env{}
+	if kc := os.Getenv("KUBECONFIG"); kc != "" {
+		// An existing cluster (test/kind/run.sh): its node already holds every image.
+		e.kubeconfig = kc
+		cfg, err := clientcmd.BuildConfigFromFlags("", kc)
+		if err != nil {
+			t.Fatalf("load KUBECONFIG %s: %v", kc, err)
+		}
+		e.clients(t, cfg)
+		nodes, err := e.client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil || len(nodes.Items) == 0 {
+			t.Fatalf("list the nodes of %s: %v (%d nodes)", kc, err, len(nodes.Items))
+		}
+		e.node = nodes.Items[0].Name
+		return e
+	}
+
+	mod, err := ModuleDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := cluster.Config{Binaries: cluster.Binaries{
+		KubeDir: testenv.Path(t, testenv.EnvKubeDir), Etcd: testenv.Path(t, testenv.EnvEtcd),
+		ContainerdDir: testenv.Containerd2Dir(t), Runc: testenv.Runc(t), CNIDir: testenv.CNIDir(t),
+	}, CacheDir: filepath.Join(testenv.Path(t, testenv.EnvCacheDir), "testbin"), Progress: logWriter{t}}
+	if cfg.WorkDir, err = os.MkdirTemp("/tmp", "wke"); err != nil {
+		t.Fatal(err)
+	}
+	built, err := BuildImages(ctx, mod, t.TempDir(), logWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	upCtx, upCancel := context.WithTimeout(ctx, 4*time.Minute)
+	c, err := cluster.Up(upCtx, cfg)
+	upCancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Down(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	for ref, tb := range built {
+		tarballs[ref] = tb
+	}
+	for ref, tb := range tarballs {
+		if err := c.ImportImage(ctx, tb); err != nil {
+			t.Fatalf("import %s: %v", ref, err)
+		}
+	}
+	e.local, e.kubeconfig, e.node = c, c.Kubeconfig(), c.NodeName()
+	rc, err := c.RESTConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clients(t, rc)
+	return e
+}
+
+func (e *env) clients(t *testing.T, cfg *rest.Config) {
+	t.Helper()
+	var err error
+	if e.client, err = kubernetes.NewForConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if e.dyn, err = dynamic.NewForConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type logWriter struct{ t *testing.T }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// readConfig returns the node's containerd config, or "" when this machine cannot read it (kind).
+func (e *env) readConfig(t *testing.T) string {
+	t.Helper()
+	if e.local == nil {
+		return ""
+	}
+	b, err := os.ReadFile(e.local.Layout().ContainerdConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func (e *env) annotate(t *testing.T, ctx context.Context, value string) {
+	t.Helper()
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, v1alpha1.EnabledAnnotation, value)
+	if _, err := e.client.CoreV1().Nodes().Patch(ctx, e.node, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatalf("annotate node %s %s=%s: %v", e.node, v1alpha1.EnabledAnnotation, value, err)
+	}
+}
+
+func (e *env) nodeAnnotation(t *testing.T, ctx context.Context, key string) string {
+	t.Helper()
+	n, err := e.client.CoreV1().Nodes().Get(ctx, e.node, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n.Annotations[key]
+}
+
+// waitLabel waits for the node's state label of the Shim to read want ("" = absent).
+func (e *env) waitLabel(t *testing.T, ctx context.Context, want string) {
+	t.Helper()
+	key := v1alpha1.NodeStateLabel(shim)
+	var got string
+	if err := wait.PollUntilContextTimeout(ctx, time.Second, waitLong, true, func(ctx context.Context) (bool, error) {
+		n, err := e.client.CoreV1().Nodes().Get(ctx, e.node, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		got = n.Labels[key]
+		if want != "" && got == string(v1alpha1.NodeFailed) {
+			return false, fmt.Errorf("node %s is %s=%s", e.node, key, got)
+		}
+		return got == want, nil
+	}); err != nil {
+		t.Fatalf("wait for node %s label %s=%q (last %q): %v", e.node, key, want, got, err)
+	}
+}
+
+// waitHandler waits for node.status.runtimeHandlers to list (or no longer list) the handler.
+func (e *env) waitHandler(t *testing.T, ctx context.Context, present bool) {
+	t.Helper()
+	var names []string
+	if err := wait.PollUntilContextTimeout(ctx, time.Second, waitLong, true, func(ctx context.Context) (bool, error) {
+		n, err := e.client.CoreV1().Nodes().Get(ctx, e.node, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		names = names[:0]
+		for _, h := range n.Status.RuntimeHandlers {
+			names = append(names, h.Name)
+		}
+		return slices.Contains(names, shim) == present, nil
+	}); err != nil {
+		t.Fatalf("wait for node %s runtimeHandlers %v to list %s = %v: %v", e.node, names, shim, present, err)
+	}
+}
+
+func (e *env) pod(t *testing.T, ctx context.Context, name string) *corev1.Pod {
+	t.Helper()
+	p, err := e.client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func restarts(p *corev1.Pod) int32 {
+	var n int32
+	for _, s := range p.Status.ContainerStatuses {
+		n += s.RestartCount
+	}
+	return n
+}
+
+// podSpec runs the guest image with args, under runtimeClass when it is not "".
+func podSpec(image, runtimeClass string, restart corev1.RestartPolicy, args ...string) corev1.PodSpec {
+	s := corev1.PodSpec{RestartPolicy: restart, Containers: []corev1.Container{{Name: "guest", Image: image,
+		ImagePullPolicy: corev1.PullNever, Args: args}}}
+	if runtimeClass != "" {
+		s.RuntimeClassName = &runtimeClass
+	}
+	return s
+}
+
+// runPod creates a pod and waits for its container to start; it returns creation -> startedAt.
+func (e *env) runPod(t *testing.T, ctx context.Context, name, image, runtimeClass string, args ...string) time.Duration {
+	t.Helper()
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: podSpec(image, runtimeClass, corev1.RestartPolicyNever, args...)}
+	p, err := e.client.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create pod %s: %v", name, err)
+	}
+	var started time.Time
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, waitLong, true, func(ctx context.Context) (bool, error) {
+		got, err := e.client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		p = got
+		for _, s := range got.Status.ContainerStatuses {
+			if s.State.Running != nil {
+				started = s.State.Running.StartedAt.Time
+			} else if s.State.Terminated != nil {
+				started = s.State.Terminated.StartedAt.Time
+			}
+		}
+		return !started.IsZero(), nil
+	}); err != nil {
+		t.Fatalf("wait for pod %s to start: %v (status %+v)", name, err, p.Status)
+	}
+	// startedAt has a resolution of one second; the difference is rounded accordingly.
+	return started.Sub(p.CreationTimestamp.Time)
+}
+
+// waitLogs waits until the pod's logs, read through the API, contain want, and returns them.
+func (e *env) waitLogs(t *testing.T, ctx context.Context, pod, want string) string {
+	t.Helper()
+	var logs string
+	if err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, waitLong, true, func(ctx context.Context) (bool, error) {
+		b, err := e.client.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{}).DoRaw(ctx)
+		if err != nil {
+			return false, nil
+		}
+		logs = string(b)
+		return strings.Contains(logs, want), nil
+	}); err != nil {
+		t.Fatalf("wait for pod %s logs to contain %q (got %q): %v", pod, want, logs, err)
+	}
+	return logs
+}
+
+// runJob runs the guest as a Wasm Job that exits 0 and waits for its completion.
+func (e *env) runJob(t *testing.T, ctx context.Context) {
+	t.Helper()
+	backoff := int32(0)
+	j := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "wasm-job"}, Spec: batchv1.JobSpec{BackoffLimit: &backoff,
+		Template: corev1.PodTemplateSpec{Spec: podSpec(wasmImage, shim, corev1.RestartPolicyNever, "exit", "0")}}}
+	if _, err := e.client.BatchV1().Jobs(ns).Create(ctx, j, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var status batchv1.JobStatus
+	if err := wait.PollUntilContextTimeout(ctx, time.Second, waitLong, true, func(ctx context.Context) (bool, error) {
+		got, err := e.client.BatchV1().Jobs(ns).Get(ctx, j.Name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		status = got.Status
+		if got.Status.Failed > 0 {
+			return false, fmt.Errorf("job %s failed: %+v", j.Name, got.Status)
+		}
+		return got.Status.Succeeded == 1, nil
+	}); err != nil {
+		t.Fatalf("wait for the Wasm Job to complete: %v (status %+v)", err, status)
+	}
+}
+
+// archLimited creates a Shim whose only download is for another architecture: the node is marked
+// unsupported, and the containerd config and the node's handlers are unchanged.
+func (e *env) archLimited(t *testing.T, ctx context.Context) {
+	t.Helper()
+	other := "arm64"
+	if runtime.GOARCH == "arm64" {
+		other = "amd64"
+	}
+	cfg := e.readConfig(t)
+	manifest := fmt.Sprintf(`apiVersion: wasmkube.io/v1alpha1
+kind: Shim
+metadata:
+  name: other-arch
+spec:
+  runtimeType: io.containerd.otherarch.v1
+  source:
+    http:
+      platforms:
+      - os: linux
+        arch: %s
+        url: https://example.invalid/containerd-shim-otherarch-v1
+        sha256: %s
+`, other, strings.Repeat("0", 64))
+	var obj unstructured.Unstructured
+	if err := yaml.Unmarshal([]byte(manifest), &obj.Object); err != nil {
+		t.Fatal(err)
+	}
+	shims := e.dyn.Resource(v1alpha1.GroupVersion.WithResource("shims"))
+	if _, err := shims.Create(ctx, &obj, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create Shim other-arch: %v", err)
+	}
+	key := v1alpha1.NodeStateLabel("other-arch")
+	var got string
+	if err := wait.PollUntilContextTimeout(ctx, time.Second, waitLong, true, func(ctx context.Context) (bool, error) {
+		n, err := e.client.CoreV1().Nodes().Get(ctx, e.node, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		got = n.Labels[key]
+		return got == string(v1alpha1.NodeUnsupported), nil
+	}); err != nil {
+		t.Fatalf("wait for node %s %s=unsupported (last %q): %v", e.node, key, got, err)
+	}
+	if after := e.readConfig(t); after != cfg {
+		t.Errorf("an unsupported Shim changed the containerd config:\n%s", after)
+	}
+	if err := shims.Delete(ctx, "other-arch", metav1.DeleteOptions{}); err != nil {
+		t.Error(err)
+	}
+	if err := wait.PollUntilContextTimeout(ctx, time.Second, waitLong, true, func(ctx context.Context) (bool, error) {
+		_, err := shims.Get(ctx, "other-arch", metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	}); err != nil {
+		t.Errorf("wait for Shim other-arch to be deleted: %v", err)
+	}
+}
+
+func (e *env) deletePods(t *testing.T, ctx context.Context) {
+	t.Helper()
+	zero := int64(0)
+	for _, p := range []string{"wasm-hello", "plain-hello", "wasm-sleep", "wasm-after"} {
+		if err := e.client.CoreV1().Pods(ns).Delete(ctx, p, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil && !apierrors.IsNotFound(err) {
+			t.Error(err)
+		}
+	}
+	bg := metav1.DeletePropagationBackground
+	if err := e.client.BatchV1().Jobs(ns).Delete(ctx, "wasm-job", metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil && !apierrors.IsNotFound(err) {
+		t.Error(err)
+	}
+}
+
+// dumpDiagnostics prints the manager's logs, the installer Jobs' results and the containerd config.
+func (e *env) dumpDiagnostics(t *testing.T) {
+	ctx := context.Background()
+	pods, err := e.client.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Logf("list pods: %v", err)
+		return
+	}
+	for _, p := range pods.Items {
+		if !strings.HasPrefix(p.Namespace, "wasmkube") {
+			continue
+		}
+		b, _ := e.client.CoreV1().Pods(p.Namespace).GetLogs(p.Name, &corev1.PodLogOptions{}).DoRaw(ctx)
+		var results []string
+		for _, s := range p.Status.ContainerStatuses {
+			if s.State.Terminated != nil {
+				results = append(results, fmt.Sprintf("exit %d: %s", s.State.Terminated.ExitCode, s.State.Terminated.Message))
+			}
+		}
+		t.Logf("pod %s/%s phase %s %s\nlogs:\n%s", p.Namespace, p.Name, p.Status.Phase, strings.Join(results, "; "), tail(b, 60))
+	}
+	t.Logf("containerd config:\n%s", e.readConfig(t))
+}
+
+func tail(b []byte, lines int) string {
+	l := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
+	if len(l) > lines {
+		l = l[len(l)-lines:]
+	}
+	return string(bytes.Join(l, []byte("\n")))
+}
