@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -40,6 +41,9 @@ const (
 	plainImage = Registry + "/plain-guest:" + Tag
 	waitLong   = 4 * time.Minute
 	ns         = "default"
+	// LoadEnv holds the command that loads an image tarball into an existing cluster's node, e.g.
+	// "kind load image-archive --name wasmkube-e2e"; the tarball's path is appended.
+	LoadEnv = "WASMKUBE_E2E_LOAD"
 )
 
 // env is the cluster under test and what the test knows about its node.
@@ -191,7 +195,15 @@ func setup(t *testing.T, ctx context.Context) *env {
 
 	e := &env{}
 	if kc := os.Getenv("KUBECONFIG"); kc != "" {
-		// An existing cluster (test/kind/run.sh): its node already holds every image.
+		// An existing cluster (test/kind/run.sh): its node holds wasmkube's images; the test's own
+		// images are loaded with the command in LoadEnv, the tarball appended.
+		if load := strings.Fields(os.Getenv(LoadEnv)); len(load) > 0 {
+			for ref, tb := range tarballs {
+				if out, err := exec.CommandContext(ctx, load[0], append(load[1:], tb)...).CombinedOutput(); err != nil {
+					t.Fatalf("load %s with %s: %v\n%s", ref, LoadEnv, err, out)
+				}
+			}
+		}
 		e.kubeconfig = kc
 		cfg, err := clientcmd.BuildConfigFromFlags("", kc)
 		if err != nil {
