@@ -15,10 +15,14 @@ help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z0-9_-]+:.*##/ {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2} /^##@/ {printf "\n%s\n", substr($$0, 5)}' $(MAKEFILE_LIST)
 
 .PHONY: demo
-demo: ## Run wasmkube on an embedded local cluster (not available yet).
-	@echo "make demo is not available yet: it arrives with the local cluster and end-to-end tests." >&2
-	@echo "Today, 'make test' builds the tools and runs every test on real containerd daemons." >&2
-	@exit 1
+demo: ## Start a local cluster in CLUSTER_DIR, install wasmkube with helm, run a Wasm pod; leaves the cluster up.
+	bash $(TOOLS) install debian containerd kubernetes etcd helm
+	@if [ -e $(CLUSTER_DIR)/cluster.json ]; then echo "==> using the local cluster in $(CLUSTER_DIR)"; \
+	else $(WITH_TOOLS) go run ./test/cluster/cmd/localcluster up --work-dir $(CLUSTER_DIR); fi
+	$(WITH_TOOLS) go run ./test/e2e/cmd/demo --work-dir $(CLUSTER_DIR)
+
+.PHONY: demo-down
+demo-down: cluster-down ## Stop the demo's local cluster and remove everything it created.
 
 .PHONY: test
 test: tools lint verify-generate ## Build or install every tool the tests need, lint, and run all tests.

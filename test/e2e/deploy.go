@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/wasmkube/wasmkube/images"
+	"github.com/wasmkube/wasmkube/test/cluster"
 )
 
 const (
@@ -87,6 +88,18 @@ func BuildImages(ctx context.Context, moduleDir, outDir string, progress io.Writ
 // the cluster's host directory.
 type Overrides struct {
 	ContainerdConfig, CRISocket, ShimDir, StateFile string
+}
+
+// LocalOverrides returns the overrides for a local cluster with layout l.
+func LocalOverrides(l cluster.Layout) *Overrides {
+	opt := filepath.Join(l.HostRoot(), "opt", "wasmkube")
+	return &Overrides{ContainerdConfig: l.ContainerdConfig(), CRISocket: l.CRISocket(),
+		ShimDir: filepath.Join(opt, "bin"), StateFile: filepath.Join(opt, "state.json")}
+}
+
+// InstallArgs returns the helm arguments that install or upgrade the release from chart.
+func InstallArgs(chart string, o *Overrides) []string {
+	return append([]string{"upgrade", "--install", Release, chart, "--namespace", Namespace, "--create-namespace"}, HelmValues(o)...)
 }
 
 // HelmValues returns the --set arguments that point the chart at the e2e images and the overrides.

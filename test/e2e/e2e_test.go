@@ -75,12 +75,9 @@ func TestE2E(t *testing.T) {
 	chart := filepath.Join(mod, "charts", "wasmkube")
 	var overrides *Overrides
 	if e.local != nil {
-		l := e.local.Layout()
-		overrides = &Overrides{ContainerdConfig: l.ContainerdConfig(), CRISocket: l.CRISocket(),
-			ShimDir: filepath.Join(l.HostRoot(), "opt", "wasmkube", "bin"), StateFile: filepath.Join(l.HostRoot(), "opt", "wasmkube", "state.json")}
+		overrides = LocalOverrides(e.local.Layout())
 	}
-	values := HelmValues(overrides)
-	install := append([]string{"upgrade", "--install", Release, chart, "--namespace", Namespace, "--create-namespace"}, values...)
+	install := InstallArgs(chart, overrides)
 	if _, err := Helm(ctx, helm, e.kubeconfig, install...); err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +142,8 @@ func TestE2E(t *testing.T) {
 	}
 	if p := e.pod(t, ctx, "wasm-sleep"); p.Status.Phase != corev1.PodRunning || p.UID != sleeper.UID ||
 		restarts(p) != restarts(sleeper) {
-		t.Errorf("the Wasm pod did not keep running through the upgrade: phase %s, restarts %d -> %d", p.Status.Phase, restarts(sleeper), restarts(p))
+		t.Errorf("the Wasm pod did not keep running through the upgrade: phase %s, restarts %d -> %d, containers %+v",
+			p.Status.Phase, restarts(sleeper), restarts(p), p.Status.ContainerStatuses)
 	}
 	e.runPod(t, ctx, "wasm-after", wasmImage, shim, "hello", "after")
 	e.waitLogs(t, ctx, "wasm-after", `"after"`)
@@ -468,8 +466,8 @@ spec:
       - os: linux
         arch: %s
         url: https://example.invalid/containerd-shim-otherarch-v1
-        sha256: %s
-`, other, strings.Repeat("0", 64))
+        sha256: "%s"
+`, other, strings.Repeat("ab", 32))
 	var obj unstructured.Unstructured
 	if err := yaml.Unmarshal([]byte(manifest), &obj.Object); err != nil {
 		t.Fatal(err)
