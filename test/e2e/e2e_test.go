@@ -85,8 +85,20 @@ func TestE2E(t *testing.T) {
 		if t.Failed() {
 			e.dumpDiagnostics(t)
 		}
-		if _, err := Helm(context.Background(), helm, e.kubeconfig, "uninstall", Release, "--namespace", Namespace, "--wait"); err != nil {
-			t.Log(err)
+		// The manager must outlive the Shims: their finalizers wait for its uninstall Jobs.
+		ctx := context.Background()
+		shims := e.dyn.Resource(v1alpha1.GroupVersion.WithResource("shims"))
+		if err := shims.DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+			t.Logf("delete Shims: %v", err)
+		}
+		if err := wait.PollUntilContextTimeout(ctx, time.Second, waitLong, true, func(ctx context.Context) (bool, error) {
+			l, err := shims.List(ctx, metav1.ListOptions{})
+			return err == nil && len(l.Items) == 0, nil
+		}); err != nil {
+			t.Errorf("Shims left after %s: %v", waitLong, err)
+		}
+		if _, err := Helm(ctx, helm, e.kubeconfig, "uninstall", Release, "--namespace", Namespace, "--wait", "--timeout", "2m"); err != nil {
+			t.Error(err)
 		}
 	})
 	if err := WaitManager(ctx, e.client, waitLong); err != nil {
