@@ -52,9 +52,8 @@ type env struct {
 	dyn        dynamic.Interface
 	kubeconfig string
 	node       string
-	// config is the node's containerd config when this machine can read it (local cluster only).
-	config string
-	local  *cluster.Cluster
+	// local is the cluster the test started; nil on an existing cluster (KUBECONFIG).
+	local *cluster.Cluster
 }
 
 func TestE2E(t *testing.T) {
