@@ -34,6 +34,22 @@ func TestParseFlags(t *testing.T) {
 				}
 			},
 		},
+		"installer config": {
+			args: []string{"--installer-image=i", "--installer-restart=signal",
+				"--installer-config=../../internal/controller/testdata/installer-config.yaml"},
+			check: func(t *testing.T, c config) {
+				j := c.Jobs
+				if j.Restart != "signal" || j.PriorityClassName != "wasmkube-installer" || len(j.Tolerations) != 2 ||
+					len(j.NodeOverrides) != 2 || j.NodeOverrides[1].Restart != "systemd" {
+					t.Fatalf("installer config: %+v", j)
+				}
+			},
+		},
+		"missing installer config": {args: []string{"--installer-image=i", "--installer-config=testdata/nope.yaml"},
+			wantErr: "--installer-config: read installer config: open testdata/nope.yaml: no such file or directory"},
+		"bad installer config": {args: []string{"--installer-image=i", "--installer-config=testdata/bad-installer-config.yaml"},
+			wantErr: `--installer-config: installer config testdata/bad-installer-config.yaml: invalid installer config: nodeOverrides[1]: restart "reboot"`},
+		"bad restart":     {args: []string{"--installer-image=i", "--installer-restart=reboot"}, wantErr: `--installer-restart "reboot": want one of systemd, signal, none`},
 		"image required":  {args: nil, wantErr: "--installer-image is required"},
 		"bad pull policy": {args: []string{"--installer-image=i", "--installer-pull-policy=Sometimes"}, wantErr: "want Always, IfNotPresent or Never"},
 		"empty namespace": {args: []string{"--installer-image=i", "--namespace="}, wantErr: "--namespace must not be empty"},

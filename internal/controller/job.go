@@ -50,6 +50,12 @@ type JobConfig struct {
 	// ShimDir and StateFile move the installer's shim binaries and state file (backups beside it) when set.
 	ShimDir   string
 	StateFile string
+	// Tolerations of the installer pods; nil tolerates every taint.
+	Tolerations []corev1.Toleration
+	// PriorityClassName of the installer pods; system-node-critical when empty.
+	PriorityClassName string
+	// NodeOverrides replace Restart, ContainerdConfig and CRISocket on matching nodes (see ForNode).
+	NodeOverrides []NodeOverride
 }
 
 // DefaultJobConfig returns the Job settings used when a flag is not given.
@@ -65,6 +71,7 @@ func DefaultJobConfig() JobConfig {
 
 // InstallerArgs returns the node-installer arguments of op for a Shim on a node (the Job contract).
 func InstallerArgs(cfg JobConfig, shim *v1alpha1.Shim, node *corev1.Node, op rollout.Operation, specHash string) ([]string, error) {
+	cfg = cfg.ForNode(node)
 	args := []string{string(op), "--host-root=" + hostRoot, "--shim-name=" + shim.Name, "--handler=" + rollout.Handler(shim)}
 	// The host overrides go to uninstall too, so that it finds the config, socket and restart method
 	// that the install used.
@@ -121,8 +128,9 @@ func InstallerArgs(cfg JobConfig, shim *v1alpha1.Shim, node *corev1.Node, op rol
 }
 
 // BuildJob returns the Job that runs op for a Shim on a node, per the node-installer contract: pinned to
-// the node, privileged with the host's / at /host and the host PID namespace, tolerating every taint,
-// system-node-critical, without a service-account token, and bounded by deadline, retries and TTL.
+// the node, privileged with the host's / at /host and the host PID namespace, with cfg's tolerations and
+// priority class (default: every taint, system-node-critical), without a service-account token, and
+// bounded by deadline, retries and TTL. The node's matching NodeOverride applies (see ForNode).
 func BuildJob(cfg JobConfig, shim *v1alpha1.Shim, node *corev1.Node, op rollout.Operation, specHash string) (*batchv1.Job, error) {
 	args, err := InstallerArgs(cfg, shim, node, op, specHash)
 	if err != nil {
@@ -137,6 +145,14 @@ func BuildJob(cfg JobConfig, shim *v1alpha1.Shim, node *corev1.Node, op rollout.
 	volumes := []corev1.Volume{{Name: "host", VolumeSource: corev1.VolumeSource{
 		HostPath: &corev1.HostPathVolumeSource{Path: "/", Type: ptr.To(corev1.HostPathDirectory)}}}}
 	mounts := []corev1.VolumeMount{{Name: "host", MountPath: hostRoot}}
+	tolerations := cfg.Tolerations
+	if tolerations == nil {
+		tolerations = []corev1.Toleration{{Operator: corev1.TolerationOpExists}}
+	}
+	priority := cfg.PriorityClassName
+	if priority == "" {
+		priority = systemNodeCrit
+	}
 	if oci := shim.Spec.Source.OCI; oci != nil && oci.PullSecret != "" && op == rollout.Install {
 		volumes = append(volumes, corev1.Volume{Name: "registry", VolumeSource: corev1.VolumeSource{
 			Secret: &corev1.SecretVolumeSource{SecretName: oci.PullSecret,
@@ -162,9 +178,9 @@ func BuildJob(cfg JobConfig, shim *v1alpha1.Shim, node *corev1.Node, op rollout.
 					NodeName:                     node.Name,
 					RestartPolicy:                corev1.RestartPolicyNever,
 					HostPID:                      true,
-					PriorityClassName:            systemNodeCrit,
+					PriorityClassName:            priority,
 					AutomountServiceAccountToken: ptr.To(false),
-					Tolerations:                  []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+					Tolerations:                  tolerations,
 					Volumes:                      volumes,
 					Containers: []corev1.Container{{
 						Name:                     installerName,

@@ -46,20 +46,37 @@ func TestBuildJob(t *testing.T) {
 			{Arch: "arm64", URL: "https://example.com/arm64.tgz", SHA256: sha}}}}
 	})
 	builtin := validShim("wazero", func(s *v1alpha1.Shim) { s.UID = "0b5e3c1e-0000-4000-8000-000000000003" })
+	ic, err := LoadInstallerConfig(filepath.Join("testdata", "installer-config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	custom := cfg
+	custom.Apply(ic)
+	k3s := testNode("edge-1", "arm64")
+	k3s.Labels = map[string]string{"wasmkube.io/distro": "k3s", "kubernetes.io/arch": "arm64"}
 	for _, tc := range []struct {
 		golden string
+		cfg    *JobConfig
 		shim   *v1alpha1.Shim
 		node   *corev1.Node
 		op     rollout.Operation
 	}{
-		{"job-install-oci.yaml", oci, testNode("ip-10-0-0-1.ec2.internal", "amd64"), rollout.Install},
-		{"job-install-http-arm64.yaml", http, testNode("rpi-1", "arm64"), rollout.Install},
-		{"job-install-builtin.yaml", builtin, testNode("node-1", "amd64"), rollout.Install},
-		{"job-uninstall.yaml", oci, testNode("node-1", "amd64"), rollout.Uninstall},
+		{"job-install-oci.yaml", nil, oci, testNode("ip-10-0-0-1.ec2.internal", "amd64"), rollout.Install},
+		{"job-install-http-arm64.yaml", nil, http, testNode("rpi-1", "arm64"), rollout.Install},
+		{"job-install-builtin.yaml", nil, builtin, testNode("node-1", "amd64"), rollout.Install},
+		{"job-uninstall.yaml", nil, oci, testNode("node-1", "amd64"), rollout.Uninstall},
+		// testdata/installer-config.yaml: tolerations, priority class and a k3s override.
+		{"job-install-settings-override.yaml", &custom, builtin, k3s, rollout.Install},
+		{"job-uninstall-settings-override.yaml", &custom, builtin, k3s, rollout.Uninstall},
+		{"job-install-settings-no-match.yaml", &custom, builtin, testNode("node-1", "amd64"), rollout.Install},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
 			t.Parallel()
-			job, err := BuildJob(cfg, tc.shim, tc.node, tc.op, rollout.SpecHash(tc.shim))
+			c := cfg
+			if tc.cfg != nil {
+				c = *tc.cfg
+			}
+			job, err := BuildJob(c, tc.shim, tc.node, tc.op, rollout.SpecHash(tc.shim))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/wasmkube/wasmkube/images"
+	"github.com/wasmkube/wasmkube/internal/controller"
 	"github.com/wasmkube/wasmkube/internal/testenv"
 )
 
@@ -280,5 +281,66 @@ func TestChartCRDsAreGenerated(t *testing.T) {
 		if err != nil || !bytes.Equal(got, want) {
 			t.Errorf("charts/wasmkube/crds/%s is not a copy of %s (err %v): run `make generate`", filepath.Base(g), g, err)
 		}
+	}
+}
+
+// TestInstallerConfig checks that every golden rendering mounts the installer config ConfigMap at the
+// path of --installer-config and that the manager's own parser accepts the file with the values'
+// settings: the defaults keep the Job contract (every taint, system-node-critical).
+func TestInstallerConfig(t *testing.T) {
+	t.Parallel()
+	for name, tc := range goldenCases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			objs := mustRender(t, tc.files, tc.sets...)
+			d := renderedDeployment(t, objs, deploymentName(tc.files))
+			pod := d.Spec.Template.Spec
+			file, ok := argValue(pod.Containers[0].Args, "installer-config")
+			if !ok {
+				t.Fatal("the manager has no --installer-config argument")
+			}
+			cmName := strings.TrimSuffix(d.Name, "-manager") + "-installer-config"
+			var mounted bool
+			for _, m := range pod.Containers[0].VolumeMounts {
+				for _, v := range pod.Volumes {
+					if v.Name == m.Name && v.ConfigMap != nil && v.ConfigMap.Name == cmName && filepath.Dir(file) == m.MountPath && m.ReadOnly {
+						mounted = true
+					}
+				}
+			}
+			if !mounted {
+				t.Fatalf("ConfigMap %s is not mounted read-only at %s", cmName, filepath.Dir(file))
+			}
+			var cm corev1.ConfigMap
+			convert(t, find(t, objs, "ConfigMap", cmName), &cm)
+			data, ok := cm.Data[filepath.Base(file)]
+			if !ok {
+				t.Fatalf("ConfigMap %s has no key %s", cmName, filepath.Base(file))
+			}
+			got, err := controller.ParseInstallerConfig([]byte(data))
+			if err != nil {
+				t.Fatalf("the manager refuses the rendered installer config: %v\n%s", err, data)
+			}
+			want := controller.InstallerConfig{Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+				PriorityClassName: "system-node-critical", NodeOverrides: []controller.NodeOverride{}}
+			if name == "custom" {
+				want = controller.InstallerConfig{
+					Tolerations: []corev1.Toleration{{Key: "wasmkube.io/dedicated", Operator: corev1.TolerationOpEqual,
+						Value: "wasm", Effect: corev1.TaintEffectNoSchedule}},
+					PriorityClassName: "wasmkube-installer",
+					NodeOverrides: []controller.NodeOverride{
+						{NodeSelector: map[string]string{"wasmkube.io/distro": "k3s"},
+							ContainerdConfig: "/var/lib/rancher/k3s/agent/etc/containerd/config.toml.tmpl",
+							CRISocket:        "/run/k3s/containerd/containerd.sock"},
+						{NodeSelector: map[string]string{"pool": "legacy", "kubernetes.io/arch": "arm64"}, Restart: "none"},
+					}}
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("rendered installer config = %+v, want %+v", got, want)
+			}
+			if d.Spec.Template.Annotations["checksum/installer-config"] == "" {
+				t.Error("the manager pod has no checksum/installer-config annotation (a changed config would not restart it)")
+			}
+		})
 	}
 }

@@ -83,3 +83,11 @@ manager's markers (config/rbac/role.yaml, copied to files/ by `make generate`). 
 {{- end }}
 {{- toYaml $rules }}
 {{- end }}
+
+{{/*
+The manager's --installer-config file: installer pod settings and per-node overrides.
+*/}}
+{{- define "wasmkube.installerConfig" -}}
+{{- $i := .Values.installer -}}
+{{- toYaml (dict "tolerations" $i.tolerations "priorityClassName" $i.priorityClassName "nodeOverrides" $i.nodeOverrides) -}}
+{{- end }}
