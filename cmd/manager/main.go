@@ -110,7 +110,8 @@ func run(ctx context.Context, args []string, errOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctrl.Log.Info("starting manager", "namespace", c.Jobs.Namespace, "installerImage", c.Jobs.Image)
+	ctrl.Log.Info("starting manager", "namespace", c.Jobs.Namespace, "installerImage", c.Jobs.Image,
+		"installerNodeOverrides", len(c.Jobs.NodeOverrides))
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("run manager: %w", err)
 	}
