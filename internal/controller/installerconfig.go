@@ -139,9 +139,9 @@ func (o NodeOverride) validate() error {
 	if o.ContainerdConfig == "" && o.CRISocket == "" && o.Restart == "" {
 		return errors.New("sets none of containerdConfig, criSocket and restart")
 	}
-	for name, p := range map[string]string{"containerdConfig": o.ContainerdConfig, "criSocket": o.CRISocket} {
-		if p != "" && (!path.IsAbs(p) || path.Clean(p) != p) {
-			return fmt.Errorf("%s %q: want a clean absolute host path", name, p)
+	for _, f := range [][2]string{{"containerdConfig", o.ContainerdConfig}, {"criSocket", o.CRISocket}} {
+		if p := f[1]; p != "" && (!path.IsAbs(p) || path.Clean(p) != p) {
+			return fmt.Errorf("%s %q: want a clean absolute host path", f[0], p)
 		}
 	}
 	if o.Restart != "" && !slices.Contains(RestartMethods, o.Restart) {
