@@ -3,6 +3,7 @@ package controller
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path"
 	"slices"
@@ -128,7 +129,8 @@ func (o NodeOverride) validate() error {
 	if len(o.NodeSelector) == 0 {
 		return errors.New("nodeSelector is empty; set the --installer-* flags (chart: installer.overrides) for every node")
 	}
-	for k, v := range o.NodeSelector {
+	for _, k := range slices.Sorted(maps.Keys(o.NodeSelector)) {
+		v := o.NodeSelector[k]
 		if errs := validation.IsQualifiedName(k); len(errs) > 0 {
 			return fmt.Errorf("nodeSelector key %q: %s", k, strings.Join(errs, "; "))
 		}
