@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
@@ -119,13 +120,17 @@ func run(ctx context.Context, workDir, helm string, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "\n%s says:\n%s\n", podName, logs)
+	kubectl := "kubectl"
+	if _, err := exec.LookPath(kubectl); err != nil && os.Getenv("WASMKUBE_KUBE_DIR") != "" {
+		kubectl = filepath.Join(os.Getenv("WASMKUBE_KUBE_DIR"), "kubectl")
+	}
 	fmt.Fprintf(out, `The cluster keeps running. Next:
-  export KUBECONFIG=%s
-  kubectl get nodes -L %s
-  kubectl get shims,runtimeclasses
-  kubectl logs %s
-  make demo-down        # stop the cluster and remove everything
-`, c.Kubeconfig(), label, podName)
+  export KUBECONFIG=%[1]s
+  %[2]s get nodes -L %[3]s
+  %[2]s get shims,runtimeclasses
+  %[2]s logs %[4]s
+  make demo-down CLUSTER_DIR=%[5]s   # stop the cluster and remove everything
+`, c.Kubeconfig(), kubectl, label, podName, workDir)
 	return nil
 }
 
