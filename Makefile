@@ -24,6 +24,11 @@ demo: ## Start a local cluster in CLUSTER_DIR, install wasmkube with helm, run a
 .PHONY: demo-down
 demo-down: cluster-down ## Stop the demo's local cluster and remove everything it created.
 
+.PHONY: e2e
+e2e: ## End-to-end test on its own local cluster (or on KUBECONFIG's cluster); built with the e2e tag.
+	bash $(TOOLS) install debian containerd kubernetes etcd helm
+	$(WITH_TOOLS) go test -tags e2e -count=1 -timeout 30m -v ./test/e2e/
+
 .PHONY: test
 test: tools lint verify-generate ## Build or install every tool the tests need, lint, and run all tests.
 	$(WITH_TOOLS) go test $(GO_TEST_FLAGS) ./...
