@@ -44,6 +44,9 @@ const (
 	// LoadEnv holds the command that loads an image tarball into an existing cluster's node, e.g.
 	// "kind load image-archive --name wasmkube-e2e"; the tarball's path is appended.
 	LoadEnv = "WASMKUBE_E2E_LOAD"
+	// ExistingEnv=1 runs the test on the cluster KUBECONFIG names instead of a local cluster of its
+	// own; the test installs wasmkube there and annotates a node, so an ordinary KUBECONFIG is ignored.
+	ExistingEnv = "WASMKUBE_E2E_EXISTING_CLUSTER"
 )
 
 // env is the cluster under test and what the test knows about its node.
@@ -204,7 +207,7 @@ func setup(t *testing.T, ctx context.Context) *env {
 	}
 
 	e := &env{}
-	if kc := os.Getenv("KUBECONFIG"); kc != "" {
+	if kc := os.Getenv("KUBECONFIG"); kc != "" && os.Getenv(ExistingEnv) == "1" {
 		// An existing cluster (test/kind/run.sh): its node holds wasmkube's images; the test's own
 		// images are loaded with the command in LoadEnv, the tarball appended.
 		if load := strings.Fields(os.Getenv(LoadEnv)); len(load) > 0 {
