@@ -239,13 +239,15 @@ func setup(t *testing.T, ctx context.Context) *env {
 		KubeDir: testenv.Path(t, testenv.EnvKubeDir), Etcd: testenv.Path(t, testenv.EnvEtcd),
 		ContainerdDir: testenv.Containerd2Dir(t), Runc: testenv.Runc(t), CNIDir: testenv.CNIDir(t),
 	}, CacheDir: filepath.Join(testenv.Path(t, testenv.EnvCacheDir), "testbin"), Progress: logWriter{t}}
-	if cfg.WorkDir, err = os.MkdirTemp("/tmp", "wke"); err != nil {
-		t.Fatal(err)
-	}
 	built, err := BuildImages(ctx, mod, t.TempDir(), logWriter{t})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if cfg.WorkDir, err = os.MkdirTemp("/tmp", "wke"); err != nil {
+		t.Fatal(err)
+	}
+	// Down removes the work directory; an empty one is left only when Up failed early.
+	t.Cleanup(func() { _ = os.Remove(cfg.WorkDir) })
 	upCtx, upCancel := context.WithTimeout(ctx, 4*time.Minute)
 	c, err := cluster.Up(upCtx, cfg)
 	upCancel()
