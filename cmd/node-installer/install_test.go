@@ -77,7 +77,7 @@ func TestInstallDryRunFromEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"+  SystemdCgroup = true", "+  ConfigPath = '/etc/spin, with comma.toml'", "runtime_path:    /opt/wasmkube/bin/containerd-shim-spin-v2"} {
+	for _, want := range []string{"+  SystemdCgroup = true", "+  ConfigPath = '/etc/spin, with comma.toml'", "runtime_type:    /opt/wasmkube/bin/containerd-shim-spin-v2"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("dry run lacks %q:\n%s", want, out)
 		}

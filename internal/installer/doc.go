@@ -26,12 +26,13 @@
 // shims keep the old file (the rename leaves their inode alone). A re-run that finds the binary and the
 // configuration in place changes nothing and does not restart.
 //
-// # Finding the binary on containerd 1.x
+// # How containerd finds the binary
 //
-// containerd 1.x ignores runtime_path and looks a shim up on its PATH by the name derived from
-// runtime_type. Rather than placing links in system directories (read-only on some distros), the
-// installer writes the binary's absolute path as runtime_type whenever containerd may be 1.x (the
-// profile says so, or cannot tell and the config is version 1 or 2); containerd accepts an absolute
-// path there. For containerd 2.x (known, or implied by a version 3/4 config) it writes the runtime type
-// as given and runtime_path.
+// The installer writes the binary's absolute path as runtime_type, on every containerd version, and no
+// runtime_path. containerd 1.x ignores runtime_path and would look the shim up on its PATH by the name
+// derived from runtime_type. containerd 2.x honours runtime_path when it starts a pod sandbox, but after a
+// containerd restart it reloads a running pod's other containers by runtime name alone and looks that name
+// up on its PATH, so their tasks are lost (containerd/containerd#10811; the end-to-end test saw running
+// Wasm pods die on the restart of an upgrade). An absolute runtime_type is resolved as a path in both
+// cases, and spares placing links in system directories (read-only on some distros).
 package installer

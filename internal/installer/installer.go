@@ -199,18 +199,6 @@ func (t Target) patchOptions() containerdcfg.PatchOptions {
 	return containerdcfg.PatchOptions{}
 }
 
-// absoluteType reports whether to write the binary's path as runtime_type: whenever containerd may be
-// 1.x, which ignores runtime_path (see the package documentation).
-func (t Target) absoluteType(configVersion int) bool {
-	switch t.ConfigMode {
-	case ModeDropIn, ModeTemplate:
-		if t.ConfigVersion >= 3 {
-			configVersion = t.ConfigVersion
-		}
-	}
-	return t.ContainerdMajor == 1 || (t.ContainerdMajor == 0 && configVersion < 3)
-}
-
 func (t Target) validate() error {
 	switch t.ConfigMode {
 	case ModeInPlace, ModeTemplate, ModeDropIn:

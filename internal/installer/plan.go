@@ -74,10 +74,8 @@ func (in *Installer) plan(spec Spec) (*plan, error) {
 		return nil, fail(result.ReasonConfigUnparseable, fmt.Errorf("containerd config %s does not exist; "+
 			"point --containerd-config at the file containerd loads (write `containerd config default` there first if it runs on built-in defaults)", p.cfgFile))
 	}
-	p.runtime = containerdcfg.Runtime{Handler: spec.Handler, Type: spec.RuntimeType, Path: p.binPath, Options: spec.Options}
-	if t.absoluteType(p.version) {
-		p.runtime.Type, p.runtime.Path = p.binPath, ""
-	}
+	// runtime_type is the binary's absolute path on every containerd version (see the package documentation).
+	p.runtime = containerdcfg.Runtime{Handler: spec.Handler, Type: p.binPath, Options: spec.Options}
 	if t.ConfigMode == ModeDropIn {
 		p.desired, err = containerdcfg.DropIn(p.version, p.runtime)
 	} else {
@@ -100,9 +98,6 @@ func (in *Installer) DryRun(spec Spec) (string, error) {
 	fmt.Fprintf(&b, "config:          %s (%s, version %d)\n", p.cfgFile, in.Target.ConfigMode, p.version)
 	fmt.Fprintf(&b, "binary:          %s\n", p.binPath)
 	fmt.Fprintf(&b, "runtime_type:    %s\n", p.runtime.Type)
-	if p.runtime.Path != "" {
-		fmt.Fprintf(&b, "runtime_path:    %s\n", p.runtime.Path)
-	}
 	fmt.Fprintf(&b, "state file:      %s\n", in.Target.StateFile)
 	if p.entry != nil {
 		fmt.Fprintf(&b, "recorded:        phase %s, spec hash %q\n", p.entry.Phase, p.entry.SpecHash)
