@@ -7,6 +7,7 @@ package testenv
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -67,3 +68,20 @@ func KubeBinary(t testing.TB, name string) string { return Path(t, EnvKubeDir, n
 
 // EnvtestAssets returns the directory holding kube-apiserver and etcd for envtest.
 func EnvtestAssets(t testing.TB) string { return Path(t, EnvEnvtestAssets) }
+
+// LocalClusterLock serialises the tests that start local clusters (test/cluster, test/e2e) across test
+// processes: `go test ./...` runs packages in parallel, and a cluster's leak checks look at host-wide
+// names (bridge, iptables chain, cgroup of its slot) that another cluster may claim as soon as the slot
+// is free. It holds an flock on a file under /tmp until t's cleanup.
+func LocalClusterLock(t testing.TB) {
+	t.Helper()
+	f, err := os.OpenFile("/tmp/wasmkube-localcluster-tests.lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatalf("open the local cluster test lock: %v", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatalf("take the local cluster test lock: %v", err)
+	}
+	t.Cleanup(func() { f.Close() }) // closing the file releases the lock
+}

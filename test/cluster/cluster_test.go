@@ -73,6 +73,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 // installer does (SIGTERM, the supervisor starts it again) and checks that the node and the pod are
 // unaffected, then tears the cluster down and checks that nothing is left.
 func TestCluster(t *testing.T) {
+	testenv.LocalClusterLock(t)
 	cfg := testConfig(t)
 	ctx, cancel := context.WithTimeout(context.Background(), upTimeout+3*waitTimeout)
 	defer cancel()
@@ -230,6 +231,7 @@ func TestCluster(t *testing.T) {
 // TestUpFailure checks that a start that fails (etcd exits at once) reports the failing component
 // with its log and leaves nothing behind.
 func TestUpFailure(t *testing.T) {
+	testenv.LocalClusterLock(t)
 	cfg := testConfig(t)
 	cfg.Binaries.Etcd = "/bin/false"
 	ctx, cancel := context.WithTimeout(context.Background(), upTimeout)

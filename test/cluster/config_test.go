@@ -215,6 +215,7 @@ func TestHexIPv4(t *testing.T) {
 // and the bridge claim must give each its own slot, and Down must release them.
 func TestClaimSlotConcurrently(t *testing.T) {
 	testenv.Integration(t)
+	testenv.LocalClusterLock(t)
 	const n = 4
 	clusters := make([]*Cluster, n)
 	errs := make([]error, n)

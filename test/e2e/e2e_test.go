@@ -1,5 +1,3 @@
-//go:build e2e
-
 package e2e
 
 import (
@@ -61,6 +59,7 @@ type env struct {
 
 func TestE2E(t *testing.T) {
 	helm := testenv.Path(t, testenv.EnvHelm)
+	testenv.LocalClusterLock(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
 	e := setup(t, ctx)

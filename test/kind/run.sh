@@ -47,4 +47,4 @@ echo "==> go test ./test/e2e"
 cd "$root"
 KUBECONFIG="$kubeconfig" WASMKUBE_E2E_EXISTING_CLUSTER=1 WASMKUBE_HELM="$(command -v "$helm")" \
   WASMKUBE_E2E_LOAD="$(command -v "$kind") load image-archive --name $cluster" \
-  go test -tags e2e -count=1 -timeout 30m -v ./test/e2e/
+  go test -count=1 -timeout 30m -v ./test/e2e/
