@@ -59,13 +59,13 @@ func (b Builtin) Fetch(_ context.Context, p Platform, destDir string) (Artifact,
 		return Artifact{}, fmt.Errorf("builtin shim %q: %w", b.Name, err)
 	}
 	defer st.discard()
-	if err := st.fill(f, maxBytes(0), src); err != nil {
+	if err := st.fillFile(f, maxBytes(0), src); err != nil {
 		return Artifact{}, fmt.Errorf("builtin shim %q: %w", b.Name, err)
 	}
-	sum := st.sum()
 	file, err := st.commit()
 	if err != nil {
 		return Artifact{}, fmt.Errorf("builtin shim %q: %w", b.Name, err)
 	}
+	sum := st.sum()
 	return Artifact{File: file, SHA256: sum, Digest: "sha256:" + sum, Platform: HostPlatform(), Source: "builtin:" + b.Name}, nil
 }

@@ -36,6 +36,8 @@ type staged struct {
 	h    hash.Hash
 	n    int64
 	done bool
+	// hashed, when set, delivers the outcome of a sha256 running beside the copy (fillFile).
+	hashed chan error
 }
 
 func newStaged(destDir, name string) (*staged, error) {
@@ -75,17 +77,82 @@ func (s *staged) fill(r io.Reader, limit int64, what string) error {
 	return nil
 }
 
-// sum returns the hex sha256 of everything written so far.
+// hashBuf is the read size of fillFile's hashing goroutine (measured on a 20 MB binary: 32 KiB
+// reads hash at ~1.0 GB/s, 1 MiB reads at ~1.2 GB/s).
+const hashBuf = 1 << 20
+
+// fillFile copies the regular file src into the staged file in the kernel (copy_file_range where
+// the file systems allow it) while a goroutine hashes src through its own reads; the hash also
+// overlaps commit's fsync, which waits for it before the rename. src must not change meanwhile:
+// its size and modification time are compared before and after, and a change fails the commit.
+func (s *staged) fillFile(src *os.File, limit int64, what string) error {
+	before, err := src.Stat()
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", what, err)
+	}
+	if before.Size() > limit {
+		return fmt.Errorf("%s is larger than %d bytes: %w", what, limit, ErrTooLarge)
+	}
+	size := before.Size()
+	s.hashed = make(chan error, 1)
+	go func() {
+		_, err := io.CopyBuffer(s.h, io.NewSectionReader(src, 0, size), make([]byte, hashBuf))
+		if err == nil {
+			err = unchanged(src, before, what)
+		}
+		s.hashed <- err
+	}()
+	n, err := s.f.ReadFrom(io.LimitReader(src, size))
+	s.n = n
+	if err == nil && n != size {
+		err = fmt.Errorf("%s: read %d of %d bytes", what, n, size)
+	}
+	if err != nil {
+		_ = s.wait()
+		return fmt.Errorf("write %s to %s: %w", what, s.f.Name(), err)
+	}
+	return nil
+}
+
+// unchanged fails when src's size or modification time differ from before.
+func unchanged(src *os.File, before fs.FileInfo, what string) error {
+	after, err := src.Stat()
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", what, err)
+	}
+	if after.Size() != before.Size() || !after.ModTime().Equal(before.ModTime()) {
+		return fmt.Errorf("%s changed while it was copied; retry", what)
+	}
+	return nil
+}
+
+// wait returns the outcome of fillFile's hashing goroutine, once; nil when there is none.
+func (s *staged) wait() error {
+	if s.hashed == nil {
+		return nil
+	}
+	err := <-s.hashed
+	s.hashed = nil
+	return err
+}
+
+// sum returns the hex sha256 of everything written so far; call it after commit or wait.
 func (s *staged) sum() string { return hex.EncodeToString(s.h.Sum(nil)) }
 
-// commit makes the file executable, syncs it, renames it to dir/name and syncs the directory.
+// commit makes the file executable, syncs it, waits for a pending hash, renames the file to
+// dir/name and syncs the directory.
 func (s *staged) commit() (string, error) {
 	tmp := s.f.Name()
 	if err := s.f.Chmod(0o755); err != nil {
+		_ = s.wait()
 		return "", fmt.Errorf("chmod %s: %w", tmp, err)
 	}
 	if err := s.f.Sync(); err != nil {
+		_ = s.wait()
 		return "", fmt.Errorf("fsync %s: %w", tmp, err)
+	}
+	if err := s.wait(); err != nil {
+		return "", fmt.Errorf("hash %s: %w", tmp, err)
 	}
 	if err := s.f.Close(); err != nil {
 		return "", fmt.Errorf("close %s: %w", tmp, err)
@@ -107,6 +174,7 @@ func (s *staged) discard() {
 		return
 	}
 	s.done = true
+	_ = s.wait()
 	_ = s.f.Close()
 	_ = os.Remove(s.f.Name())
 }
