@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wasmkube/wasmkube/internal/goldenfile"
 	"github.com/wasmkube/wasmkube/pkg/containerdcfg"
 )
 
@@ -21,23 +22,7 @@ const hostsDir = "testdata/hosts"
 // golden compares got with testdata/golden/NAME.json, or rewrites it under -update.
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	path := filepath.Join("testdata", "golden", name+".json")
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (run go test -update after checking the change)\ngot:\n%s\nwant:\n%s", path, got, want)
-	}
+	goldenfile.Assert(t, filepath.Join("testdata", "golden", name+".json"), got, *update)
 }
 
 // render is what the golden files hold: the indented profile, or the error with the host root
