@@ -59,6 +59,7 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	fs.DurationVar(&c.HandlerDeadline, "handler-deadline", 2*time.Minute, "how long the kubelet may take to list a new handler in node.status.runtimeHandlers before the node is marked failed (0 disables)")
 	fs.StringVar(&c.MetricsAddr, "metrics-bind-address", ":8080", "listen address of /metrics (0 disables)")
 	fs.StringVar(&c.ProbeAddr, "health-probe-bind-address", ":8081", "listen address of /healthz and /readyz")
+	fs.StringVar(&c.PprofAddr, "pprof-bind-address", "", "listen address of /debug/pprof (empty: off)")
 	fs.BoolVar(&c.LeaderElection, "leader-elect", true, "run one active replica at a time (Lease in --namespace)")
 	fs.BoolVar(&c.devLogs, "dev-logs", false, "human-readable logs instead of JSON")
 	if err := fs.Parse(args); err != nil {

@@ -212,32 +212,18 @@ type Outcome struct {
 // says success=false counts as failed. A pod that succeeded with a successful result settles the Job
 // before the job controller marks it Complete (a Job with one completion cannot fail after that), which
 // saves a round trip per node. ok is false while a finished Job's result is not readable yet.
-func JobOutcome(job *batchv1.Job, pods []corev1.Pod) (o Outcome, ok bool) {
+func JobOutcome(job *batchv1.Job, pods []*corev1.Pod) (o Outcome, ok bool) {
 	if job == nil || job.DeletionTimestamp != nil {
 		return Outcome{Phase: rollout.JobNone}, true
 	}
-	var done *batchv1.JobCondition
-	for i, c := range job.Status.Conditions {
-		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
-			done = &job.Status.Conditions[i]
-		}
-	}
-	if done == nil {
+	o, finished := jobConditionOutcome(job)
+	if !finished {
 		if o, ok := podSucceeded(job, pods); ok {
 			return o, true
 		}
 		return Outcome{Phase: rollout.JobActive}, true
 	}
-	o.Finished = done.LastTransitionTime.Time
-	if job.Status.StartTime != nil {
-		o.Duration = o.Finished.Sub(job.Status.StartTime.Time)
-	}
-	o.Phase = rollout.JobSucceeded
-	if done.Type == batchv1.JobFailed {
-		o.Phase = rollout.JobFailed
-		o.Detail = strings.TrimSpace(done.Reason + ": " + done.Message)
-	}
-	msg, found := terminationMessage(pods, done.Type == batchv1.JobComplete)
+	msg, found := terminationMessage(pods, o.Phase == rollout.JobSucceeded)
 	if !found {
 		// The pod informer can trail the Job's; give it a moment unless the pods are gone for good.
 		if time.Since(o.Finished) < 30*time.Second {
@@ -265,8 +251,32 @@ func JobOutcome(job *batchv1.Job, pods []corev1.Pod) (o Outcome, ok bool) {
 	return o, true
 }
 
+// jobConditionOutcome is what a Job's own conditions say: whether it finished, and then its phase,
+// condition detail, finish time and duration (the installer's result is not read).
+func jobConditionOutcome(job *batchv1.Job) (o Outcome, finished bool) {
+	var done *batchv1.JobCondition
+	for i, c := range job.Status.Conditions {
+		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+			done = &job.Status.Conditions[i]
+		}
+	}
+	if done == nil {
+		return Outcome{Phase: rollout.JobActive}, false
+	}
+	o.Finished = done.LastTransitionTime.Time
+	if job.Status.StartTime != nil {
+		o.Duration = o.Finished.Sub(job.Status.StartTime.Time)
+	}
+	o.Phase = rollout.JobSucceeded
+	if done.Type == batchv1.JobFailed {
+		o.Phase = rollout.JobFailed
+		o.Detail = strings.TrimSpace(done.Reason + ": " + done.Message)
+	}
+	return o, true
+}
+
 // podSucceeded reports a pod of job that exited 0 with a successful installer result.
-func podSucceeded(job *batchv1.Job, pods []corev1.Pod) (Outcome, bool) {
+func podSucceeded(job *batchv1.Job, pods []*corev1.Pod) (Outcome, bool) {
 	msg, found := terminationMessage(pods, true)
 	if !found {
 		return Outcome{}, false
@@ -297,12 +307,11 @@ func successDetail(r result.Result) string {
 
 // terminationMessage returns the installer container's termination message: from a succeeded pod when
 // the Job succeeded, else from the pod that terminated last.
-func terminationMessage(pods []corev1.Pod, succeeded bool) (string, bool) {
+func terminationMessage(pods []*corev1.Pod, succeeded bool) (string, bool) {
 	var best string
 	var bestAt time.Time
 	found := false
-	for i := range pods {
-		p := &pods[i]
+	for _, p := range pods {
 		if succeeded && p.Status.Phase != corev1.PodSucceeded {
 			continue
 		}

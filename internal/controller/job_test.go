@@ -120,8 +120,8 @@ func finishedJob(typ batchv1.JobConditionType, reason string, at time.Time) *bat
 	}
 }
 
-func installerPod(phase corev1.PodPhase, message string, finished time.Time) corev1.Pod {
-	return corev1.Pod{Status: corev1.PodStatus{Phase: phase, ContainerStatuses: []corev1.ContainerStatus{{
+func installerPod(phase corev1.PodPhase, message string, finished time.Time) *corev1.Pod {
+	return &corev1.Pod{Status: corev1.PodStatus{Phase: phase, ContainerStatuses: []corev1.ContainerStatus{{
 		Name: installerName, State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
 			Message: message, FinishedAt: metav1.NewTime(finished)}}}}}}
 }
@@ -135,7 +135,7 @@ func TestJobOutcome(t *testing.T) {
 	const bad = `{"operation":"install","success":false,"rolledBack":true,"reason":"VerifyFailed","error":"handler missing","durationMs":900}`
 	for name, tc := range map[string]struct {
 		job      *batchv1.Job
-		pods     []corev1.Pod
+		pods     []*corev1.Pod
 		phase    rollout.JobPhase
 		ok       bool
 		detail   string
@@ -145,27 +145,27 @@ func TestJobOutcome(t *testing.T) {
 		"deleting": {job: &batchv1.Job{ObjectMeta: metav1.ObjectMeta{DeletionTimestamp: &metav1.Time{Time: now}}}, phase: rollout.JobNone, ok: true},
 		"running":  {job: &batchv1.Job{}, phase: rollout.JobActive, ok: true},
 		"pod succeeded before the Job is marked Complete": {job: &batchv1.Job{},
-			pods:  []corev1.Pod{installerPod(corev1.PodSucceeded, ok, now)},
+			pods:  []*corev1.Pod{installerPod(corev1.PodSucceeded, ok, now)},
 			phase: rollout.JobSucceeded, ok: true, duration: 1500 * time.Millisecond,
 			detail: "changed=true restarted=true platform=linux/amd64 distro=kind in 1.5s"},
 		"pod failed while the Job may retry": {job: &batchv1.Job{},
-			pods:  []corev1.Pod{installerPod(corev1.PodFailed, bad, now)},
+			pods:  []*corev1.Pod{installerPod(corev1.PodFailed, bad, now)},
 			phase: rollout.JobActive, ok: true},
-		"success": {job: finishedJob(batchv1.JobComplete, "", now), pods: []corev1.Pod{installerPod(corev1.PodSucceeded, ok, now)},
+		"success": {job: finishedJob(batchv1.JobComplete, "", now), pods: []*corev1.Pod{installerPod(corev1.PodSucceeded, ok, now)},
 			phase: rollout.JobSucceeded, ok: true, duration: 1500 * time.Millisecond,
 			detail: "changed=true restarted=true platform=linux/amd64 distro=kind in 1.5s"},
 		"retried pod reports nothing to do": {
 			job: finishedJob(batchv1.JobComplete, "", now),
-			pods: []corev1.Pod{installerPod(corev1.PodFailed, "", now.Add(-2*time.Second)),
+			pods: []*corev1.Pod{installerPod(corev1.PodFailed, "", now.Add(-2*time.Second)),
 				installerPod(corev1.PodSucceeded, noop, now)},
 			phase: rollout.JobSucceeded, ok: true, duration: 40 * time.Millisecond,
 			detail: "changed=false restarted=false platform= distro= in 40ms"},
 		"installer failure": {job: finishedJob(batchv1.JobFailed, "BackoffLimitExceeded", now),
-			pods:  []corev1.Pod{installerPod(corev1.PodFailed, bad, now)},
+			pods:  []*corev1.Pod{installerPod(corev1.PodFailed, bad, now)},
 			phase: rollout.JobFailed, ok: true, duration: 900 * time.Millisecond,
 			detail: "VerifyFailed: handler missing (rolled back)"},
 		"exit 0 but success=false": {job: finishedJob(batchv1.JobComplete, "", now),
-			pods:  []corev1.Pod{installerPod(corev1.PodSucceeded, bad, now)},
+			pods:  []*corev1.Pod{installerPod(corev1.PodSucceeded, bad, now)},
 			phase: rollout.JobFailed, ok: true, duration: 900 * time.Millisecond,
 			detail: "VerifyFailed: handler missing (rolled back)"},
 		"deadline without a result": {job: finishedJob(batchv1.JobFailed, "DeadlineExceeded", old),
@@ -173,7 +173,7 @@ func TestJobOutcome(t *testing.T) {
 		"result not cached yet": {job: finishedJob(batchv1.JobComplete, "", now),
 			phase: rollout.JobSucceeded, ok: false, duration: 3 * time.Second},
 		"logs instead of JSON": {job: finishedJob(batchv1.JobFailed, "BackoffLimitExceeded", now),
-			pods:  []corev1.Pod{installerPod(corev1.PodFailed, "panic: boom", now)},
+			pods:  []*corev1.Pod{installerPod(corev1.PodFailed, "panic: boom", now)},
 			phase: rollout.JobFailed, ok: true, duration: 3 * time.Second,
 			detail: "BackoffLimitExceeded: msg (unreadable installer result: panic: boom)"},
 	} {

@@ -2,12 +2,14 @@ package controller
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -29,6 +31,8 @@ type Options struct {
 	HandlerDeadline time.Duration
 	// MetricsAddr and ProbeAddr are the listen addresses of /metrics and /healthz+/readyz ("0" disables).
 	MetricsAddr, ProbeAddr string
+	// PprofAddr is the listen address of /debug/pprof ("" or "0" disables).
+	PprofAddr string
 	// LeaderElection runs the controller in one replica at a time, with a Lease in Jobs.Namespace.
 	LeaderElection bool
 	// Registry receives the manager's metrics (controller-runtime's metrics.Registry in production).
@@ -58,12 +62,14 @@ func NewScheme() (*runtime.Scheme, error) {
 // namespace), and Nodes reduced to name, labels, annotations, platform and runtime handlers.
 func CacheOptions(namespace string) cache.Options {
 	ours := labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedByValue})
-	inNamespace := map[string]cache.Config{namespace: {}}
+	// A field selector, not ByObject.Namespaces: one namespace then needs one plain informer, whose
+	// indexer the controller reads in place (see store).
+	inNamespace := fields.OneTermEqualSelector("metadata.namespace", namespace)
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
-			&batchv1.Job{}: {Namespaces: inNamespace, Label: ours, Transform: slimJob},
-			&corev1.Pod{}:  {Namespaces: inNamespace, Label: ours, Transform: slimPod},
+			&batchv1.Job{}: {Field: inNamespace, Label: ours, Transform: slimJob},
+			&corev1.Pod{}:  {Field: inNamespace, Label: ours, Transform: slimPod},
 			&corev1.Node{}: {Transform: slimNode},
 		},
 	}
@@ -81,7 +87,7 @@ func slimNode(obj any) (any, error) {
 		ObjectMeta: metav1.ObjectMeta{
 			Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion, Generation: n.Generation,
 			CreationTimestamp: n.CreationTimestamp, DeletionTimestamp: n.DeletionTimestamp,
-			Labels: n.Labels, Annotations: n.Annotations,
+			Labels: n.Labels, Annotations: ourAnnotations(n.Annotations),
 		},
 		Status: corev1.NodeStatus{
 			NodeInfo: corev1.NodeSystemInfo{
@@ -92,6 +98,21 @@ func slimNode(obj any) (any, error) {
 			RuntimeHandlers: n.Status.RuntimeHandlers,
 		},
 	}, nil
+}
+
+// ourAnnotations keeps the node annotations the controller reads: the opt-in annotation and the Shims'
+// hash annotations. Nodes carry many other, sometimes large, annotations (CNI, CSI, cloud providers).
+func ourAnnotations(in map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range in {
+		if k == v1alpha1.EnabledAnnotation || strings.HasPrefix(k, v1alpha1.NodeLabelPrefix) {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // slimMeta keeps the metadata the controller and the cache's indexes use.
@@ -116,13 +137,18 @@ func slimJob(obj any) (any, error) {
 	return out, nil
 }
 
-// slimPod keeps an installer pod's identity, phase and the installer's termination state.
+// slimPod keeps an installer pod's identity, the labels that tie it to its Shim and Job, its phase and
+// the installer's termination state.
 func slimPod(obj any) (any, error) {
 	p, ok := obj.(*corev1.Pod)
 	if !ok {
 		return obj, nil
 	}
-	out := &corev1.Pod{TypeMeta: p.TypeMeta, ObjectMeta: slimMeta(p.ObjectMeta)}
+	out := &corev1.Pod{TypeMeta: p.TypeMeta, ObjectMeta: metav1.ObjectMeta{
+		Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
+		DeletionTimestamp: p.DeletionTimestamp,
+		Labels: map[string]string{LabelShim: p.Labels[LabelShim], jobControllerUID: p.Labels[jobControllerUID]},
+	}}
 	out.Spec.NodeName = p.Spec.NodeName
 	out.Status.Phase = p.Status.Phase
 	for _, cs := range p.Status.ContainerStatuses {
@@ -145,6 +171,7 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		Cache:                         CacheOptions(o.Jobs.Namespace),
 		Metrics:                       metricsserver.Options{BindAddress: o.MetricsAddr},
 		HealthProbeBindAddress:        o.ProbeAddr,
+		PprofBindAddress:              o.PprofAddr,
 		LeaderElection:                o.LeaderElection,
 		LeaderElectionID:              LeaderElectionID,
 		LeaderElectionNamespace:       o.Jobs.Namespace,

@@ -51,7 +51,8 @@ func TestRuntimeClassUpToDate(t *testing.T) {
 func TestSlimNode(t *testing.T) {
 	t.Parallel()
 	n := &corev1.Node{}
-	n.Name, n.Labels, n.Annotations = "n", map[string]string{"a": "b"}, map[string]string{"c": "d"}
+	n.Name, n.Labels = "n", map[string]string{"a": "b"}
+	n.Annotations = map[string]string{"c": "d", v1alpha1.EnabledAnnotation: "true", v1alpha1.NodeHashAnnotation("s"): "h"}
 	n.Status.NodeInfo = corev1.NodeSystemInfo{Architecture: "arm64", OperatingSystem: "linux", KernelVersion: "6.1"}
 	n.Status.Images = []corev1.ContainerImage{{Names: []string{"big"}}}
 	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady}}
@@ -61,7 +62,8 @@ func TestSlimNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := out.(*corev1.Node)
-	if s.Name != "n" || s.Labels["a"] != "b" || s.Annotations["c"] != "d" || s.Status.NodeInfo.Architecture != "arm64" ||
+	if s.Name != "n" || s.Labels["a"] != "b" || len(s.Annotations) != 2 ||
+		s.Annotations[v1alpha1.EnabledAnnotation] != "true" || s.Annotations[v1alpha1.NodeHashAnnotation("s")] != "h" || s.Status.NodeInfo.Architecture != "arm64" ||
 		len(s.Status.RuntimeHandlers) != 1 || len(s.Status.Images) != 0 || len(s.Status.Conditions) != 0 || s.Status.NodeInfo.KernelVersion != "" {
 		t.Fatalf("slimNode kept the wrong fields: %+v", s)
 	}
@@ -83,12 +85,12 @@ func TestSlimJobAndPod(t *testing.T) {
 	pod := installerPod(corev1.PodSucceeded, "{}", time.Now())
 	pod.Labels = map[string]string{jobControllerUID: "u"}
 	pod.Spec.Containers = []corev1.Container{{Name: installerName, Image: "big"}}
-	out, _ = slimPod(&pod)
+	out, _ = slimPod(pod)
 	p := out.(*corev1.Pod)
 	if p.Labels[jobControllerUID] != "u" || p.Status.Phase != corev1.PodSucceeded || len(p.Spec.Containers) != 0 {
 		t.Fatalf("slimPod = %+v", p)
 	}
-	if msg, ok := terminationMessage([]corev1.Pod{*p}, true); !ok || msg != "{}" {
+	if msg, ok := terminationMessage([]*corev1.Pod{p}, true); !ok || msg != "{}" {
 		t.Fatalf("termination message lost: %q %v", msg, ok)
 	}
 }

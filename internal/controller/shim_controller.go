@@ -47,6 +47,7 @@ type ShimReconciler struct {
 	// node.status.runtimeHandlers before the node is marked failed (0 disables the check).
 	HandlerDeadline time.Duration
 
+	objects   *store
 	platforms platformCache
 	expect    jobExpectations
 }
@@ -82,6 +83,11 @@ func (e *jobExpectations) pending(key string, seen bool) bool {
 // SetupWithManager registers the controller: Shims, their Jobs and RuntimeClasses, and Nodes (only
 // changes that matter to a rollout).
 func (r *ShimReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	objects, err := newStore(context.Background(), mgr.GetCache())
+	if err != nil {
+		return err
+	}
+	r.objects = objects
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("shim").
 		For(&v1alpha1.Shim{}).
@@ -187,23 +193,8 @@ func (r *ShimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		}
 	}
 
-	// The lists below are read-only views of the cache (no deep copy: at thousands of nodes, copying
-	// every Node, Job and pod on each reconcile costs more than the rest of it). Nothing may modify them.
-	var nodes corev1.NodeList
-	if err := r.Client.List(ctx, &nodes, client.UnsafeDisableDeepCopy); err != nil {
-		return ctrl.Result{}, fmt.Errorf("list nodes for Shim %s: %w", shim.Name, err)
-	}
-	var jobs batchv1.JobList
-	if err := r.Client.List(ctx, &jobs, client.InNamespace(r.Jobs.Namespace), client.UnsafeDisableDeepCopy,
-		client.MatchingLabels{LabelManagedBy: ManagedByValue, LabelShim: shim.Name}); err != nil {
-		return ctrl.Result{}, fmt.Errorf("list Jobs of Shim %s in %s: %w", shim.Name, r.Jobs.Namespace, err)
-	}
-
-	view, byNode, outcomes, waitResult, err := r.observe(ctx, &shim, hash, nodes.Items, jobs.Items)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	errs = append(errs, r.forgetDeletedNodes(ctx, byNode, jobs.Items)...)
+	view, outcomes, waitResult := r.observe(&shim, hash)
+	errs = append(errs, r.forgetDeletedNodes(ctx, &shim)...)
 
 	maxUnavailable, err := rollout.MaxUnavailable(shim.Spec.Rollout.MaxUnavailable, countSelected(view))
 	if err != nil {
@@ -214,7 +205,7 @@ func (r *ShimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		MaxUnavailable: maxUnavailable, MaxFailures: st.MaxFailures,
 		Now: time.Now(), HandlerDeadline: r.HandlerDeadline, Nodes: view,
 	})
-	errs = append(errs, r.apply(ctx, &shim, hash, plan, byNode, outcomes)...)
+	errs = append(errs, r.apply(ctx, &shim, hash, plan, outcomes)...)
 	st.Plan = plan
 	if prev := meta.FindStatusCondition(shim.Status.Conditions, v1alpha1.ConditionDegraded); plan.Paused &&
 		(prev == nil || prev.Reason != v1alpha1.ReasonRolloutPaused) {
@@ -254,101 +245,99 @@ func (r *ShimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	return ctrl.Result{RequeueAfter: minPositive(requeue, plan.RequeueAfter)}, nil
 }
 
-// observe turns cached nodes and Jobs into the planner's view. It also returns the nodes by name, each
-// node's finished-Job outcomes by Job name (for Events and metrics), and whether some finished Job's
-// result is not readable yet.
-func (r *ShimReconciler) observe(ctx context.Context, shim *v1alpha1.Shim, hash string,
-	nodes []corev1.Node, jobs []batchv1.Job) ([]rollout.Node, map[string]*corev1.Node, map[string]Outcome, bool, error) {
-	var pods corev1.PodList
-	if err := r.Client.List(ctx, &pods, client.InNamespace(r.Jobs.Namespace), client.UnsafeDisableDeepCopy,
-		client.MatchingLabels{LabelManagedBy: ManagedByValue, LabelShim: shim.Name}); err != nil {
-		return nil, nil, nil, false, fmt.Errorf("list installer pods of Shim %s in %s: %w", shim.Name, r.Jobs.Namespace, err)
-	}
-	podsByJob := map[string][]corev1.Pod{}
-	for _, p := range pods.Items {
-		uid := p.Labels[jobControllerUID]
-		podsByJob[uid] = append(podsByJob[uid], p)
-	}
-	jobsByName := make(map[string]*batchv1.Job, len(jobs))
-	activeByNode := map[string][]string{}
-	for i := range jobs {
-		j := &jobs[i]
-		jobsByName[j.Name] = j
-		if o, _ := JobOutcome(j, podsByJob[string(j.UID)]); o.Phase == rollout.JobActive {
-			node := j.Spec.Template.Spec.NodeName
-			activeByNode[node] = append(activeByNode[node], j.Name)
-		}
-	}
+// observe turns the cached nodes and Jobs into the planner's view. It also returns the outcomes of
+// finished Jobs whose result moves a node (by Job name, for Events and metrics), and whether some
+// finished Job's result is not readable yet.
+func (r *ShimReconciler) observe(shim *v1alpha1.Shim, hash string) ([]rollout.Node, map[string]Outcome, bool) {
 	handler := rollout.Handler(shim)
 	label, annotation := v1alpha1.NodeStateLabel(shim.Name), v1alpha1.NodeHashAnnotation(shim.Name)
-	byNode := make(map[string]*corev1.Node, len(nodes))
 	outcomes := map[string]Outcome{}
-	view := make([]rollout.Node, 0, len(nodes))
+	var view []rollout.Node
 	waitResult := false
-	for i := range nodes {
-		n := &nodes[i]
-		byNode[n.Name] = n
+	r.objects.eachNode(func(n *corev1.Node) {
 		v := rollout.Node{
 			Name:     n.Name,
 			Selected: rollout.Selected(shim.Spec.NodeSelector, n.Labels, n.Annotations),
-			Platform: rollout.Platform{OS: n.Status.NodeInfo.OperatingSystem, Arch: n.Status.NodeInfo.Architecture},
 			State:    v1alpha1.NodeState(n.Labels[label]),
 			Hash:     n.Annotations[annotation],
 		}
-		if v.State == "" && v.Hash == "" && !v.Selected && len(activeByNode[n.Name]) == 0 {
-			continue // nothing of ours there and nothing to do (fast path for large clusters)
+		jobs := r.objects.nodeJobs(shim.Name, n.Name)
+		if v.State == "" && v.Hash == "" && !v.Selected && len(jobs) == 0 {
+			return // nothing of ours there and nothing to do (fast path for large clusters)
 		}
+		v.Platform = rollout.Platform{OS: n.Status.NodeInfo.OperatingSystem, Arch: n.Status.NodeInfo.Architecture}
 		v.HandlersReported = len(n.Status.RuntimeHandlers) > 0
 		v.HandlerListed = slices.ContainsFunc(n.Status.RuntimeHandlers, func(h corev1.NodeRuntimeHandler) bool { return h.Name == handler })
-		names := map[rollout.Operation]string{
-			rollout.Install:   rollout.JobName(shim.Name, n.Name, rollout.Install, hash),
-			rollout.Uninstall: rollout.JobName(shim.Name, n.Name, rollout.Uninstall, hash),
-		}
-		for op, name := range names {
-			job := jobsByName[name]
-			var j rollout.Job
-			if r.expect.pending(r.Jobs.Namespace+"/"+name, job != nil) {
-				j.Phase = rollout.JobActive
-			} else if job != nil {
-				o, ok := JobOutcome(job, podsByJob[string(job.UID)])
-				if !ok {
-					waitResult = true
-					o.Phase = rollout.JobActive // hold the node until its result is readable
-				}
-				outcomes[name] = o
-				j = rollout.Job{Phase: o.Phase, Detail: o.Detail, Finished: o.Finished}
+		var install, uninstall *batchv1.Job
+		for _, j := range jobs {
+			switch op := rollout.Operation(j.Labels[LabelOperation]); {
+			case j.Labels[LabelSpecHash] == hash && op == rollout.Install:
+				install = j
+			case j.Labels[LabelSpecHash] == hash && op == rollout.Uninstall:
+				uninstall = j
+			case !v.OtherActive:
+				o, _ := JobOutcome(j, r.objects.jobPods(j.UID))
+				v.OtherActive = o.Phase == rollout.JobActive
 			}
+		}
+		for op, job := range map[rollout.Operation]*batchv1.Job{rollout.Install: install, rollout.Uninstall: uninstall} {
+			j, waiting := r.jobState(shim.Name, n.Name, op, hash, job, v.State, outcomes)
+			waitResult = waitResult || waiting
 			if op == rollout.Install {
 				v.Install = j
 			} else {
 				v.Uninstall = j
 			}
 		}
-		for _, other := range activeByNode[n.Name] {
-			if other != names[rollout.Install] && other != names[rollout.Uninstall] {
-				v.OtherActive = true
-			}
-		}
 		view = append(view, v)
+	})
+	return view, outcomes, waitResult
+}
+
+// jobState is the planner's view of the Job of op on node at hash (nil: none cached). The installer's
+// result is read only where it decides the node's next state: while the node is installing,
+// uninstalling or failed, or the Job has not finished. Elsewhere the Job's own conditions say enough.
+// waiting reports a finished Job whose result is not readable yet; the node is held meanwhile.
+func (r *ShimReconciler) jobState(shim, node string, op rollout.Operation, hash string, job *batchv1.Job,
+	state v1alpha1.NodeState, outcomes map[string]Outcome) (j rollout.Job, waiting bool) {
+	if r.expect.pending(expectKey(shim, node, op, hash), job != nil) {
+		return rollout.Job{Phase: rollout.JobActive}, false
 	}
-	return view, byNode, outcomes, waitResult, nil
+	if job == nil {
+		return rollout.Job{}, false
+	}
+	if o, finished := jobConditionOutcome(job); finished && state != v1alpha1.NodeInstalling &&
+		state != v1alpha1.NodeUninstalling && state != v1alpha1.NodeFailed {
+		return rollout.Job{Phase: o.Phase, Detail: o.Detail, Finished: o.Finished}, false
+	}
+	o, ok := JobOutcome(job, r.objects.jobPods(job.UID))
+	if !ok {
+		o.Phase = rollout.JobActive // hold the node until its result is readable
+	}
+	outcomes[job.Name] = o
+	return rollout.Job{Phase: o.Phase, Detail: o.Detail, Finished: o.Finished}, !ok
+}
+
+// expectKey names the Job of op on node at hash for jobExpectations.
+func expectKey(shim, node string, op rollout.Operation, hash string) string {
+	return shim + "/" + node + "/" + string(op) + "/" + hash
 }
 
 // forgetDeletedNodes deletes the running Jobs of nodes that left the cluster.
-func (r *ShimReconciler) forgetDeletedNodes(ctx context.Context, byNode map[string]*corev1.Node, jobs []batchv1.Job) []error {
+func (r *ShimReconciler) forgetDeletedNodes(ctx context.Context, shim *v1alpha1.Shim) []error {
 	var errs []error
-	for i := range jobs {
-		j := &jobs[i]
-		if _, ok := byNode[j.Spec.Template.Spec.NodeName]; ok || j.DeletionTimestamp != nil {
+	for _, j := range r.objects.shimJobs(shim.Name) {
+		node := j.Spec.Template.Spec.NodeName
+		if j.DeletionTimestamp != nil || r.objects.node(node) != nil {
 			continue
 		}
-		if o, _ := JobOutcome(j, nil); o.Phase != rollout.JobActive {
-			continue // finished: expires by its TTL
+		if _, finished := jobConditionOutcome(j); finished {
+			continue // expires by its TTL
 		}
-		ctrl.LoggerFrom(ctx).Info("node left the cluster; deleting its Job", "node", j.Spec.Template.Spec.NodeName, "job", j.Name)
+		ctrl.LoggerFrom(ctx).Info("node left the cluster; deleting its Job", "node", node, "job", j.Name)
 		del := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: j.Name, Namespace: j.Namespace}} // j is the cache's
 		if err := r.Client.Delete(ctx, del, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil && !apierrors.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("delete Job %s of deleted node %s: %w", j.Name, j.Spec.Template.Spec.NodeName, err))
+			errs = append(errs, fmt.Errorf("delete Job %s of deleted node %s: %w", j.Name, node, err))
 		}
 	}
 	return errs
@@ -373,7 +362,7 @@ type nodeWork struct {
 // allows. Within a phase nodes are written in parallel. Errors are collected, not stopped at, so one bad
 // node does not hold the others.
 func (r *ShimReconciler) apply(ctx context.Context, shim *v1alpha1.Shim, hash string, plan rollout.Output,
-	byNode map[string]*corev1.Node, outcomes map[string]Outcome) []error {
+	outcomes map[string]Outcome) []error {
 	starting := map[string]bool{}
 	for _, st := range plan.Starts {
 		starting[st.Node] = true
@@ -424,7 +413,7 @@ func (r *ShimReconciler) apply(ctx context.Context, shim *v1alpha1.Shim, hash st
 			wg.Add(1)
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				if err := r.applyNode(ctx, shim, hash, w, byNode[w.node], outcomes); err != nil {
+				if err := r.applyNode(ctx, shim, hash, w, r.objects.node(w.node), outcomes); err != nil {
 					mu.Lock()
 					errs = append(errs, err)
 					failed[w.node] = true
@@ -478,7 +467,7 @@ func (r *ShimReconciler) applyNode(ctx context.Context, shim *v1alpha1.Shim, has
 		if err := r.Client.Create(ctx, job); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("create %s Job %s for node %s: %w", s.Op, job.Name, s.Node, err)
 		}
-		r.expect.add(job.Namespace + "/" + job.Name)
+		r.expect.add(expectKey(shim.Name, s.Node, s.Op, hash))
 	}
 	return nil
 }

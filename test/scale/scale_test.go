@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -36,6 +37,10 @@ import (
 var (
 	sizes  = flag.String("sizes", "", "node counts for TestBenchScale, e.g. \"1000 5000\" (empty: skip the benchmark)")
 	kcmQPS = flag.Int("kcm-qps", 500, "kube-controller-manager --kube-api-qps for the benchmark (its default is 20)")
+	// profileDir makes the benchmark save the manager's CPU profile of the first -profile-seconds of each
+	// rollout and its heap profile at the end, as <dir>/<nodes>-cpu.pprof and <dir>/<nodes>-heap.pprof.
+	profileDir     = flag.String("profile-dir", "", "save manager CPU and heap profiles of each rollout here")
+	profileSeconds = flag.Int("profile-seconds", 20, "length of the CPU profile with -profile-dir")
 )
 
 const namespace = "wasmkube-system"
@@ -292,9 +297,15 @@ func (e *env) rollout(t *testing.T) result {
 		t.Fatal(err)
 	}
 	defer log.Close()
-	cmd := exec.Command(e.manager, "--installer-image=wasmkube/node-installer:bench", "--namespace="+namespace,
-		"--leader-elect=false", "--metrics-bind-address="+metricsAddr, "--health-probe-bind-address=0",
-		"--handler-deadline=0")
+	args := []string{"--installer-image=wasmkube/node-installer:bench", "--namespace=" + namespace,
+		"--leader-elect=false", "--metrics-bind-address=" + metricsAddr, "--health-probe-bind-address=0",
+		"--handler-deadline=0"}
+	pprofAddr := ""
+	if *profileDir != "" {
+		pprofAddr = freeAddr(t)
+		args = append(args, "--pprof-bind-address="+pprofAddr)
+	}
+	cmd := exec.Command(e.manager, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+e.cluster.Kubeconfig)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
@@ -321,6 +332,22 @@ func (e *env) rollout(t *testing.T) result {
 	if err := e.c.Create(ctx, shim); err != nil {
 		t.Fatal(err)
 	}
+	var profiled sync.WaitGroup
+	if pprofAddr != "" {
+		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+			c, err := net.Dial("tcp", pprofAddr)
+			if err == nil {
+				c.Close()
+			}
+			return err == nil, nil
+		})
+		if err != nil {
+			t.Fatalf("the manager's pprof endpoint %s did not come up: %v", pprofAddr, err)
+		}
+		profiled.Go(func() {
+			e.saveProfile(pprofAddr, fmt.Sprintf("profile?seconds=%d", *profileSeconds), "cpu")
+		})
+	}
 	var res result
 	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 60*time.Minute, false, func(ctx context.Context) (bool, error) {
 		if err := e.c.Get(ctx, client.ObjectKeyFromObject(shim), shim); err != nil {
@@ -337,6 +364,10 @@ func (e *env) rollout(t *testing.T) result {
 	if err != nil {
 		t.Fatalf("scrape manager metrics: %v", err)
 	}
+	if pprofAddr != "" {
+		e.saveProfile(pprofAddr, "heap", "heap")
+		profiled.Wait()
+	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	_ = cmd.Wait()
 	killed = true
@@ -345,6 +376,26 @@ func (e *env) rollout(t *testing.T) result {
 	}
 	res.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	return res
+}
+
+// saveProfile downloads /debug/pprof/<query> from the manager into -profile-dir.
+func (e *env) saveProfile(addr, query, kind string) {
+	resp, err := http.Get("http://" + addr + "/debug/pprof/" + query)
+	if err != nil {
+		e.t.Errorf("get %s profile: %v", kind, err)
+		return
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s: %s", resp.Status, b)
+	}
+	if err == nil {
+		err = os.WriteFile(filepath.Join(*profileDir, fmt.Sprintf("%d-%s.pprof", e.n, kind)), b, 0o644)
+	}
+	if err != nil {
+		e.t.Errorf("save %s profile: %v", kind, err)
+	}
 }
 
 // scrapeRequests sums client-go's rest_client_requests_total of the manager by HTTP method, and reads the

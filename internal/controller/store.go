@@ -1,0 +1,130 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Index names of the informer indexes the store adds.
+const (
+	indexShim     = "wasmkube.io/shim"      // Jobs by their Shim
+	indexShimNode = "wasmkube.io/shim-node" // Jobs by "<shim>/<node>"
+	indexJobUID   = "wasmkube.io/job-uid"   // installer pods by their Job's UID
+)
+
+// store reads the manager's informer caches in place. A List through the cached client copies every
+// object into a new slice on each call; at thousands of nodes a reconcile did little else, and its
+// garbage set the manager's memory peak. The objects a store returns belong to the cache: read them,
+// never modify them.
+type store struct {
+	nodes, jobs, pods toolscache.Indexer
+}
+
+// newStore gets (creating if needed) the informers for Nodes, installer Jobs and their pods from c and
+// adds the store's indexes. Call it before the cache starts.
+func newStore(ctx context.Context, c cache.Cache) (*store, error) {
+	var s store
+	for _, x := range []struct {
+		obj      client.Object
+		into     *toolscache.Indexer
+		indexers toolscache.Indexers
+	}{
+		{&corev1.Node{}, &s.nodes, nil},
+		{&batchv1.Job{}, &s.jobs, toolscache.Indexers{indexShim: jobShim, indexShimNode: jobShimNode}},
+		{&corev1.Pod{}, &s.pods, toolscache.Indexers{indexJobUID: podJobUID}},
+	} {
+		inf, err := c.GetInformer(ctx, x.obj)
+		if err != nil {
+			return nil, fmt.Errorf("get the %T informer: %w", x.obj, err)
+		}
+		indexed, ok := inf.(interface{ GetIndexer() toolscache.Indexer })
+		if !ok {
+			return nil, fmt.Errorf("the %T informer (%T) does not expose its indexer", x.obj, inf)
+		}
+		if x.indexers != nil {
+			if err := inf.AddIndexers(x.indexers); err != nil {
+				return nil, fmt.Errorf("index the %T cache: %w", x.obj, err)
+			}
+		}
+		*x.into = indexed.GetIndexer()
+	}
+	return &s, nil
+}
+
+func jobShim(obj any) ([]string, error) {
+	if j, ok := obj.(*batchv1.Job); ok && j.Labels[LabelShim] != "" {
+		return []string{j.Labels[LabelShim]}, nil
+	}
+	return nil, nil
+}
+
+func jobShimNode(obj any) ([]string, error) {
+	if j, ok := obj.(*batchv1.Job); ok && j.Labels[LabelShim] != "" {
+		return []string{shimNodeKey(j.Labels[LabelShim], j.Spec.Template.Spec.NodeName)}, nil
+	}
+	return nil, nil
+}
+
+func podJobUID(obj any) ([]string, error) {
+	if p, ok := obj.(*corev1.Pod); ok && p.Labels[jobControllerUID] != "" {
+		return []string{p.Labels[jobControllerUID]}, nil
+	}
+	return nil, nil
+}
+
+func shimNodeKey(shim, node string) string { return shim + "/" + node }
+
+// eachNode calls f for every cached node.
+func (s *store) eachNode(f func(*corev1.Node)) {
+	for _, o := range s.nodes.List() {
+		if n, ok := o.(*corev1.Node); ok {
+			f(n)
+		}
+	}
+}
+
+// node returns the cached node called name, or nil.
+func (s *store) node(name string) *corev1.Node {
+	o, ok, err := s.nodes.GetByKey(name)
+	if err != nil || !ok {
+		return nil
+	}
+	n, _ := o.(*corev1.Node)
+	return n
+}
+
+// shimJobs returns the cached Jobs of a Shim.
+func (s *store) shimJobs(shim string) []*batchv1.Job {
+	return indexed[batchv1.Job](s.jobs, indexShim, shim)
+}
+
+// nodeJobs returns the cached Jobs of a Shim on one node.
+func (s *store) nodeJobs(shim, node string) []*batchv1.Job {
+	return indexed[batchv1.Job](s.jobs, indexShimNode, shimNodeKey(shim, node))
+}
+
+// jobPods returns the cached pods of a Job.
+func (s *store) jobPods(job types.UID) []*corev1.Pod {
+	return indexed[corev1.Pod](s.pods, indexJobUID, string(job))
+}
+
+func indexed[T any](idx toolscache.Indexer, index, key string) []*T {
+	objs, err := idx.ByIndex(index, key)
+	if err != nil || len(objs) == 0 {
+		return nil // the index exists (newStore added it), so err cannot happen
+	}
+	out := make([]*T, 0, len(objs))
+	for _, o := range objs {
+		if t, ok := o.(*T); ok {
+			out = append(out, t)
+		}
+	}
+	return out
+}
