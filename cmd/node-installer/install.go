@@ -159,16 +159,29 @@ type fetcher struct {
 	platform shimsource.Platform
 }
 
-func (f fetcher) Fetch(ctx context.Context, dest string) (installer.Artifact, error) {
-	a, err := f.src.Fetch(ctx, f.platform, dest)
+func (f fetcher) Fetch(ctx context.Context, dest string) (installer.Fetched, error) {
+	st, err := f.src.Stage(ctx, f.platform, dest)
 	if errors.Is(err, shimsource.ErrNoPlatform) {
-		return installer.Artifact{}, fmt.Errorf("%w: %w", installer.ErrUnsupportedPlatform, err)
+		return nil, fmt.Errorf("%w: %w", installer.ErrUnsupportedPlatform, err)
 	}
+	if err != nil {
+		return nil, err
+	}
+	return staged{st}, nil
+}
+
+// staged adapts a shimsource.Staged to the installer.
+type staged struct{ st *shimsource.Staged }
+
+func (s staged) Finish() (installer.Artifact, error) {
+	a, err := s.st.Finish()
 	if err != nil {
 		return installer.Artifact{}, err
 	}
 	return installer.Artifact{File: a.File, SHA256: a.SHA256, Digest: a.Digest, Platform: a.Platform.String()}, nil
 }
+
+func (s staged) Discard() { s.st.Discard() }
 
 // sourceFlags select where the shim binary comes from: exactly one of OCI, HTTP or builtin.
 type sourceFlags struct {

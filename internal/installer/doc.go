@@ -1,7 +1,9 @@
 // Package installer is the transaction the node-installer runs on a node: fetch a shim binary, place it
 // atomically, patch containerd's configuration, restart containerd only when its configuration changed,
 // wait until the CRI reports the runtime handler, and roll everything back when any of that fails. It
-// also removes an installation again (Uninstall) and checks a handler (Verify).
+// also removes an installation again (Uninstall) and checks a handler (Verify). The binary is fetched and
+// verified before anything else changes; only making it durable and renaming it into place runs during
+// the restart, and finishes before the handler is verified.
 //
 // Everything the transaction touches on the host goes through Host: file operations rooted at the host
 // root (Files), the shim source (Fetcher), the containerd restart (Restarter), the CRI readiness check

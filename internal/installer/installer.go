@@ -76,7 +76,18 @@ type Artifact struct {
 // Fetcher fetches the shim binary for this node into destDir (a path in this process's filesystem on
 // the same filesystem as the shim directory).
 type Fetcher interface {
-	Fetch(ctx context.Context, destDir string) (Artifact, error)
+	// Fetch writes the binary completely and verifies everything the source offers (digests,
+	// checksums), so that a bad source fails here; making it durable is left to Fetched.Finish.
+	Fetch(ctx context.Context, destDir string) (Fetched, error)
+}
+
+// Fetched is a binary a Fetcher wrote and verified but did not yet make durable.
+type Fetched interface {
+	// Finish makes the binary durable directly inside the fetch directory and describes it. The
+	// installer runs it while containerd restarts.
+	Finish() (Artifact, error)
+	// Discard drops the binary instead.
+	Discard()
 }
 
 // Restarter restarts containerd and returns once it runs again (pkg/restart).

@@ -28,6 +28,7 @@ type node struct {
 
 	binary    []byte // what the fetcher delivers
 	fetchErr  error
+	finishErr error // the fetched binary cannot be made durable
 	verifyErr error
 	breaks    string // a restart fails while the config contains this text
 
@@ -35,6 +36,7 @@ type node struct {
 	down              bool
 	loaded            bool // the handler was present at the last restart
 	writeFails        string
+	renameFails       string
 }
 
 const handler = "wkt"
@@ -70,10 +72,17 @@ func (n *node) installer() *Installer {
 	return &Installer{Target: n.target, Host: Host{Files: faultyFiles{DirFS: n.files, n: n}, Fetcher: n, Restarter: n, CRI: n}}
 }
 
-// faultyFiles fails WriteFile for paths containing n.writeFails.
+// faultyFiles fails WriteFile for paths containing n.writeFails and Rename to n.renameFails.
 type faultyFiles struct {
 	DirFS
 	n *node
+}
+
+func (f faultyFiles) Rename(from, to string) error {
+	if f.n.renameFails != "" && to == f.n.renameFails {
+		return errors.New("injected rename failure")
+	}
+	return f.DirFS.Rename(from, to)
 }
 
 func (f faultyFiles) WriteFile(p string, data []byte, perm fs.FileMode) error {
@@ -83,18 +92,33 @@ func (f faultyFiles) WriteFile(p string, data []byte, perm fs.FileMode) error {
 	return f.DirFS.WriteFile(p, data, perm)
 }
 
-func (n *node) Fetch(_ context.Context, dest string) (Artifact, error) {
+func (n *node) Fetch(_ context.Context, dest string) (Fetched, error) {
 	n.fetches++
 	if n.fetchErr != nil {
-		return Artifact{}, n.fetchErr
+		return nil, n.fetchErr
 	}
 	f := filepath.Join(dest, "containerd-shim-wkt-v2")
 	if err := os.WriteFile(f, n.binary, 0o755); err != nil {
-		return Artifact{}, err
+		return nil, err
 	}
 	sum := sha256.Sum256(n.binary)
-	return Artifact{File: f, SHA256: hex.EncodeToString(sum[:]), Digest: "sha256:" + hex.EncodeToString(sum[:]), Platform: "linux/amd64"}, nil
+	return fetched{n: n, art: Artifact{File: f, SHA256: hex.EncodeToString(sum[:]), Digest: "sha256:" + hex.EncodeToString(sum[:]), Platform: "linux/amd64"}}, nil
 }
+
+// fetched is what node.Fetch returns; Finish fails with n.finishErr.
+type fetched struct {
+	n   *node
+	art Artifact
+}
+
+func (f fetched) Finish() (Artifact, error) {
+	if f.n.finishErr != nil {
+		return Artifact{}, f.n.finishErr
+	}
+	return f.art, nil
+}
+
+func (f fetched) Discard() { os.Remove(f.art.File) }
 
 func (n *node) Restart(context.Context) error {
 	n.restarts++
@@ -257,7 +281,11 @@ func TestInstallFailureRollsBack(t *testing.T) {
 	}{
 		{"fetch fails", func(n *node) { n.fetchErr = errors.New("registry down") }, result.ReasonFetchFailed, 0, false},
 		{"no platform", func(n *node) { n.fetchErr = fmt.Errorf("index: %w", ErrUnsupportedPlatform) }, result.ReasonUnsupportedPlatform, 0, false},
-		{"config write fails", func(n *node) { n.writeFails = "config.toml" }, result.ReasonConfigWriteFailed, 0, true},
+		// The fetched binary is placed only after the configuration is written, so nothing changed.
+		{"config write fails", func(n *node) { n.writeFails = "config.toml" }, result.ReasonConfigWriteFailed, 0, false},
+		// The binary's durable tail runs during the restart: its failure rolls back config and restart.
+		{"binary cannot be made durable", func(n *node) { n.finishErr = errors.New("fsync: input/output error") }, result.ReasonBinaryFailed, 2, true},
+		{"binary cannot be placed", func(n *node) { n.renameFails = binPath }, result.ReasonBinaryFailed, 2, true},
 		{"containerd does not start", func(n *node) { n.breaks = "BreakMe" }, result.ReasonRestartFailed, 2, true},
 		{"handler never appears", func(n *node) { n.verifyErr = errors.New("handler missing") }, result.ReasonRollbackFailed, 2, false},
 	}

@@ -33,39 +33,43 @@ type Builtin struct {
 
 // Fetch copies Dir/<binary> into destDir under the same name. The binary was built for the
 // caller's platform, so any other p fails with ErrNoPlatform.
-func (b Builtin) Fetch(_ context.Context, p Platform, destDir string) (Artifact, error) {
+func (b Builtin) Fetch(ctx context.Context, p Platform, destDir string) (Artifact, error) {
+	return finish(b.Stage(ctx, p, destDir))
+}
+
+// Stage copies the binary as Fetch does and returns once the copy is complete and the source was
+// unchanged during it. The sha256, which only records the binary (a builtin has no checksum to
+// verify), may still run then; Finish waits for it.
+func (b Builtin) Stage(_ context.Context, p Platform, destDir string) (*Staged, error) {
 	bin, ok := BuiltinBinary(b.Name)
 	if !ok {
-		return Artifact{}, fmt.Errorf("builtin shim %q is unknown (known: %s): %w",
+		return nil, fmt.Errorf("builtin shim %q is unknown (known: %s): %w",
 			b.Name, strings.Join(BuiltinNames(), ", "), ErrNotFound)
 	}
 	if host := HostPlatform(); Match([]Platform{host}, p) < 0 {
-		return Artifact{}, fmt.Errorf("builtin shim %q is built for %s, not %s: %w", b.Name, host, p, ErrNoPlatform)
+		return nil, fmt.Errorf("builtin shim %q is built for %s, not %s: %w", b.Name, host, p, ErrNoPlatform)
 	}
+	what := fmt.Sprintf("builtin shim %q", b.Name)
 	src := filepath.Join(b.Dir, bin)
 	f, err := os.Open(src)
 	if errors.Is(err, fs.ErrNotExist) {
-		return Artifact{}, fmt.Errorf("builtin shim %q: %s is missing from this installer image: %w", b.Name, src, ErrNotFound)
+		return nil, fmt.Errorf("%s: %s is missing from this installer image: %w", what, src, ErrNotFound)
 	}
 	if err != nil {
-		return Artifact{}, fmt.Errorf("builtin shim %q: %w", b.Name, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	defer f.Close()
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return Artifact{}, fmt.Errorf("builtin shim %q: %s is not a regular file", b.Name, src)
+		f.Close()
+		return nil, fmt.Errorf("%s: %s is not a regular file", what, src)
 	}
 	st, err := newStaged(destDir, bin)
 	if err != nil {
-		return Artifact{}, fmt.Errorf("builtin shim %q: %w", b.Name, err)
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer st.discard()
-	if err := st.fillFile(f, maxBytes(0), src); err != nil {
-		return Artifact{}, fmt.Errorf("builtin shim %q: %w", b.Name, err)
+	if err := st.fillFile(f, maxBytes(0), src); err != nil { // fillFile owns f now
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	file, err := st.commit()
-	if err != nil {
-		return Artifact{}, fmt.Errorf("builtin shim %q: %w", b.Name, err)
-	}
-	sum := st.sum()
-	return Artifact{File: file, SHA256: sum, Digest: "sha256:" + sum, Platform: HostPlatform(), Source: "builtin:" + b.Name}, nil
+	return st.handOver(Artifact{Platform: HostPlatform(), Source: "builtin:" + b.Name}, what), nil
 }

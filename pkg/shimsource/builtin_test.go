@@ -72,3 +72,37 @@ func TestBuiltinNames(t *testing.T) {
 		t.Error(`BuiltinBinary("nope") found a binary`)
 	}
 }
+
+// Stage leaves the binary hidden until Finish names it; Discard leaves nothing behind.
+func TestBuiltinStage(t *testing.T) {
+	t.Parallel()
+	src := t.TempDir()
+	content := []byte(binary("wazero"))
+	if err := os.WriteFile(filepath.Join(src, "containerd-shim-wazero-v1"), content, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	b := Builtin{Dir: src, Name: "wazero"}
+	for _, finish := range []bool{true, false} {
+		dest := t.TempDir()
+		st, err := b.Stage(context.Background(), HostPlatform(), dest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(dest, "containerd-shim-wazero-v1")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("staged binary visible under its name before Finish: %v", err)
+		}
+		if !finish {
+			st.Discard()
+			requireEmptyDir(t, dest)
+			continue
+		}
+		a, err := st.Finish()
+		if err != nil {
+			t.Fatal(err)
+		}
+		requireOnly(t, dest, "containerd-shim-wazero-v1", content)
+		if a.File != filepath.Join(dest, "containerd-shim-wazero-v1") || a.SHA256 != sha(content) || a.Digest != "sha256:"+sha(content) {
+			t.Errorf("artifact %+v", a)
+		}
+	}
+}

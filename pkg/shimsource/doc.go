@@ -13,6 +13,9 @@
 //
 // Every Fetch writes the binary into the caller's destination directory atomically (a hidden
 // temporary file, fsync, chmod 0755, rename, fsync of the directory). On any failure nothing is
-// left in the destination directory. [Platforms] and [Match] answer which platforms an OCI
+// left in the destination directory. Stage, which every source also has, stops before the sync:
+// it returns a [Staged] binary that is complete and verified, and its Finish syncs and renames it
+// later, so a caller can overlap that tail (tens of milliseconds for a large binary) with other work
+// while a bad source still fails before anything else happened. [Platforms] and [Match] answer which platforms an OCI
 // source offers and whether a node can use one of them, with the same rules Fetch applies.
 package shimsource

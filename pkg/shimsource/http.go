@@ -39,57 +39,57 @@ type HTTP struct {
 // after the member's base name, or the URL path's last element for a raw binary. p is only
 // recorded: an HTTP source is one download for one platform, chosen by the caller.
 func (h HTTP) Fetch(ctx context.Context, p Platform, destDir string) (Artifact, error) {
+	return finish(h.Stage(ctx, p, destDir))
+}
+
+// Stage downloads, checks and extracts as Fetch does, and returns before the binary is synced
+// and renamed.
+func (h HTTP) Stage(ctx context.Context, p Platform, destDir string) (*Staged, error) {
 	u, want, err := h.check()
 	if err != nil {
-		return Artifact{}, err
+		return nil, err
 	}
 	src := u.Redacted() // no password in errors or in the result
 	limit := maxBytes(h.MaxBytes)
 	dl, err := newStaged(destDir, downloadName(u))
 	if err != nil {
-		return Artifact{}, fmt.Errorf("download %s: %w", src, err)
+		return nil, fmt.Errorf("download %s: %w", src, err)
 	}
 	defer dl.discard()
 	if err := h.download(ctx, u, src, dl, limit); err != nil {
-		return Artifact{}, err
+		return nil, err
 	}
 	got := dl.sum()
 	if got != want {
-		return Artifact{}, fmt.Errorf("download %s: sha256 is %s, expected %s; nothing installed: %w",
+		return nil, fmt.Errorf("download %s: sha256 is %s, expected %s; nothing installed: %w",
 			src, got, want, ErrDigestMismatch)
 	}
 	a := Artifact{Digest: "sha256:" + got, Platform: p, Source: src}
 	kind, err := sniff(dl.f)
 	if err != nil {
-		return Artifact{}, fmt.Errorf("download %s: %w", src, err)
+		return nil, fmt.Errorf("download %s: %w", src, err)
 	}
 	if kind == rawFile {
 		if h.Member != "" {
-			return Artifact{}, fmt.Errorf("download %s: member %q requested, but the file is not a tar or .tar.gz archive", src, h.Member)
-		}
-		if a.File, err = dl.commit(); err != nil {
-			return Artifact{}, fmt.Errorf("download %s: %w", src, err)
+			return nil, fmt.Errorf("download %s: member %q requested, but the file is not a tar or .tar.gz archive", src, h.Member)
 		}
 		a.SHA256 = got
-		return a, nil
+		return dl.handOver(a, "download "+src), nil
 	}
 	member, err := h.pickMember(dl.f, kind)
 	if err != nil {
-		return Artifact{}, fmt.Errorf("download %s: %w", src, err)
+		return nil, fmt.Errorf("download %s: %w", src, err)
 	}
 	bin, err := newStaged(destDir, path.Base(member))
 	if err != nil {
-		return Artifact{}, fmt.Errorf("download %s: %w", src, err)
+		return nil, fmt.Errorf("download %s: %w", src, err)
 	}
 	defer bin.discard()
 	if err := extractMember(dl.f, kind, member, bin, limit); err != nil {
-		return Artifact{}, fmt.Errorf("download %s: %w", src, err)
+		return nil, fmt.Errorf("download %s: %w", src, err)
 	}
 	a.SHA256 = bin.sum()
-	if a.File, err = bin.commit(); err != nil {
-		return Artifact{}, fmt.Errorf("download %s: %w", src, err)
-	}
-	return a, nil
+	return bin.handOver(a, "download "+src), nil
 }
 
 // check validates URL scheme and checksum before any network access.

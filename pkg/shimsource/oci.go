@@ -54,39 +54,39 @@ type image struct {
 // Fetch resolves the image for p, extracts Path into destDir under the file's base name, and
 // verifies every layer it reads. The binary's name in destDir is path.Base(Path).
 func (o OCI) Fetch(ctx context.Context, p Platform, destDir string) (Artifact, error) {
+	return finish(o.Stage(ctx, p, destDir))
+}
+
+// Stage resolves, extracts and verifies as Fetch does, and returns before the binary is synced and
+// renamed.
+func (o OCI) Stage(ctx context.Context, p Platform, destDir string) (*Staged, error) {
 	target, err := imagePath(o.Path)
 	if err != nil {
-		return Artifact{}, err
+		return nil, err
 	}
 	desc, ref, err := o.get(ctx)
 	if err != nil {
-		return Artifact{}, err
+		return nil, err
 	}
 	im, err := o.resolve(desc, ref, p)
 	if err != nil {
-		return Artifact{}, err
+		return nil, err
 	}
 	st, err := newStaged(destDir, path.Base(target))
 	if err != nil {
-		return Artifact{}, fmt.Errorf("fetch %s from %s: %w", o.Path, o.Image, err)
+		return nil, fmt.Errorf("fetch %s from %s: %w", o.Path, o.Image, err)
 	}
 	defer st.discard()
 	if err := extract(im, target, st, maxBytes(o.MaxBytes)); err != nil {
-		return Artifact{}, fmt.Errorf("fetch %s from %s (%s): %w", o.Path, o.Image, im.platform, err)
+		return nil, fmt.Errorf("fetch %s from %s (%s): %w", o.Path, o.Image, im.platform, err)
 	}
-	sum := st.sum()
-	file, err := st.commit()
-	if err != nil {
-		return Artifact{}, fmt.Errorf("fetch %s from %s: %w", o.Path, o.Image, err)
-	}
-	return Artifact{
-		File:        file,
-		SHA256:      sum,
+	return st.handOver(Artifact{
+		SHA256:      st.sum(),
 		Digest:      im.digest.String(),
 		ImageDigest: im.imageDigest.String(),
 		Platform:    im.platform,
 		Source:      o.Image + " " + o.Path,
-	}, nil
+	}, fmt.Sprintf("fetch %s from %s", o.Path, o.Image)), nil
 }
 
 // Platforms lists the platforms an image offers: the platforms of an index's image manifests

@@ -7,6 +7,10 @@ type Source interface {
 	// Fetch writes the binary for p into destDir (which must exist) and describes it. On error
 	// nothing is left in destDir.
 	Fetch(ctx context.Context, p Platform, destDir string) (Artifact, error)
+	// Stage does what Fetch does up to the durable tail: it returns once the binary is complete in
+	// a hidden temporary file of destDir and everything the source can verify is verified, so a bad
+	// source fails here. The returned Staged's Finish syncs and renames it.
+	Stage(ctx context.Context, p Platform, destDir string) (*Staged, error)
 }
 
 // Artifact is a fetched shim binary on local disk.

@@ -28,16 +28,20 @@ func maxBytes(n int64) int64 {
 }
 
 // staged is a hidden temporary file in the destination directory that becomes name on commit.
-// discard removes it unless it was committed, so a deferred discard leaves nothing behind.
+// discard removes it unless it was committed or handed to the caller as a Staged, so a deferred
+// discard leaves nothing behind on an error path.
 type staged struct {
-	f    *os.File
-	dir  string
-	name string
-	h    hash.Hash
-	n    int64
-	done bool
-	// hashed, when set, delivers the outcome of a sha256 running beside the copy (fillFile).
+	f      *os.File
+	dir    string
+	name   string
+	h      hash.Hash
+	n      int64
+	done   bool
+	handed bool
+	// hashed, when set, delivers the outcome of a sha256 running beside the copy (fillFile); src is
+	// the file it reads, closed once it is done.
 	hashed chan error
+	src    *os.File
 }
 
 func newStaged(destDir, name string) (*staged, error) {
@@ -82,19 +86,22 @@ func (s *staged) fill(r io.Reader, limit int64, what string) error {
 const hashBuf = 1 << 20
 
 // fillFile copies the regular file src into the staged file in the kernel (copy_file_range where
-// the file systems allow it) while a goroutine hashes src through its own reads; the hash also
-// overlaps commit's fsync, which waits for it before the rename. src must not change meanwhile:
-// its size and modification time are compared before and after, and a change fails the commit.
+// the file systems allow it) while a goroutine hashes src through its own reads; the hash may go on
+// after fillFile returns, and commit waits for it. fillFile takes src over: it is closed once the
+// hash is done. src must not change meanwhile: its size and modification time are compared after the
+// copy and again after the hash, and a change fails fillFile or the commit.
 func (s *staged) fillFile(src *os.File, limit int64, what string) error {
 	before, err := src.Stat()
 	if err != nil {
+		src.Close()
 		return fmt.Errorf("stat %s: %w", what, err)
 	}
 	if before.Size() > limit {
+		src.Close()
 		return fmt.Errorf("%s is larger than %d bytes: %w", what, limit, ErrTooLarge)
 	}
 	size := before.Size()
-	s.hashed = make(chan error, 1)
+	s.hashed, s.src = make(chan error, 1), src
 	go func() {
 		_, err := io.CopyBuffer(s.h, io.NewSectionReader(src, 0, size), make([]byte, hashBuf))
 		if err == nil {
@@ -106,6 +113,9 @@ func (s *staged) fillFile(src *os.File, limit int64, what string) error {
 	s.n = n
 	if err == nil && n != size {
 		err = fmt.Errorf("%s: read %d of %d bytes", what, n, size)
+	}
+	if err == nil {
+		err = unchanged(src, before, what)
 	}
 	if err != nil {
 		_ = s.wait()
@@ -126,13 +136,15 @@ func unchanged(src *os.File, before fs.FileInfo, what string) error {
 	return nil
 }
 
-// wait returns the outcome of fillFile's hashing goroutine, once; nil when there is none.
+// wait returns the outcome of fillFile's hashing goroutine, once, and closes its source; nil when
+// there is none.
 func (s *staged) wait() error {
 	if s.hashed == nil {
 		return nil
 	}
 	err := <-s.hashed
 	s.hashed = nil
+	s.src.Close()
 	return err
 }
 
@@ -168,15 +180,65 @@ func (s *staged) commit() (string, error) {
 	return dst, nil
 }
 
-// discard closes and removes the temporary file unless it was committed.
+// discard closes and removes the temporary file unless it was committed or handed over.
 func (s *staged) discard() {
-	if s == nil || s.done {
+	if s == nil || s.done || s.handed {
 		return
 	}
 	s.done = true
 	_ = s.wait()
 	_ = s.f.Close()
 	_ = os.Remove(s.f.Name())
+}
+
+// Staged is a binary that Stage wrote completely into a hidden temporary file of the destination
+// directory, with every digest and checksum its source offers verified, but that is not yet durable
+// or visible under its name. Finish makes it so; Discard drops it. Call one of them, once. Finish
+// may run in another goroutine while the caller goes on (an installer restarts containerd meanwhile):
+// it only syncs and renames, and, for a builtin source, finishes the sha256 that records the binary.
+type Staged struct {
+	st   *staged
+	art  Artifact // File, and SHA256 and Digest when empty, are set by Finish
+	what string   // error context
+}
+
+// handOver turns the staged file into the caller's Staged.
+func (s *staged) handOver(a Artifact, what string) *Staged {
+	s.handed = true
+	return &Staged{st: s, art: a, what: what}
+}
+
+// Finish waits for a sha256 still running, makes the file executable, syncs it, renames it to its
+// name in the destination directory and syncs the directory. On error the temporary file is gone.
+func (s *Staged) Finish() (Artifact, error) {
+	file, err := s.st.commit()
+	if err != nil {
+		s.Discard()
+		return Artifact{}, fmt.Errorf("%s: %w", s.what, err)
+	}
+	a := s.art
+	a.File = file
+	if a.SHA256 == "" {
+		a.SHA256 = s.st.sum()
+	}
+	if a.Digest == "" {
+		a.Digest = "sha256:" + a.SHA256
+	}
+	return a, nil
+}
+
+// Discard removes the temporary file (after a sha256 still running ends).
+func (s *Staged) Discard() {
+	s.st.handed = false
+	s.st.discard()
+}
+
+// finish completes what a Stage returned: Fetch is Stage followed by Finish.
+func finish(s *Staged, err error) (Artifact, error) {
+	if err != nil {
+		return Artifact{}, err
+	}
+	return s.Finish()
 }
 
 // RemoveStale deletes the temporary files that an interrupted Fetch (a killed process) left in
