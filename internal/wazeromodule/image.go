@@ -69,7 +69,7 @@ func FromImage(ctx context.Context, conn grpc.ClientConnInterface, containerID s
 	if digest.FromBytes(b) != layer.Digest {
 		return nil, fmt.Errorf("read layer %s of image %s: content does not match its digest", layer.Digest, name)
 	}
-	return newSource(b, fmt.Sprintf("image %s layer %s", name, layer.Digest))
+	return newSource(b, fmt.Sprintf("image %s layer %s", name, layer.Digest), func() digest.Digest { return layer.Digest })
 }
 
 // wasmLayer picks the manifest for a Wasm platform (or the only manifest) and returns its first Wasm layer.

@@ -73,8 +73,8 @@ func TestFromRootfs(t *testing.T) {
 		switch {
 		case tc.err == nil && err != nil:
 			t.Errorf("%s: %v", tc.path, err)
-		case tc.err == nil && (!bytes.Equal(src.Wasm, wasm) || src.Digest != digest.FromBytes(wasm)):
-			t.Errorf("%s: wrong content or digest %s", tc.path, src.Digest)
+		case tc.err == nil && (!bytes.Equal(src.Wasm, wasm) || src.Digest() != digest.FromBytes(wasm)):
+			t.Errorf("%s: wrong content or digest %s", tc.path, src.Digest())
 		case tc.err != nil && !errors.Is(err, tc.err):
 			t.Errorf("%s: got %v, want %v", tc.path, err, tc.err)
 		}

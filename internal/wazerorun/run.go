@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -102,21 +101,16 @@ func (m *Module) Run(ctx context.Context, p Process) (Result, error) {
 		mc = mc.WithEnv(k, v)
 	}
 
-	var alloc *limitAllocator
-	if m.limit > 0 {
-		alloc = &limitAllocator{limit: m.limit}
-		ctx = experimental.WithMemoryAllocator(ctx, alloc)
-	}
-	res, err := m.call(ctx, mc, entry)
+	alloc := &allocator{limit: m.limit}
+	defer alloc.release()
+	res, err := m.call(experimental.WithMemoryAllocator(ctx, alloc), mc, entry)
 	if err != nil {
 		res = m.failed(ctx, stderr, err)
 	}
-	if alloc != nil {
-		if want := alloc.refused(); want > 0 {
-			res.MemoryLimitExceeded = true
-			fmt.Fprintf(stderr, "wazero: memory limit exceeded: the module asked for %s of linear memory, the container's limit is %s\n",
-				mib(want), mib(m.limit))
-		}
+	if want := alloc.refused(); want > 0 {
+		res.MemoryLimitExceeded = true
+		fmt.Fprintf(stderr, "wazero: memory limit exceeded: the module asked for %s of linear memory, the container's limit is %s\n",
+			mib(want), mib(m.limit))
 	}
 	return res, nil
 }
@@ -174,41 +168,3 @@ func sleeper(ctx context.Context) sys.Nanosleep {
 		}
 	}
 }
-
-// limitAllocator backs linear memory with a buffer that never moves and refuses growth beyond limit,
-// remembering the largest refused request.
-type limitAllocator struct {
-	limit uint64
-	mu    sync.Mutex
-	want  uint64
-}
-
-// Allocate reserves min(limit, maxBytes) up front: the Go runtime maps large allocations lazily, so
-// untouched pages cost no RSS, and growing never copies.
-func (a *limitAllocator) Allocate(_, maxBytes uint64) experimental.LinearMemory {
-	return &linearMemory{a: a, buf: make([]byte, 0, min(a.limit, maxBytes))}
-}
-
-func (a *limitAllocator) refused() uint64 {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.want
-}
-
-type linearMemory struct {
-	a   *limitAllocator
-	buf []byte
-}
-
-func (l *linearMemory) Reallocate(size uint64) []byte {
-	if size > l.a.limit || size > uint64(cap(l.buf)) {
-		l.a.mu.Lock()
-		l.a.want = max(l.a.want, size)
-		l.a.mu.Unlock()
-		return nil
-	}
-	l.buf = l.buf[:size]
-	return l.buf
-}
-
-func (l *linearMemory) Free() { l.buf = nil }

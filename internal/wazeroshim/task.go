@@ -90,18 +90,30 @@ func newTask(ctx context.Context, req *taskapi.CreateTaskRequest, fromImage imag
 	if rootfs, t.mounted, err = mountRootfs(req.Bundle, spec, req.Rootfs); err != nil {
 		return nil, err
 	}
+	// Joining a cgroup takes milliseconds (on cgroup v1 one migration per hierarchy), so it runs
+	// beside reading and compiling the module; both are done before Create returns.
+	joined := make(chan error, 1)
 	if joinCg && spec.Linux != nil && spec.Linux.CgroupsPath != "" {
-		if t.cg, err = joinCgroup(spec.Linux.CgroupsPath, spec.Linux.Resources); err != nil {
-			if !errors.Is(err, errSystemdCgroup) {
-				return nil, fmt.Errorf("container %s: %w", req.ID, err)
-			}
-			log.G(ctx).WithError(err).Warn("the guest's CPU time is not accounted to the container")
-		}
+		go func() {
+			cg, err := joinCgroup(spec.Linux.CgroupsPath, spec.Linux.Resources)
+			t.cg = cg
+			joined <- err
+		}()
+	} else {
+		joined <- nil
 	}
+	var loadErr error
 	if !t.sandbox {
-		if err := t.load(ctx, spec, rootfs, opts, fromImage); err != nil {
+		loadErr = t.load(ctx, spec, rootfs, opts, fromImage)
+	}
+	if err := <-joined; err != nil {
+		if !errors.Is(err, errSystemdCgroup) {
 			return nil, fmt.Errorf("container %s: %w", req.ID, err)
 		}
+		log.G(ctx).WithError(err).Warn("the guest's CPU time is not accounted to the container")
+	}
+	if loadErr != nil {
+		return nil, fmt.Errorf("container %s: %w", req.ID, loadErr)
 	}
 	ioCtx, stopIO := context.WithCancel(context.WithoutCancel(ctx))
 	t.stopIO = stopIO
@@ -147,14 +159,16 @@ func (t *task) load(ctx context.Context, spec *specs.Spec, rootfs string, opts O
 	if r := spec.Linux; r != nil && r.Resources != nil && r.Resources.Memory != nil && r.Resources.Memory.Limit != nil {
 		limit = *r.Resources.Memory.Limit
 	}
+	// Hash the module (for the log) on the other core while wazero compiles it.
+	go src.Digest()
 	if t.module, err = wazerorun.Compile(ctx, src.Wasm, wazerorun.Options{CacheDir: opts.CacheDir, MemoryLimit: limit}); err != nil {
-		return fmt.Errorf("module from %s (%s): %w", src.Origin, src.Digest, err)
+		return fmt.Errorf("module from %s (%s): %w", src.Origin, src.Digest(), err)
 	}
 	if err := t.module.CheckEntry(entry); err != nil {
 		return fmt.Errorf("module from %s: %w", src.Origin, err)
 	}
 	log.G(ctx).WithFields(log.Fields{
-		"module": src.Origin, "digest": src.Digest, "cache_hit": t.module.CacheHit, "compile": t.module.CompileTime,
+		"module": src.Origin, "digest": src.Digest(), "cache_hit": t.module.CacheHit, "compile": t.module.CompileTime,
 	}).Info("module compiled")
 	t.proc.Args, t.proc.Env, t.proc.Entry = args, spec.Process.Env, entry
 	t.proc.Mounts = guestMounts(rootfs, spec)
