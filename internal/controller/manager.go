@@ -147,7 +147,7 @@ func slimPod(obj any) (any, error) {
 	out := &corev1.Pod{TypeMeta: p.TypeMeta, ObjectMeta: metav1.ObjectMeta{
 		Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
 		DeletionTimestamp: p.DeletionTimestamp,
-		Labels: map[string]string{LabelShim: p.Labels[LabelShim], jobControllerUID: p.Labels[jobControllerUID]},
+		Labels:            map[string]string{LabelShim: p.Labels[LabelShim], jobControllerUID: p.Labels[jobControllerUID]},
 	}}
 	out.Spec.NodeName = p.Spec.NodeName
 	out.Status.Phase = p.Status.Phase

@@ -56,20 +56,27 @@ type ShimReconciler struct {
 // second reconcile counts them against the rollout budget instead of starting more.
 type jobExpectations struct {
 	mu      sync.Mutex
-	created map[string]time.Time // namespace/name -> when
+	created map[jobKey]time.Time // when
 }
 
-func (e *jobExpectations) add(key string) {
+// jobKey names the Job of one operation on one node at one spec hash.
+type jobKey struct {
+	shim, node string
+	op         rollout.Operation
+	hash       string
+}
+
+func (e *jobExpectations) add(key jobKey) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.created == nil {
-		e.created = map[string]time.Time{}
+		e.created = map[jobKey]time.Time{}
 	}
 	e.created[key] = time.Now()
 }
 
 // pending reports whether key was created recently and not seen since; seen clears it.
-func (e *jobExpectations) pending(key string, seen bool) bool {
+func (e *jobExpectations) pending(key jobKey, seen bool) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	at, ok := e.created[key]
@@ -252,9 +259,10 @@ func (r *ShimReconciler) observe(shim *v1alpha1.Shim, hash string) ([]rollout.No
 	handler := rollout.Handler(shim)
 	label, annotation := v1alpha1.NodeStateLabel(shim.Name), v1alpha1.NodeHashAnnotation(shim.Name)
 	outcomes := map[string]Outcome{}
-	var view []rollout.Node
+	nodes := r.objects.allNodes()
+	view := make([]rollout.Node, 0, len(nodes))
 	waitResult := false
-	r.objects.eachNode(func(n *corev1.Node) {
+	for _, n := range nodes {
 		v := rollout.Node{
 			Name:     n.Name,
 			Selected: rollout.Selected(shim.Spec.NodeSelector, n.Labels, n.Annotations),
@@ -263,7 +271,7 @@ func (r *ShimReconciler) observe(shim *v1alpha1.Shim, hash string) ([]rollout.No
 		}
 		jobs := r.objects.nodeJobs(shim.Name, n.Name)
 		if v.State == "" && v.Hash == "" && !v.Selected && len(jobs) == 0 {
-			return // nothing of ours there and nothing to do (fast path for large clusters)
+			continue // nothing of ours there and nothing to do (fast path for large clusters)
 		}
 		v.Platform = rollout.Platform{OS: n.Status.NodeInfo.OperatingSystem, Arch: n.Status.NodeInfo.Architecture}
 		v.HandlersReported = len(n.Status.RuntimeHandlers) > 0
@@ -280,17 +288,12 @@ func (r *ShimReconciler) observe(shim *v1alpha1.Shim, hash string) ([]rollout.No
 				v.OtherActive = o.Phase == rollout.JobActive
 			}
 		}
-		for op, job := range map[rollout.Operation]*batchv1.Job{rollout.Install: install, rollout.Uninstall: uninstall} {
-			j, waiting := r.jobState(shim.Name, n.Name, op, hash, job, v.State, outcomes)
-			waitResult = waitResult || waiting
-			if op == rollout.Install {
-				v.Install = j
-			} else {
-				v.Uninstall = j
-			}
-		}
+		var waitInstall, waitUninstall bool
+		v.Install, waitInstall = r.jobState(shim.Name, n.Name, rollout.Install, hash, install, v.State, outcomes)
+		v.Uninstall, waitUninstall = r.jobState(shim.Name, n.Name, rollout.Uninstall, hash, uninstall, v.State, outcomes)
+		waitResult = waitResult || waitInstall || waitUninstall
 		view = append(view, v)
-	})
+	}
 	return view, outcomes, waitResult
 }
 
@@ -300,7 +303,7 @@ func (r *ShimReconciler) observe(shim *v1alpha1.Shim, hash string) ([]rollout.No
 // waiting reports a finished Job whose result is not readable yet; the node is held meanwhile.
 func (r *ShimReconciler) jobState(shim, node string, op rollout.Operation, hash string, job *batchv1.Job,
 	state v1alpha1.NodeState, outcomes map[string]Outcome) (j rollout.Job, waiting bool) {
-	if r.expect.pending(expectKey(shim, node, op, hash), job != nil) {
+	if r.expect.pending(jobKey{shim, node, op, hash}, job != nil) {
 		return rollout.Job{Phase: rollout.JobActive}, false
 	}
 	if job == nil {
@@ -316,11 +319,6 @@ func (r *ShimReconciler) jobState(shim, node string, op rollout.Operation, hash 
 	}
 	outcomes[job.Name] = o
 	return rollout.Job{Phase: o.Phase, Detail: o.Detail, Finished: o.Finished}, !ok
-}
-
-// expectKey names the Job of op on node at hash for jobExpectations.
-func expectKey(shim, node string, op rollout.Operation, hash string) string {
-	return shim + "/" + node + "/" + string(op) + "/" + hash
 }
 
 // forgetDeletedNodes deletes the running Jobs of nodes that left the cluster.
@@ -467,7 +465,7 @@ func (r *ShimReconciler) applyNode(ctx context.Context, shim *v1alpha1.Shim, has
 		if err := r.Client.Create(ctx, job); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("create %s Job %s for node %s: %w", s.Op, job.Name, s.Node, err)
 		}
-		r.expect.add(expectKey(shim.Name, s.Node, s.Op, hash))
+		r.expect.add(jobKey{shim.Name, s.Node, s.Op, hash})
 	}
 	return nil
 }

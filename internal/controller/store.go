@@ -81,13 +81,16 @@ func podJobUID(obj any) ([]string, error) {
 
 func shimNodeKey(shim, node string) string { return shim + "/" + node }
 
-// eachNode calls f for every cached node.
-func (s *store) eachNode(f func(*corev1.Node)) {
-	for _, o := range s.nodes.List() {
+// allNodes returns the cached nodes.
+func (s *store) allNodes() []*corev1.Node {
+	objs := s.nodes.List()
+	out := make([]*corev1.Node, 0, len(objs))
+	for _, o := range objs {
 		if n, ok := o.(*corev1.Node); ok {
-			f(n)
+			out = append(out, n)
 		}
 	}
+	return out
 }
 
 // node returns the cached node called name, or nil.

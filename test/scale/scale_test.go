@@ -75,8 +75,11 @@ func TestBenchScale(t *testing.T) {
 		}
 		env := setup(t, n, *kcmQPS)
 		r := row{n: n}
+		before := childCPU()
 		r.job = env.plainJob(t)
+		mid := childCPU()
 		r.rollout = env.rollout(t)
+		r.jobCPU, r.rolloutCPU = mid.since(before), childCPU().since(mid)
 		env.stop()
 		rows = append(rows, r)
 	}
@@ -87,6 +90,8 @@ type row struct {
 	n       int
 	rollout result
 	job     time.Duration
+	// jobCPU and rolloutCPU are the control plane's CPU during the plain Job and the rollout.
+	jobCPU, rolloutCPU cpuTimes
 }
 
 type result struct {
@@ -117,6 +122,18 @@ func printTable(rows []row, qps int) {
 		if r.n == 1000 {
 			ratio1000 = fmt.Sprintf("%.2f", ratio)
 		}
+	}
+	fmt.Printf("\ncontrol-plane CPU seconds, plain Job / rollout (the manager's own CPU is in the table above)\n%7s", "nodes")
+	for _, c := range components {
+		fmt.Printf(" %18s", c)
+	}
+	fmt.Println()
+	for _, r := range rows {
+		fmt.Printf("%7d", r.n)
+		for _, c := range components {
+			fmt.Printf(" %8.1f / %7.1f", r.jobCPU[c].Seconds(), r.rolloutCPU[c].Seconds())
+		}
+		fmt.Println()
 	}
 	if ratio1000 == "" {
 		ratio1000 = "n/a (1000 not among the sizes)"
