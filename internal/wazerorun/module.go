@@ -40,10 +40,13 @@ type Options struct {
 	MemoryLimit int64
 }
 
-// Module is a compiled WASI module bound to its own wazero runtime. Run it once or more, then Close it.
+// Module is a WASI module compiled in its own wazero runtime. Prepare the runtime, Compile the
+// module into it, Run it once or more, then Close it.
 type Module struct {
 	rt       wazero.Runtime
 	cache    wazero.CompilationCache
+	cacheDir string
+	before   int // files in cacheDir before compiling, -1 without a disk cache
 	compiled wazero.CompiledModule
 	limit    uint64
 
@@ -53,39 +56,57 @@ type Module struct {
 	CompileTime time.Duration
 }
 
-// Compile validates and compiles wasm. It fails with ErrMemoryLimit when the module's minimum
-// memory is above Options.MemoryLimit.
-func Compile(ctx context.Context, wasm []byte, o Options) (_ *Module, err error) {
-	m := &Module{}
+// Prepare opens the compilation cache and starts a runtime with WASI preview1: everything
+// compiling needs besides the module's bytes, so callers can do it while they read them.
+func Prepare(ctx context.Context, o Options) (_ *Module, err error) {
+	m := &Module{cacheDir: o.CacheDir, before: -1}
 	if o.MemoryLimit > 0 {
 		m.limit = uint64(o.MemoryLimit) / PageSize * PageSize
 	}
 	rc := wazero.NewRuntimeConfig().WithCloseOnContextDone(true)
-	before := -1
 	if o.CacheDir != "" {
 		if m.cache, err = wazero.NewCompilationCacheWithDir(o.CacheDir); err != nil {
 			return nil, fmt.Errorf("open compilation cache %s: %w", o.CacheDir, err)
 		}
 		rc = rc.WithCompilationCache(m.cache)
-		before = countFiles(o.CacheDir)
+		m.before = countFiles(o.CacheDir)
 	}
 	m.rt = wazero.NewRuntimeWithConfig(ctx, rc)
-	defer func() {
-		if err != nil {
-			_ = m.Close(context.WithoutCancel(ctx))
-		}
-	}()
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, m.rt); err != nil {
+		_ = m.Close(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("instantiate WASI preview1: %w", err)
+	}
+	return m, nil
+}
+
+// Compile prepares a runtime and compiles wasm in it (Prepare, then Module.Compile); on error
+// nothing is left open.
+func Compile(ctx context.Context, wasm []byte, o Options) (*Module, error) {
+	m, err := Prepare(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Compile(ctx, wasm); err != nil {
+		_ = m.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return m, nil
+}
+
+// Compile validates and compiles wasm, once per Module. It fails with ErrMemoryLimit when the
+// module's minimum memory is above Options.MemoryLimit. The caller still Closes m after an error.
+func (m *Module) Compile(ctx context.Context, wasm []byte) (err error) {
+	if m.compiled != nil {
+		return errors.New("the module is already compiled")
 	}
 	start := time.Now()
 	cctx := experimental.WithCompilationWorkers(ctx, runtime.GOMAXPROCS(0))
 	if m.compiled, err = m.rt.CompileModule(cctx, wasm); err != nil {
-		return nil, fmt.Errorf("compile module: %w", err)
+		return fmt.Errorf("compile module: %w", err)
 	}
 	m.CompileTime = time.Since(start)
-	if before >= 0 {
-		m.CacheHit = countFiles(o.CacheDir) == before
+	if m.before >= 0 {
+		m.CacheHit = countFiles(m.cacheDir) == m.before
 	}
 	if m.limit > 0 {
 		mems := m.compiled.ImportedMemories()
@@ -94,12 +115,12 @@ func Compile(ctx context.Context, wasm []byte, o Options) (_ *Module, err error)
 		}
 		for _, d := range mems {
 			if need := uint64(d.Min()) * PageSize; need > m.limit {
-				return nil, fmt.Errorf("%w: the module needs at least %s of linear memory, the limit is %s",
+				return fmt.Errorf("%w: the module needs at least %s of linear memory, the limit is %s",
 					ErrMemoryLimit, mib(need), mib(m.limit))
 			}
 		}
 	}
-	return m, nil
+	return nil
 }
 
 // CheckEntry reports ErrNoEntry unless the module exports a function called entry ("" means _start).

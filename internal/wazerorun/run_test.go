@@ -237,3 +237,27 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		t.Fatalf("waiting for %s: %v", what, err)
 	}
 }
+
+// TestPrepare compiles into a runtime prepared before the module's bytes were known, once only.
+func TestPrepare(t *testing.T) {
+	t.Parallel()
+	m, err := wazerorun.Prepare(t.Context(), wazerorun.Options{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	wasm := wazeroguest.Tiny("prepared\n", 0)
+	if err := m.Compile(t.Context(), wasm); err != nil {
+		t.Fatal(err)
+	}
+	if m.CacheHit {
+		t.Error("first compilation into an empty cache reported a cache hit")
+	}
+	if err := m.Compile(t.Context(), wasm); err == nil {
+		t.Error("a second Compile into the same Module succeeded")
+	}
+	var out syncBuffer
+	if res, err := m.Run(t.Context(), wazerorun.Process{Stdout: &out}); err != nil || res.ExitCode != 0 || out.String() != "prepared\n" {
+		t.Fatalf("run: %+v, %v, stdout %q", res, err, out.String())
+	}
+}

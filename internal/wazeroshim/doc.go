@@ -8,10 +8,13 @@
 // CPU limits inside a pod are not enforced separately (the pod-level limits the kubelet sets are).
 // At Create the shim mounts the rootfs, finds the module (internal/wazeromodule: a .wasm
 // file named by args[0], "path#func" accepted, or the first Wasm layer of a Wasm OCI artifact, read
-// from containerd's content store), compiles it through the node's on-disk cache, and opens the
-// stdio FIFOs. Start runs the guest (internal/wazerorun) with argv, environment, the rootfs as "/"
-// (plus directory volumes), and stdout/stderr on the FIFOs, so `kubectl logs` works. Kill stops it
-// promptly with 128+signal (137 for SIGKILL); the OCI memory limit caps its linear memory.
+// from containerd's content store), starts compiling it through the node's on-disk cache, and opens
+// the stdio FIFOs. Create returns while the module compiles, so containerd's round trip to Start
+// overlaps the compilation; Start waits for it, and a module that does not compile (or exceeds the
+// memory limit, or lacks the entry function) fails Start with the reason. Start runs the guest
+// (internal/wazerorun) with argv, environment, the rootfs as "/" (plus directory volumes), and
+// stdout/stderr on the FIFOs, so `kubectl logs` works. Kill stops it promptly with 128+signal (137
+// for SIGKILL); the OCI memory limit caps its linear memory.
 //
 // A pod's sandbox (pause) container, which containerd's CRI plugin also starts through this shim, is
 // not Wasm: the shim holds it without a process, reports itself as its pid, and ends it on Kill

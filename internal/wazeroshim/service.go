@@ -86,7 +86,8 @@ func (s *service) publish(topic string, event any) {
 	}
 }
 
-// Create prepares the container: rootfs, cgroup, module (compiled, or taken from the cache) and stdio.
+// Create prepares the container: rootfs, cgroup, module and stdio; the module compiles (or loads
+// from the cache) in the background until Start.
 func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*taskapi.CreateTaskResponse, error) {
 	s.createMu.Lock()
 	defer s.createMu.Unlock()
@@ -149,12 +150,12 @@ func (s *service) Start(ctx context.Context, r *taskapi.StartRequest) (*taskapi.
 	if err != nil {
 		return nil, err
 	}
-	launch, err := t.start(func(status uint32, at time.Time) { s.publishExit(t, status, at) })
+	release, err := t.start(ctx, func(status uint32, at time.Time) { s.publishExit(t, status, at) })
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}
 	s.publish(runtime.TaskStartEventTopic, &eventstypes.TaskStart{ContainerID: t.id, Pid: t.pid})
-	launch()
+	release()
 	return &taskapi.StartResponse{Pid: t.pid}, nil
 }
 

@@ -131,7 +131,8 @@ func TestLifecycle(t *testing.T) {
 }
 
 // TestGuests runs the Go guest through the shim: argv, environment, rootfs, volumes, exit codes,
-// errors that must fail Create clearly, and the memory limit.
+// errors that must fail Create (no module) or Start (the module does not compile or fit) clearly,
+// and the memory limit.
 func TestGuests(t *testing.T) {
 	t.Parallel()
 	testenv.Integration(t)
@@ -142,6 +143,7 @@ func TestGuests(t *testing.T) {
 		args      []string
 		memory    int64
 		createErr string // substring of the Create error, or "" when Create succeeds
+		startErr  string // substring of the Start error, or "" when Start succeeds
 		exit      uint32
 		stdout    string
 		stderr    string
@@ -152,8 +154,8 @@ func TestGuests(t *testing.T) {
 		{name: "volume", args: []string{"/app.wasm", "write", "/data/out.txt", "persisted"}, stdout: "wrote /data/out.txt"},
 		{name: "exit code", args: []string{"/app.wasm", "exit", "42"}, exit: 42},
 		{name: "memory limit exceeded", args: []string{"/app.wasm", "grow", "128"}, memory: 64 << 20, exit: 2, stderr: "memory limit exceeded"},
-		{name: "memory limit below the module's minimum", args: []string{"/app.wasm"}, memory: 1 << 20, createErr: "memory limit exceeded"},
-		{name: "missing entry function", args: []string{"/app.wasm#serve"}, createErr: `exports no function "serve"`},
+		{name: "memory limit below the module's minimum", args: []string{"/app.wasm"}, memory: 1 << 20, startErr: "memory limit exceeded: the module needs at least"},
+		{name: "missing entry function", args: []string{"/app.wasm#serve"}, startErr: `exports no function "serve"`},
 		{name: "not wasm", args: []string{"/etc/motd"}, createErr: "not a WebAssembly binary"},
 		{name: "no module anywhere", args: []string{"/nope.wasm"}, createErr: "no WebAssembly module found"},
 	} {
@@ -180,7 +182,17 @@ func TestGuests(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Create: %v", err)
 			}
-			if _, err := p.task.Start(p.ctx, &taskapi.StartRequest{ID: id}); err != nil {
+			_, err = p.task.Start(p.ctx, &taskapi.StartRequest{ID: id})
+			if tc.startErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.startErr) {
+					t.Fatalf("Start: got %v, want an error containing %q", err, tc.startErr)
+				}
+				if _, err := p.task.Delete(p.ctx, &taskapi.DeleteRequest{ID: id}); err != nil {
+					t.Errorf("Delete after a failed Start: %v", err)
+				}
+				return
+			}
+			if err != nil {
 				t.Fatalf("Start: %v", err)
 			}
 			if code := p.wait(t, id); code != tc.exit {
@@ -201,8 +213,8 @@ func TestGuests(t *testing.T) {
 	})
 }
 
-// TestKill stops guests blocked in sleep (poll_oneoff) or spinning, kills a task never started,
-// and ends a pod sandbox the way pause ends.
+// TestKill stops guests blocked in sleep (poll_oneoff) or spinning, kills a task never started
+// (also while its module still compiles), and ends a pod sandbox the way pause ends.
 func TestKill(t *testing.T) {
 	t.Parallel()
 	testenv.Integration(t)
@@ -211,6 +223,7 @@ func TestKill(t *testing.T) {
 		name    string
 		mode    string // guest mode; "" = never started
 		sandbox bool
+		cold    bool // an empty compilation cache: Kill and Delete come while the module compiles
 		signal  syscall.Signal
 		exit    uint32
 	}{
@@ -218,6 +231,7 @@ func TestKill(t *testing.T) {
 		{name: "sleeping guest SIGTERM", mode: "sleep", signal: syscall.SIGTERM, exit: 143},
 		{name: "spinning guest SIGKILL", mode: "spin", signal: syscall.SIGKILL, exit: 137},
 		{name: "never started", signal: syscall.SIGKILL, exit: 137},
+		{name: "never started still compiling", cold: true, signal: syscall.SIGKILL, exit: 137},
 		{name: "sandbox SIGTERM", sandbox: true, signal: syscall.SIGTERM, exit: 0},
 		{name: "sandbox SIGKILL", sandbox: true, signal: syscall.SIGKILL, exit: 137},
 	} {
@@ -233,7 +247,11 @@ func TestKill(t *testing.T) {
 			})
 			p := startShim(t, bundle, id)
 			io := newStdio(t)
-			if _, err := p.create(t, id, io, cache); err != nil {
+			cacheDir := cache
+			if tc.cold {
+				cacheDir = t.TempDir()
+			}
+			if _, err := p.create(t, id, io, cacheDir); err != nil {
 				t.Fatalf("Create: %v", err)
 			}
 			if tc.mode != "" || tc.sandbox {

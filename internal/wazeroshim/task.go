@@ -44,6 +44,8 @@ type task struct {
 	cg         *cgroup
 	io         *stdio
 	module     *wazerorun.Module
+	loaded     chan struct{} // closed once module is compiled or failed to (loadErr); nil for a sandbox
+	loadErr    error
 	proc       wazerorun.Process
 	stopIO     context.CancelFunc // ends a pending open of stdin
 
@@ -56,7 +58,9 @@ type task struct {
 }
 
 // newTask prepares everything a container needs before Start: rootfs, cgroup (when joinCg: the
-// first container of a shim process), the compiled module and its stdio. Errors leave nothing behind.
+// first container of a shim process), the module and its stdio. The module's compilation goes on
+// after Create returns, so containerd's Create-to-Start round trip overlaps it; Start waits for it
+// and reports its errors. Errors leave nothing behind.
 func newTask(ctx context.Context, req *taskapi.CreateTaskRequest, fromImage imageSource, joinCg bool) (_ *task, err error) {
 	if req.Terminal {
 		return nil, fmt.Errorf("container %s: a terminal (tty) is not supported by the wazero shim: %w", req.ID, errdefs.ErrNotImplemented)
@@ -91,7 +95,7 @@ func newTask(ctx context.Context, req *taskapi.CreateTaskRequest, fromImage imag
 		return nil, err
 	}
 	// Joining a cgroup takes milliseconds (on cgroup v1 one migration per hierarchy), so it runs
-	// beside reading and compiling the module; both are done before Create returns.
+	// beside reading the module; Create returns once both are done.
 	joined := make(chan error, 1)
 	if joinCg && spec.Linux != nil && spec.Linux.CgroupsPath != "" {
 		go func() {
@@ -124,13 +128,54 @@ func newTask(ctx context.Context, req *taskapi.CreateTaskRequest, fromImage imag
 	return t, nil
 }
 
-// load finds and compiles the container's module and prepares its process.
+// load reads the container's module, prepares its process and starts compiling it; Start
+// waits for the compilation (see loaded). A wazero runtime is prepared while the module is read.
+// On error nothing is left running; on success cleanup closes t.module.
 func (t *task) load(ctx context.Context, spec *specs.Spec, rootfs string, opts Options, fromImage imageSource) error {
 	if spec.Process == nil {
 		return errors.New("config.json has no process")
 	}
-	args := spec.Process.Args
-	var modulePath, entry string
+	var limit int64
+	if r := spec.Linux; r != nil && r.Resources != nil && r.Resources.Memory != nil && r.Resources.Memory.Limit != nil {
+		limit = *r.Resources.Memory.Limit
+	}
+	// The compilation outlives Create's request, so it must not end with it.
+	bg := context.WithoutCancel(ctx)
+	type prepared struct {
+		m   *wazerorun.Module
+		err error
+	}
+	prep := make(chan prepared, 1)
+	go func() {
+		m, err := wazerorun.Prepare(bg, wazerorun.Options{CacheDir: opts.CacheDir, MemoryLimit: limit})
+		prep <- prepared{m, err}
+	}()
+	args, entry, src, err := t.source(ctx, spec.Process.Args, rootfs, fromImage)
+	p := <-prep
+	if err == nil && p.err != nil {
+		err = fmt.Errorf("module from %s: %w", src.Origin, p.err)
+	}
+	if err != nil {
+		if p.m != nil {
+			_ = p.m.Close(bg)
+		}
+		return err
+	}
+	t.module = p.m
+	t.proc.Args, t.proc.Env, t.proc.Entry = args, spec.Process.Env, entry
+	t.proc.Mounts = guestMounts(rootfs, spec)
+	t.loaded = make(chan struct{})
+	go func() {
+		defer close(t.loaded)
+		t.loadErr = t.compile(bg, src, entry)
+	}()
+	return nil
+}
+
+// source finds the container's module (args[0] in the rootfs, else the image's Wasm layer) and
+// returns the guest's argv and entry function with it.
+func (t *task) source(ctx context.Context, args []string, rootfs string, fromImage imageSource) (_ []string, entry string, _ *wazeromodule.Source, _ error) {
+	var modulePath string
 	if len(args) > 0 {
 		modulePath, entry = wazeromodule.ParseEntry(args[0])
 		args = append([]string{modulePath}, args[1:]...)
@@ -144,24 +189,25 @@ func (t *task) load(ctx context.Context, spec *specs.Spec, rootfs string, opts O
 		rootfsErr := err
 		if src, err = fromImage(ctx, t.id); err != nil {
 			if rootfsErr != nil {
-				return fmt.Errorf("%w: args[0] %q is not in the rootfs (%v), and the image has no Wasm layer (%v)",
+				return nil, "", nil, fmt.Errorf("%w: args[0] %q is not in the rootfs (%v), and the image has no Wasm layer (%v)",
 					wazeromodule.ErrNoModule, args[0], rootfsErr, err)
 			}
-			return fmt.Errorf("the process has no args[0] naming a module, and the image has no Wasm layer: %w", err)
+			return nil, "", nil, fmt.Errorf("the process has no args[0] naming a module, and the image has no Wasm layer: %w", err)
 		}
 		if len(args) == 0 {
 			args = []string{t.id + ".wasm"}
 		}
 	} else if err != nil {
-		return err
+		return nil, "", nil, err
 	}
-	var limit int64
-	if r := spec.Linux; r != nil && r.Resources != nil && r.Resources.Memory != nil && r.Resources.Memory.Limit != nil {
-		limit = *r.Resources.Memory.Limit
-	}
+	return args, entry, src, nil
+}
+
+// compile compiles the module (or loads it from the cache) and checks its entry function.
+func (t *task) compile(ctx context.Context, src *wazeromodule.Source, entry string) error {
 	// Hash the module (for the log) on the other core while wazero compiles it.
 	go src.Digest()
-	if t.module, err = wazerorun.Compile(ctx, src.Wasm, wazerorun.Options{CacheDir: opts.CacheDir, MemoryLimit: limit}); err != nil {
+	if err := t.module.Compile(ctx, src.Wasm); err != nil {
 		return fmt.Errorf("module from %s (%s): %w", src.Origin, src.Digest(), err)
 	}
 	if err := t.module.CheckEntry(entry); err != nil {
@@ -170,8 +216,6 @@ func (t *task) load(ctx context.Context, spec *specs.Spec, rootfs string, opts O
 	log.G(ctx).WithFields(log.Fields{
 		"module": src.Origin, "digest": src.Digest(), "cache_hit": t.module.CacheHit, "compile": t.module.CompileTime,
 	}).Info("module compiled")
-	t.proc.Args, t.proc.Env, t.proc.Entry = args, spec.Process.Env, entry
-	t.proc.Mounts = guestMounts(rootfs, spec)
 	return nil
 }
 
@@ -188,21 +232,36 @@ func readSpec(bundle string) (*specs.Spec, error) {
 	return &s, nil
 }
 
-// start marks the task running and returns the function that launches it; the caller publishes
-// the start event in between, so that it always precedes the exit event. onExit runs once the
-// task has exited.
-func (t *task) start(onExit func(status uint32, at time.Time)) (launch func(), err error) {
+// start waits for the module's compilation (begun at Create), marks the task running and
+// launches it. The guest runs at once, but its exit is held back until the caller, having
+// published the start event, calls release: the start event always precedes the exit event, and
+// publishing it does not delay the guest. onExit runs once the task has exited. A module that
+// failed to compile fails Start with the reason.
+func (t *task) start(ctx context.Context, onExit func(status uint32, at time.Time)) (release func(), err error) {
+	if t.loaded != nil {
+		select {
+		case <-t.loaded:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("container %s: waiting for its module to compile: %w", t.id, ctx.Err())
+		}
+		if t.loadErr != nil {
+			return nil, fmt.Errorf("container %s: %w", t.id, t.loadErr)
+		}
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.status != tasktypes.Status_CREATED {
 		return nil, fmt.Errorf("container %s is %s, not created: %w", t.id, t.status, errdefs.ErrFailedPrecondition)
 	}
-	ctx, cancel := context.WithCancelCause(context.Background())
+	runCtx, cancel := context.WithCancelCause(context.Background())
 	t.status, t.cancel = tasktypes.Status_RUNNING, cancel
-	return func() { go t.run(ctx, onExit) }, nil
+	started := make(chan struct{})
+	go t.run(runCtx, started, onExit)
+	return func() { close(started) }, nil
 }
 
-func (t *task) run(ctx context.Context, onExit func(uint32, time.Time)) {
+// run runs the guest (or, for a sandbox, waits for a kill) and records its exit once started is closed.
+func (t *task) run(ctx context.Context, started <-chan struct{}, onExit func(uint32, time.Time)) {
 	var code int
 	if t.sandbox {
 		<-ctx.Done()
@@ -215,6 +274,7 @@ func (t *task) run(ctx context.Context, onExit func(uint32, time.Time)) {
 			code = wazerorun.ExitTrap
 		}
 	}
+	<-started
 	t.mu.Lock()
 	if err := t.io.CloseOutput(); err != nil {
 		log.L.WithError(err).Warn("close the container's output")
@@ -321,6 +381,9 @@ func (t *task) cleanup(ctx context.Context) error {
 		errs = append(errs, t.io.Close())
 	}
 	if t.module != nil {
+		if t.loaded != nil {
+			<-t.loaded // the compilation uses the module until then
+		}
 		errs = append(errs, t.module.Close(ctx))
 	}
 	if t.cg != nil {
