@@ -115,26 +115,34 @@ func ourAnnotations(in map[string]string) map[string]string {
 	return out
 }
 
-// slimMeta keeps the metadata the controller and the cache's indexes use.
-func slimMeta(m metav1.ObjectMeta) metav1.ObjectMeta {
-	return metav1.ObjectMeta{
-		Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
-		Generation: m.Generation, CreationTimestamp: m.CreationTimestamp, DeletionTimestamp: m.DeletionTimestamp,
-		Labels: m.Labels, Annotations: m.Annotations, OwnerReferences: m.OwnerReferences,
-	}
-}
-
-// slimJob keeps a Job's identity, node and status: the pod template (most of a Job) is never read back.
+// slimJob keeps a Job's identity, owner, our labels, node and status: the pod template (most of a Job)
+// is never read back.
 func slimJob(obj any) (any, error) {
 	j, ok := obj.(*batchv1.Job)
 	if !ok {
 		return obj, nil
 	}
-	out := &batchv1.Job{TypeMeta: j.TypeMeta, ObjectMeta: slimMeta(j.ObjectMeta)}
+	out := &batchv1.Job{TypeMeta: j.TypeMeta, ObjectMeta: metav1.ObjectMeta{
+		Name: j.Name, Namespace: j.Namespace, UID: j.UID, ResourceVersion: j.ResourceVersion,
+		DeletionTimestamp: j.DeletionTimestamp, OwnerReferences: j.OwnerReferences,
+		Labels: keep(j.Labels, LabelManagedBy, LabelShim, LabelOperation, LabelSpecHash),
+	}}
 	out.Spec.Template.Spec.NodeName = j.Spec.Template.Spec.NodeName
 	out.Status = batchv1.JobStatus{Conditions: j.Status.Conditions, StartTime: j.Status.StartTime,
 		CompletionTime: j.Status.CompletionTime, Active: j.Status.Active, Succeeded: j.Status.Succeeded, Failed: j.Status.Failed}
 	return out, nil
+}
+
+// keep returns the entries of m under keys, in a new map keyed by the caller's strings: a decoded
+// object's map has its own copy of every key, and thousands of cached objects repeat the same few.
+func keep(m map[string]string, keys ...string) map[string]string {
+	out := make(map[string]string, len(keys))
+	for _, k := range keys {
+		if v, ok := m[k]; ok {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // slimPod keeps an installer pod's identity, the labels that tie it to its Shim and Job, its phase and
@@ -147,7 +155,7 @@ func slimPod(obj any) (any, error) {
 	out := &corev1.Pod{TypeMeta: p.TypeMeta, ObjectMeta: metav1.ObjectMeta{
 		Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
 		DeletionTimestamp: p.DeletionTimestamp,
-		Labels:            map[string]string{LabelShim: p.Labels[LabelShim], jobControllerUID: p.Labels[jobControllerUID]},
+		Labels:            keep(p.Labels, LabelShim, jobControllerUID),
 	}}
 	out.Spec.NodeName = p.Spec.NodeName
 	out.Status.Phase = p.Status.Phase

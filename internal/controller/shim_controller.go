@@ -306,8 +306,8 @@ func (r *ShimReconciler) jobState(shim, node string, op rollout.Operation, hash 
 	if r.expect.pending(jobKey{shim, node, op, hash}, job != nil) {
 		return rollout.Job{Phase: rollout.JobActive}, false
 	}
-	if job == nil {
-		return rollout.Job{}, false
+	if job == nil || job.DeletionTimestamp != nil {
+		return rollout.Job{}, false // a Job being deleted is gone for the plan (as in JobOutcome)
 	}
 	if o, finished := jobConditionOutcome(job); finished && state != v1alpha1.NodeInstalling &&
 		state != v1alpha1.NodeUninstalling && state != v1alpha1.NodeFailed {

@@ -24,6 +24,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -100,14 +101,14 @@ type result struct {
 	rssMiB int64
 	cpu    time.Duration
 	// requests maps HTTP methods to the requests the manager made, plus the shim controller's
-	// reconcile count and total seconds under their metric names.
+	// reconcile count and total seconds and the Go heap in use at the end, under their metric names.
 	requests map[string]float64
 }
 
 func printTable(rows []row, qps int) {
 	fmt.Printf("\nwasmkube manager rollout on KWOK nodes (half arm64), maxUnavailable 10%%, installer pods finish after ~1 s, kube-controller-manager --kube-api-qps=%d\n", qps)
-	fmt.Printf("%7s %11s %11s %7s %9s %8s %6s %6s %6s %6s %6s %12s %11s %9s\n",
-		"nodes", "rollout", "plain Job", "ratio", "RSS MiB", "CPU s", "GET/n", "POST/n", "PATCH/n", "PUT/n", "DEL/n", "writes/node",
+	fmt.Printf("%7s %11s %11s %7s %9s %9s %8s %6s %6s %6s %6s %6s %12s %11s %9s\n",
+		"nodes", "rollout", "plain Job", "ratio", "RSS MiB", "heap MiB", "CPU s", "GET/n", "POST/n", "PATCH/n", "PUT/n", "DEL/n", "writes/node",
 		"reconciles", "avg ms")
 	var ratio1000 string
 	for _, r := range rows {
@@ -116,8 +117,9 @@ func printTable(rows []row, qps int) {
 		writes := per("POST") + per("PATCH") + per("PUT") + per("DELETE")
 		count := r.rollout.requests["controller_runtime_reconcile_time_seconds_count"]
 		avg := 1000 * r.rollout.requests["controller_runtime_reconcile_time_seconds_sum"] / max(count, 1)
-		fmt.Printf("%7d %10.1fs %10.1fs %7.2f %9d %8.1f %6.2f %6.2f %6.2f %6.2f %6.2f %12.2f %11.0f %9.1f\n",
-			r.n, r.rollout.wall.Seconds(), r.job.Seconds(), ratio, r.rollout.rssMiB, r.rollout.cpu.Seconds(),
+		fmt.Printf("%7d %10.1fs %10.1fs %7.2f %9d %9.0f %8.1f %6.2f %6.2f %6.2f %6.2f %6.2f %12.2f %11.0f %9.1f\n",
+			r.n, r.rollout.wall.Seconds(), r.job.Seconds(), ratio, r.rollout.rssMiB,
+			r.rollout.requests["go_memstats_heap_inuse_bytes"]/(1<<20), r.rollout.cpu.Seconds(),
 			per("GET"), per("POST"), per("PATCH"), per("PUT"), per("DELETE"), writes, count, avg)
 		if r.n == 1000 {
 			ratio1000 = fmt.Sprintf("%.2f", ratio)
@@ -361,9 +363,9 @@ func (e *env) rollout(t *testing.T) result {
 		if err != nil {
 			t.Fatalf("the manager's pprof endpoint %s did not come up: %v", pprofAddr, err)
 		}
-		profiled.Go(func() {
-			e.saveProfile(pprofAddr, fmt.Sprintf("profile?seconds=%d", *profileSeconds), "cpu")
-		})
+		query := fmt.Sprintf("profile?seconds=%d", *profileSeconds)
+		profiled.Go(func() { e.saveProfile(pprofAddr, query, "cpu") })
+		profiled.Go(func() { e.saveProfile("", query, "apiserver-cpu") })
 	}
 	var res result
 	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 60*time.Minute, false, func(ctx context.Context) (bool, error) {
@@ -395,9 +397,19 @@ func (e *env) rollout(t *testing.T) result {
 	return res
 }
 
-// saveProfile downloads /debug/pprof/<query> from the manager into -profile-dir.
+// saveProfile downloads /debug/pprof/<query> into -profile-dir: from the manager at addr, or from the
+// kube-apiserver when addr is "".
 func (e *env) saveProfile(addr, query, kind string) {
-	resp, err := http.Get("http://" + addr + "/debug/pprof/" + query)
+	hc, url := http.DefaultClient, "http://"+addr+"/debug/pprof/"+query
+	if addr == "" {
+		var err error
+		if hc, err = rest.HTTPClientFor(e.cluster.Config); err != nil {
+			e.t.Errorf("client for the apiserver: %v", err)
+			return
+		}
+		url = strings.TrimSuffix(e.cluster.Config.Host, "/") + "/debug/pprof/" + query
+	}
+	resp, err := hc.Get(url)
 	if err != nil {
 		e.t.Errorf("get %s profile: %v", kind, err)
 		return
@@ -428,8 +440,8 @@ func scrapeRequests(addr string) (map[string]float64, error) {
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		for _, m := range []string{"controller_runtime_reconcile_time_seconds_sum", "controller_runtime_reconcile_time_seconds_count"} {
-			if strings.HasPrefix(line, m+`{controller="shim"`) {
+		for _, m := range []string{"controller_runtime_reconcile_time_seconds_sum", "controller_runtime_reconcile_time_seconds_count", "go_memstats_heap_inuse_bytes"} {
+			if strings.HasPrefix(line, m+`{controller="shim"`) || strings.HasPrefix(line, m+" ") {
 				v, err := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64)
 				if err != nil {
 					return nil, fmt.Errorf("parse %q: %w", line, err)
