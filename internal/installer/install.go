@@ -146,7 +146,7 @@ func (in *Installer) apply(ctx context.Context, p *plan, e *Entry, s *stepper, r
 	// configuration is written: the small fsyncs there would otherwise wait for the binary's data in
 	// the file system journal. (Overlapping the whole fetch with the restart was measured: on two
 	// shared cores it slowed the restart by about as much as it saved, and a bad source cost two restarts.)
-	tmp := path.Join(in.Target.ShimDir, ".wasmkube-fetch-"+p.spec.Handler)
+	tmp := in.fetchDir(p.spec.Handler)
 	defer files.RemoveAll(tmp)
 	fetched, err := in.fetch(ctx, tmp)
 	if s.done(StepFetch, err) != nil {
@@ -225,6 +225,12 @@ func (in *Installer) fetch(ctx context.Context, tmp string) (Fetched, error) {
 		return nil, fail(result.ReasonFetchFailed, err)
 	}
 	return fetched, nil
+}
+
+// fetchDir is the private directory a handler's binary is fetched into: in the shim directory, so
+// that the binary can be renamed into place.
+func (in *Installer) fetchDir(handler string) string {
+	return path.Join(in.Target.ShimDir, ".wasmkube-fetch-"+handler)
 }
 
 // placement is the outcome of place.

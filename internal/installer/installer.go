@@ -86,7 +86,7 @@ type Fetched interface {
 	// Finish makes the binary durable directly inside the fetch directory and describes it. The
 	// installer runs it while containerd restarts.
 	Finish() (Artifact, error)
-	// Discard drops the binary instead.
+	// Discard drops the binary unless Finish made it durable (then it does nothing).
 	Discard()
 }
 

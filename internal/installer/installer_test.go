@@ -516,3 +516,20 @@ func TestCorruptStateFileIsKept(t *testing.T) {
 		t.Errorf("state file rewritten: %q", got)
 	}
 }
+
+// Uninstall removes what an install killed while fetching left in the fetch directory (a real
+// SIGKILL skips the deferred cleanup that a panic in the unit tests would run).
+func TestUninstallRemovesFetchLeftovers(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, ModeInPlace, "config-v3.toml")
+	in := n.installer()
+	check(t, in.Install(context.Background(), spec), freshInstall)
+	leftover := path.Join(in.fetchDir(handler), ".shimsource-containerd-shim-wkt-v2-1.tmp")
+	if err := n.files.WriteFile(leftover, []byte("partial"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	check(t, in.Uninstall(context.Background(), spec.Shim, handler, ""), fullRemoval)
+	if n.exists(in.fetchDir(handler)) {
+		t.Error("uninstall left the fetch directory behind")
+	}
+}

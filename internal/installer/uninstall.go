@@ -120,6 +120,7 @@ func (in *Installer) uninstall(ctx context.Context, shim, handler, runtimeType s
 		}
 		r.BinaryChanged = true
 	}
+	files.RemoveAll(in.fetchDir(handler)) // what an install killed while fetching left (best effort)
 	s.done(StepBinary, nil)
 
 	if recorded {

@@ -38,8 +38,8 @@ func (b Builtin) Fetch(ctx context.Context, p Platform, destDir string) (Artifac
 }
 
 // Stage copies the binary as Fetch does and returns once the copy is complete and the source was
-// unchanged during it. The sha256, which only records the binary (a builtin has no checksum to
-// verify), may still run then; Finish waits for it.
+// unchanged during it. The sha256 of the copy, which only records the binary (a builtin has no
+// checksum to verify), may still run then; Finish waits for it.
 func (b Builtin) Stage(_ context.Context, p Platform, destDir string) (*Staged, error) {
 	bin, ok := BuiltinBinary(b.Name)
 	if !ok {
@@ -58,17 +58,16 @@ func (b Builtin) Stage(_ context.Context, p Platform, destDir string) (*Staged, 
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
+	defer f.Close()
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		f.Close()
 		return nil, fmt.Errorf("%s: %s is not a regular file", what, src)
 	}
 	st, err := newStaged(destDir, bin)
 	if err != nil {
-		f.Close()
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer st.discard()
-	if err := st.fillFile(f, maxBytes(0), src); err != nil { // fillFile owns f now
+	if err := st.fillFile(f, maxBytes(0), src); err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return st.handOver(Artifact{Platform: HostPlatform(), Source: "builtin:" + b.Name}, what), nil

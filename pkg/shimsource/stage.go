@@ -38,10 +38,8 @@ type staged struct {
 	n      int64
 	done   bool
 	handed bool
-	// hashed, when set, delivers the outcome of a sha256 running beside the copy (fillFile); src is
-	// the file it reads, closed once it is done.
+	// hashed, when set, delivers the outcome of a sha256 still running (fillFile).
 	hashed chan error
-	src    *os.File
 }
 
 func newStaged(destDir, name string) (*staged, error) {
@@ -86,29 +84,18 @@ func (s *staged) fill(r io.Reader, limit int64, what string) error {
 const hashBuf = 1 << 20
 
 // fillFile copies the regular file src into the staged file in the kernel (copy_file_range where
-// the file systems allow it) while a goroutine hashes src through its own reads; the hash may go on
-// after fillFile returns, and commit waits for it. fillFile takes src over: it is closed once the
-// hash is done. src must not change meanwhile: its size and modification time are compared after the
-// copy and again after the hash, and a change fails fillFile or the commit.
+// the file systems allow it), failing when src's size or modification time changed meanwhile, and
+// then starts a goroutine that hashes the staged bytes (from the page cache the copy just filled), so
+// that the hash overlaps whatever the caller does next; commit waits for it.
 func (s *staged) fillFile(src *os.File, limit int64, what string) error {
 	before, err := src.Stat()
 	if err != nil {
-		src.Close()
 		return fmt.Errorf("stat %s: %w", what, err)
 	}
 	if before.Size() > limit {
-		src.Close()
 		return fmt.Errorf("%s is larger than %d bytes: %w", what, limit, ErrTooLarge)
 	}
 	size := before.Size()
-	s.hashed, s.src = make(chan error, 1), src
-	go func() {
-		_, err := io.CopyBuffer(s.h, io.NewSectionReader(src, 0, size), make([]byte, hashBuf))
-		if err == nil {
-			err = unchanged(src, before, what)
-		}
-		s.hashed <- err
-	}()
 	n, err := s.f.ReadFrom(io.LimitReader(src, size))
 	s.n = n
 	if err == nil && n != size {
@@ -118,9 +105,13 @@ func (s *staged) fillFile(src *os.File, limit int64, what string) error {
 		err = unchanged(src, before, what)
 	}
 	if err != nil {
-		_ = s.wait()
 		return fmt.Errorf("write %s to %s: %w", what, s.f.Name(), err)
 	}
+	s.hashed = make(chan error, 1)
+	go func() {
+		_, err := io.CopyBuffer(s.h, io.NewSectionReader(s.f, 0, size), make([]byte, hashBuf))
+		s.hashed <- err
+	}()
 	return nil
 }
 
@@ -136,15 +127,13 @@ func unchanged(src *os.File, before fs.FileInfo, what string) error {
 	return nil
 }
 
-// wait returns the outcome of fillFile's hashing goroutine, once, and closes its source; nil when
-// there is none.
+// wait returns the outcome of fillFile's hashing goroutine, once; nil when there is none.
 func (s *staged) wait() error {
 	if s.hashed == nil {
 		return nil
 	}
 	err := <-s.hashed
 	s.hashed = nil
-	s.src.Close()
 	return err
 }
 
@@ -227,7 +216,8 @@ func (s *Staged) Finish() (Artifact, error) {
 	return a, nil
 }
 
-// Discard removes the temporary file (after a sha256 still running ends).
+// Discard removes the temporary file (after a sha256 still running ends); after a successful
+// Finish it does nothing.
 func (s *Staged) Discard() {
 	s.st.handed = false
 	s.st.discard()
