@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"net/http"
+	"slices"
 	"sync"
 
 	"github.com/wasmkube/wasmkube/internal/rollout"
@@ -30,7 +31,10 @@ func (r RegistryPlatforms) Platforms(ctx context.Context, image string, dockerCo
 	}
 	out := make([]rollout.Platform, 0, len(ps))
 	for _, p := range ps {
-		out = append(out, rollout.Platform{OS: p.OS, Arch: p.Architecture})
+		p = p.Normalize() // index entries may spell an architecture the way uname does (x86_64, aarch64)
+		if !slices.Contains(out, rollout.Platform{OS: p.OS, Arch: p.Architecture}) {
+			out = append(out, rollout.Platform{OS: p.OS, Arch: p.Architecture})
+		}
 	}
 	return out, nil
 }
