@@ -42,6 +42,7 @@ type service struct {
 	mu       sync.Mutex
 	tasks    map[string]*task
 	joined   bool // the shim has joined the cgroup of its first container
+	gc       gcPause
 	conn     *grpc.ClientConn
 }
 
@@ -98,7 +99,7 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*ta
 	if exists {
 		return nil, errgrpc.ToGRPCf(errdefs.ErrAlreadyExists, "container %s", r.ID)
 	}
-	t, err := newTask(ctx, r, s.fromImage, join)
+	t, err := newTask(ctx, r, s.fromImage, &s.gc, join)
 	if err != nil {
 		log.G(ctx).WithError(err).Error("create")
 		return nil, errgrpc.ToGRPC(err)

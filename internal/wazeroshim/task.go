@@ -44,6 +44,7 @@ type task struct {
 	cg         *cgroup
 	io         *stdio
 	module     *wazerorun.Module
+	gc         *gcPause      // held while the module compiles
 	loaded     chan struct{} // closed once module is compiled or failed to (loadErr); nil for a sandbox
 	loadErr    error
 	proc       wazerorun.Process
@@ -61,7 +62,7 @@ type task struct {
 // first container of a shim process), the module and its stdio. The module's compilation goes on
 // after Create returns, so containerd's Create-to-Start round trip overlaps it; Start waits for it
 // and reports its errors. Errors leave nothing behind.
-func newTask(ctx context.Context, req *taskapi.CreateTaskRequest, fromImage imageSource, joinCg bool) (_ *task, err error) {
+func newTask(ctx context.Context, req *taskapi.CreateTaskRequest, fromImage imageSource, gc *gcPause, joinCg bool) (_ *task, err error) {
 	if req.Terminal {
 		return nil, fmt.Errorf("container %s: a terminal (tty) is not supported by the wazero shim: %w", req.ID, errdefs.ErrNotImplemented)
 	}
@@ -82,6 +83,7 @@ func newTask(ctx context.Context, req *taskapi.CreateTaskRequest, fromImage imag
 		stdinPath: req.Stdin, stdoutPath: req.Stdout, stderrPath: req.Stderr,
 		status: tasktypes.Status_CREATED,
 		done:   make(chan struct{}),
+		gc:     gc,
 	}
 	defer func() {
 		if err != nil {
@@ -207,6 +209,7 @@ func (t *task) source(ctx context.Context, args []string, rootfs string, fromIma
 func (t *task) compile(ctx context.Context, src *wazeromodule.Source, entry string) error {
 	// Hash the module (for the log) on the other core while wazero compiles it.
 	go src.Digest()
+	defer t.gc.hold()()
 	if err := t.module.Compile(ctx, src.Wasm); err != nil {
 		return fmt.Errorf("module from %s (%s): %w", src.Origin, src.Digest(), err)
 	}
