@@ -109,7 +109,7 @@ func (in *Installer) DryRun(spec Spec) (string, error) {
 		restart = "yes (owed by an interrupted run)"
 	}
 	fmt.Fprintf(&b, "restart:         %s\n", restart)
-	b.WriteString("steps:           fetch, place binary if its sha256 differs, write config if changed, restart if needed, verify handler via CRI\n")
+	b.WriteString("steps:           fetch and verify binary, write config if changed, restart if needed (binary synced and placed meanwhile unless identical), verify handler via CRI\n")
 	if !p.configChanges() {
 		b.WriteString("config diff:     none\n")
 		return b.String(), nil

@@ -18,7 +18,7 @@ import (
 var benchTable = flag.String("bench-table", "", "BenchmarkInstaller writes its table to this file (make bench-installer prints it)")
 
 // benchRuns is how many rounds are measured; the table shows medians.
-const benchRuns = 15
+const benchRuns = 21
 
 // BenchmarkInstaller measures on real containerd 2.4.2 (version-3 config, supervised, signal restart):
 // a bare restart (SIGTERM to CRI RuntimeReady again), a full install cycle, an idempotent re-run and an
