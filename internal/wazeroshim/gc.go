@@ -4,12 +4,18 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"sync"
+	"time"
 )
 
 // compileHeadroom is how much memory the Go runtime may add while modules compile before the
 // garbage collector runs again: loading a 3 MB module from the compilation cache allocates about
 // 10 MB, compiling it cold a few times that, at most a few tens of MB live.
 const compileHeadroom = 64 << 20
+
+// gcResumeDelay is how long after a compile the collector stays off: a collection of the
+// compile's garbage right away would run while Start instantiates the guest (about 2 ms of the Go
+// guest's start-up); a few milliseconds usually separate the compile's end from Start.
+const gcResumeDelay = 100 * time.Millisecond
 
 // gcPause switches the garbage collector off while modules compile, up to compileHeadroom more
 // memory (debug.SetMemoryLimit still collects beyond it). A freshly started shim has a tiny heap,

@@ -44,7 +44,7 @@ type task struct {
 	cg         *cgroup
 	io         *stdio
 	module     *wazerorun.Module
-	gc         *gcPause      // held while the module compiles
+	gc         *gcPause      // held while the module compiles and gcResumeDelay after
 	loaded     chan struct{} // closed once module is compiled or failed to (loadErr); nil for a sandbox
 	loadErr    error
 	proc       wazerorun.Process
@@ -209,7 +209,9 @@ func (t *task) source(ctx context.Context, args []string, rootfs string, fromIma
 func (t *task) compile(ctx context.Context, src *wazeromodule.Source, entry string) error {
 	// Hash the module (for the log) on the other core while wazero compiles it.
 	go src.Digest()
-	defer t.gc.hold()()
+	// The compile's garbage is collected once the guest has had time to start, not while it starts.
+	release := t.gc.hold()
+	defer time.AfterFunc(gcResumeDelay, release)
 	if err := t.module.Compile(ctx, src.Wasm); err != nil {
 		return fmt.Errorf("module from %s (%s): %w", src.Origin, src.Digest(), err)
 	}
