@@ -148,7 +148,9 @@ func (in *Installer) apply(ctx context.Context, p *plan, e *Entry, s *stepper, r
 	// shared cores it slowed the restart by about as much as it saved, and a bad source cost two restarts.)
 	tmp := in.fetchDir(p.spec.Handler)
 	defer files.RemoveAll(tmp)
+	prepared := in.prepareRestart(p, e)
 	fetched, err := in.fetch(ctx, tmp)
+	<-prepared
 	if s.done(StepFetch, err) != nil {
 		return err
 	}
@@ -184,6 +186,22 @@ func (in *Installer) apply(ctx context.Context, p *plan, e *Entry, s *stepper, r
 	s.done(StepVerify, nil)
 
 	return s.done(StepCommit, in.commit(p, e, art))
+}
+
+// prepareRestart runs the restarter's Prepare in the background when a restart is expected; the
+// returned channel closes when it is done.
+func (in *Installer) prepareRestart(p *plan, e *Entry) <-chan struct{} {
+	done := make(chan struct{})
+	pr, ok := in.Host.Restarter.(Preparer)
+	if !ok || !(p.configChanges() || e.NeedRestart) || e.Phase == PhaseRestarted {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		_ = pr.Prepare() // Restart finds the process again and reports what is wrong
+	}()
+	return done
 }
 
 // configure writes the new configuration if it differs, recording first that a restart is owed.

@@ -95,6 +95,13 @@ type Restarter interface {
 	Restart(ctx context.Context) error
 }
 
+// Preparer is implemented by a Restarter that can do part of a restart ahead of it (pkg/restart's
+// signal strategy finds containerd's process). The installer runs Prepare beside the fetch when it
+// expects to restart; an error there is left for Restart to report.
+type Preparer interface {
+	Prepare() error
+}
+
 // Waiter waits until the CRI reports RuntimeReady and the handler present (or absent) (pkg/cri).
 type Waiter interface {
 	WaitReady(ctx context.Context, handler string, present bool) error

@@ -33,6 +33,7 @@ type node struct {
 	breaks    string // a restart fails while the config contains this text
 
 	fetches, restarts int
+	prepares          int // Prepare calls (the restarter is a Preparer)
 	down              bool
 	loaded            bool // the handler was present at the last restart
 	writeFails        string
@@ -119,6 +120,11 @@ func (f fetched) Finish() (Artifact, error) {
 }
 
 func (f fetched) Discard() { os.Remove(f.art.File) }
+
+func (n *node) Prepare() error {
+	n.prepares++
+	return nil
+}
 
 func (n *node) Restart(context.Context) error {
 	n.restarts++
@@ -531,5 +537,24 @@ func TestUninstallRemovesFetchLeftovers(t *testing.T) {
 	check(t, in.Uninstall(context.Background(), spec.Shim, handler, ""), fullRemoval)
 	if n.exists(in.fetchDir(handler)) {
 		t.Error("uninstall left the fetch directory behind")
+	}
+}
+
+// The restarter is prepared (beside the fetch) only when a restart is expected.
+func TestRestartPreparedOnlyWhenNeeded(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, ModeInPlace, "config-v3.toml")
+	in := n.installer()
+	check(t, in.Install(context.Background(), spec), freshInstall)
+	if n.prepares != 1 || n.restarts != 1 {
+		t.Errorf("fresh install: %d prepares, %d restarts; want 1, 1", n.prepares, n.restarts)
+	}
+	// A new binary under a new spec hash: no configuration change, no restart, nothing to prepare.
+	n.binary = []byte("#!/bin/sh\necho shim v2\n")
+	s2 := spec
+	s2.SpecHash = "h2"
+	check(t, in.Install(context.Background(), s2), result.Result{Success: true, Changed: true, BinaryChanged: true})
+	if n.prepares != 1 || n.restarts != 1 {
+		t.Errorf("binary-only upgrade: %d prepares, %d restarts; want 1, 1", n.prepares, n.restarts)
 	}
 }

@@ -160,6 +160,8 @@ type Signal struct {
 	Process  string
 	Match    []string
 	Socket   string
+
+	found *Process // by Prepare, for the next Restart
 }
 
 func (s *Signal) procRoot() string {
@@ -212,9 +214,33 @@ func (s *Signal) Find() (Process, error) {
 		ErrAmbiguous, len(named), s.process(), len(matched), s.Match, strings.Join(list, "; "))
 }
 
+// Prepare finds the node's containerd ahead of the next Restart (a scan of every process, a few
+// milliseconds), so that a caller can do it while it does other work. Restart signals the process
+// found if it still runs (same PID and start time) and otherwise finds it again. Do not call Prepare
+// and Restart at the same time.
+func (s *Signal) Prepare() error {
+	p, err := s.Find()
+	if err != nil {
+		return fmt.Errorf("restart by signal: %w", err)
+	}
+	s.found = &p
+	return nil
+}
+
+// target returns the process Prepare found if it still runs unchanged, else what Find finds.
+func (s *Signal) target() (Process, error) {
+	if p := s.found; p != nil {
+		s.found = nil
+		if cur, err := ReadProcess(s.procRoot(), p.PID); err == nil && !cur.Zombie() && cur.StartTime == p.StartTime {
+			return *p, nil
+		}
+	}
+	return s.Find()
+}
+
 // Restart signals containerd and waits for its successor and the CRI socket.
 func (s *Signal) Restart(ctx context.Context) error {
-	old, err := s.Find()
+	old, err := s.target()
 	if err != nil {
 		return fmt.Errorf("restart by signal: %w", err)
 	}

@@ -226,6 +226,37 @@ func TestSignal(t *testing.T) {
 	}
 }
 
+// TestSignalPrepare: Restart signals the process Prepare found while it still runs, and finds the
+// current one when the prepared one has been replaced meanwhile.
+func TestSignalPrepare(t *testing.T) {
+	t.Parallel()
+	d := containerdtest.Start(t, containerdtest.Options{Version: containerdtest.V2, Supervise: true, HostRoot: t.TempDir()})
+	ctx, cancel := context.WithTimeout(context.Background(), restartTimeout)
+	defer cancel()
+	s := &restart.Signal{Match: []string{d.ConfigPath()}, Socket: d.Socket()}
+	for i, replacedMeanwhile := range []bool{false, true} {
+		if err := s.Prepare(); err != nil {
+			t.Fatal(err)
+		}
+		if replacedMeanwhile {
+			other := &restart.Signal{Match: []string{d.ConfigPath()}, Socket: d.Socket()}
+			if err := other.Restart(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		before := d.PID()
+		if err := s.Restart(ctx); err != nil {
+			t.Fatalf("restart %d (prepared process replaced meanwhile: %t): %v", i, replacedMeanwhile, err)
+		}
+		if after := d.PID(); after == before || after == 0 {
+			t.Errorf("restart %d: PID %d -> %d, want a new containerd", i, before, after)
+		}
+	}
+	if d.Restarts() != 3 {
+		t.Errorf("%d restarts, want 3", d.Restarts())
+	}
+}
+
 // TestSignalAmbiguous runs two daemons: without a distinguishing config path or socket Signal must
 // refuse to pick one, and signal none.
 func TestSignalAmbiguous(t *testing.T) {
