@@ -30,9 +30,9 @@ func joinCgroup(path string, res *specs.LinuxResources) (*cgroup, error) {
 	if strings.Contains(path, ":") {
 		return nil, fmt.Errorf("cgroup %s: %w", path, errSystemdCgroup)
 	}
-	var limits *specs.LinuxResources
+	limits := &specs.LinuxResources{} // never nil: cgroup1 and cgroup2 both need one
 	if res != nil {
-		limits = &specs.LinuxResources{CPU: res.CPU, Pids: res.Pids}
+		limits.CPU, limits.Pids = res.CPU, res.Pids
 	}
 	pid := os.Getpid()
 	if cgroups.Mode() == cgroups.Unified {
@@ -66,11 +66,7 @@ func joinCgroup2(path string, limits *specs.LinuxResources, pid int) (*cgroup, e
 	if err != nil {
 		return nil, fmt.Errorf("read the shim's current cgroup: %w", err)
 	}
-	var res *cgroup2.Resources
-	if limits != nil {
-		res = cgroup2.ToResources(limits)
-	}
-	cg, err := cgroup2.NewManager("/sys/fs/cgroup", path, res)
+	cg, err := cgroup2.NewManager("/sys/fs/cgroup", path, cgroup2.ToResources(limits))
 	if err != nil {
 		return nil, fmt.Errorf("create cgroup %s: %w", path, err)
 	}

@@ -291,51 +291,63 @@ func TestKill(t *testing.T) {
 	}
 }
 
-// TestCgroup checks that the shim joins the container's cgroup with its CPU limit and leaves and
-// removes it at Delete.
+// TestCgroup checks that the shim joins the container's cgroup with its CPU limit (or none) and
+// leaves and removes it at Delete.
 func TestCgroup(t *testing.T) {
 	t.Parallel()
 	testenv.Integration(t)
-	const id = "cgroup"
-	path := fmt.Sprintf("/wazeroshim-cgroup-%d-%d", os.Getpid(), time.Now().UnixNano())
 	quota, period := int64(50000), uint64(100000)
-	bundle := newBundle(t, map[string][]byte{"app.wasm": guestWasm}, func(s *specs.Spec) {
-		s.Process.Args = []string{"/app.wasm", "sleep"}
-		s.Linux.CgroupsPath = path
-		s.Linux.Resources = &specs.LinuxResources{CPU: &specs.LinuxCPU{Quota: &quota, Period: &period}}
-	})
-	p := startShim(t, bundle, id)
-	io := newStdio(t)
-	if _, err := p.create(t, id, io, t.TempDir()); err != nil {
-		t.Fatalf("Create: %v", err)
-	}
-	t.Cleanup(func() {
-		if cg, err := cgroup1.Load(cgroup1.StaticPath(path)); err == nil {
-			_ = cg.Delete()
-		}
-	})
-	if got := cgroupOf(t, p.pid, "cpu"); got != path {
-		t.Fatalf("the shim's cpu cgroup is %q, want %q", got, path)
-	}
-	cpuDir := cgroupDir(t, "cpu", path)
-	if b, err := os.ReadFile(filepath.Join(cpuDir, "cpu.cfs_quota_us")); err != nil || strings.TrimSpace(string(b)) != "50000" {
-		t.Errorf("cpu.cfs_quota_us = %q, %v; want 50000", b, err)
-	}
-	if _, err := p.task.Start(p.ctx, &taskapi.StartRequest{ID: id}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.task.Kill(p.ctx, &taskapi.KillRequest{ID: id, Signal: uint32(syscall.SIGKILL)}); err != nil {
-		t.Fatal(err)
-	}
-	p.wait(t, id)
-	if _, err := p.task.Delete(p.ctx, &taskapi.DeleteRequest{ID: id}); err != nil {
-		t.Fatal(err)
-	}
-	if got := cgroupOf(t, p.pid, "cpu"); got == path {
-		t.Errorf("the shim is still in %s after Delete", path)
-	}
-	if _, err := os.Stat(cpuDir); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("cgroup %s still exists after Delete: %v", cpuDir, err)
+	for _, tc := range []struct {
+		name      string
+		resources *specs.LinuxResources
+		quota     string // cpu.cfs_quota_us
+	}{
+		{"cpu quota", &specs.LinuxResources{CPU: &specs.LinuxCPU{Quota: &quota, Period: &period}}, "50000"},
+		{"no resources", nil, "-1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			id := strings.ReplaceAll(tc.name, " ", "-")
+			path := fmt.Sprintf("/wazeroshim-cgroup-%d-%d", os.Getpid(), time.Now().UnixNano())
+			bundle := newBundle(t, map[string][]byte{"app.wasm": guestWasm}, func(s *specs.Spec) {
+				s.Process.Args = []string{"/app.wasm", "sleep"}
+				s.Linux.CgroupsPath = path
+				s.Linux.Resources = tc.resources
+			})
+			p := startShim(t, bundle, id)
+			io := newStdio(t)
+			if _, err := p.create(t, id, io, t.TempDir()); err != nil {
+				t.Fatalf("Create: %v", err)
+			}
+			t.Cleanup(func() {
+				if cg, err := cgroup1.Load(cgroup1.StaticPath(path)); err == nil {
+					_ = cg.Delete()
+				}
+			})
+			if got := cgroupOf(t, p.pid, "cpu"); got != path {
+				t.Fatalf("the shim's cpu cgroup is %q, want %q", got, path)
+			}
+			cpuDir := cgroupDir(t, "cpu", path)
+			if b, err := os.ReadFile(filepath.Join(cpuDir, "cpu.cfs_quota_us")); err != nil || strings.TrimSpace(string(b)) != tc.quota {
+				t.Errorf("cpu.cfs_quota_us = %q, %v; want %s", b, err, tc.quota)
+			}
+			if _, err := p.task.Start(p.ctx, &taskapi.StartRequest{ID: id}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := p.task.Kill(p.ctx, &taskapi.KillRequest{ID: id, Signal: uint32(syscall.SIGKILL)}); err != nil {
+				t.Fatal(err)
+			}
+			p.wait(t, id)
+			if _, err := p.task.Delete(p.ctx, &taskapi.DeleteRequest{ID: id}); err != nil {
+				t.Fatal(err)
+			}
+			if got := cgroupOf(t, p.pid, "cpu"); got == path {
+				t.Errorf("the shim is still in %s after Delete", path)
+			}
+			if _, err := os.Stat(cpuDir); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("cgroup %s still exists after Delete: %v", cpuDir, err)
+			}
+		})
 	}
 }
 
