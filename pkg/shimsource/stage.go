@@ -182,7 +182,8 @@ func (s *staged) discard() {
 
 // Staged is a binary that Stage wrote completely into a hidden temporary file of the destination
 // directory, with every digest and checksum its source offers verified, but that is not yet durable
-// or visible under its name. Finish makes it so; Discard drops it. Call one of them, once. Finish
+// or visible under its name. Finish makes it so; Discard drops it (and does nothing after a Finish
+// that succeeded), so a deferred Discard cleans up every path. Finish
 // may run in another goroutine while the caller goes on (an installer restarts containerd meanwhile):
 // it only syncs and renames, and, for a builtin source, finishes the sha256 that records the binary.
 type Staged struct {
