@@ -25,11 +25,11 @@ const benchRuns = 21
 // uninstall, each the wall time of the node-installer process. The operations are interleaved, one of
 // each per round, so that the bare restarts and the installs see the same machine: the restart time
 // drifts between runs on a shared machine, and measuring all bare restarts before all installs let that
-// drift into the ratio. The ratio is the median of the rounds' install/bare-restart ratios: a restart
-// takes one of two durations about 20 ms apart (when containerd's exit falls relative to the 20 ms
-// polls of pkg/restart), about half the time each, so a ratio of the two medians jumps by ±15% with
-// whichever side's median lands on which duration; the paired median does not (the ratio of medians is
-// printed too). It runs its own fixed number of rounds (use -benchtime=1x) and writes a table whose
+// drift into the ratio. The ratio is the median of the rounds' install/bare-restart ratios: restart
+// times cluster at the boundaries of the polls that notice containerd is back (pkg/restart's 20 ms
+// scans for the new process, pkg/cri's 50 ms status calls), so the median of each side can land in
+// different clusters and a ratio of the two medians jumps by up to ±15% between runs; the paired
+// median does not (the ratio of medians is printed too). It runs its own fixed number of rounds (use -benchtime=1x) and writes a table whose
 // last line is the install/restart ratio.
 func BenchmarkInstaller(b *testing.B) {
 	var bare, install, rerun, uninstall, installInner []time.Duration
