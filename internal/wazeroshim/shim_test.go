@@ -398,7 +398,8 @@ func TestCompilationCache(t *testing.T) {
 		if _, err := p.create(t, id, newStdio(t), cache); err != nil {
 			t.Fatalf("Create: %v", err)
 		}
-		waitFor(t, 10*time.Second, want+" in the shim log", func() bool { return strings.Contains(p.log.String(), want) })
+		// The module compiles after Create returns; a cold compile under load can take a while.
+		waitFor(t, 2*time.Minute, want+" in the shim log", func() bool { return strings.Contains(p.log.String(), want) })
 		if _, err := p.task.Delete(p.ctx, &taskapi.DeleteRequest{ID: id}); err != nil {
 			t.Fatal(err)
 		}
