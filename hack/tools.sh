@@ -74,15 +74,20 @@ drop_replaces() {
   (cd "$dir" && go mod edit "${args[@]}")
 }
 
+# DEBIAN_PACKAGES: containerd 1.6, runc and the CNI plugins for the daemons; iptables and iproute2 (ip) for
+# the local cluster's pod network and its cleanup.
+DEBIAN_PACKAGES=(containerd runc containernetworking-plugins iptables iproute2)
+
 install_debian() {
-  if command -v runc >/dev/null && [[ -x /usr/bin/containerd && -x /usr/lib/cni/bridge ]] &&
+  if command -v runc >/dev/null && command -v iptables >/dev/null && command -v ip >/dev/null &&
+    [[ -x /usr/bin/containerd && -x /usr/lib/cni/bridge ]] &&
     /usr/bin/containerd --version 2>/dev/null | grep -q ' 1\.6\.'; then
     return 0
   fi
-  log "installing Debian packages: containerd (1.6) runc containernetworking-plugins iptables"
+  log "installing Debian packages: ${DEBIAN_PACKAGES[*]}"
   local tmp; tmp=$(mktemp -d)
   TMPDIR=$tmp apt-get update -qq
-  TMPDIR=$tmp DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd runc containernetworking-plugins iptables >/dev/null
+  TMPDIR=$tmp DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${DEBIAN_PACKAGES[@]}" >/dev/null
   rm -rf "$tmp"
   # The package starts no daemon here (no systemd), and the tests run their own on private paths.
 }
