@@ -78,7 +78,7 @@ func Config(configVersion int, p Paths) []byte {
 		Paths
 		PauseImage string
 	}{p, PauseImage}
-	if err := template.Must(template.New("config").Parse(text)).Execute(&b, data); err != nil {
+	if err := template.Must(template.Must(template.New("config").Parse(criPlugins)).Parse(text)).Execute(&b, data); err != nil {
 		panic(fmt.Sprintf("containerdtest.Config: %v", err))
 	}
 	return b.Bytes()
@@ -136,29 +136,7 @@ imports = []
   address = {{printf "%q" .TTRPC}}
 
 [plugins]
-  [plugins."io.containerd.cri.v1.images".pinned_images]
-    sandbox = {{printf "%q" .PauseImage}}
-  [plugins."io.containerd.cri.v1.runtime"]
-    restrict_oom_score_adj = true
-    netns_mounts_under_state_dir = true
-    [plugins."io.containerd.cri.v1.runtime".cni]
-      bin_dirs = [{{printf "%q" .CNIBinDir}}]
-      conf_dir = {{printf "%q" .CNIConfDir}}
-    [plugins."io.containerd.cri.v1.runtime".containerd]
-      default_runtime_name = "runc"
-      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes]
-        [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
-          runtime_type = "io.containerd.runc.v2"
-          [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
-            BinaryName = {{printf "%q" .Runc}}
-            Root = {{printf "%q" .RuncRoot}}
-            SystemdCgroup = false
-  [plugins."io.containerd.grpc.v1.cri"]
-    stream_server_address = "127.0.0.1"
-    stream_server_port = "0"
-  [plugins."io.containerd.nri.v1.nri"]
-    disable = true
-`
+{{template "cri" .}}`
 
 const configV4 = `# containerd test daemon (wasmkube containerdtest), config version 4
 version = 4
@@ -171,7 +149,11 @@ imports = []
     address = {{printf "%q" .Socket}}
   [plugins."io.containerd.server.v1.ttrpc"]
     address = {{printf "%q" .TTRPC}}
-  [plugins."io.containerd.cri.v1.images".pinned_images]
+{{template "cri" .}}`
+
+// criPlugins is the plugins section versions 3 and 4 share: the CRI plugin with its pause image, CNI and
+// a runc runtime on private paths, and NRI off.
+const criPlugins = `{{define "cri"}}  [plugins."io.containerd.cri.v1.images".pinned_images]
     sandbox = {{printf "%q" .PauseImage}}
   [plugins."io.containerd.cri.v1.runtime"]
     restrict_oom_score_adj = true
@@ -193,4 +175,4 @@ imports = []
     stream_server_port = "0"
   [plugins."io.containerd.nri.v1.nri"]
     disable = true
-`
+{{end}}`
