@@ -1,13 +1,11 @@
 package wazerorun_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,24 +16,6 @@ import (
 	"github.com/wasmkube/wasmkube/internal/wazeroguest"
 	"github.com/wasmkube/wasmkube/internal/wazerorun"
 )
-
-// syncBuffer is a bytes.Buffer safe for a guest writing while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func compile(t *testing.T, wasm []byte, o wazerorun.Options) *wazerorun.Module {
 	t.Helper()
@@ -56,7 +36,7 @@ func TestTinyModule(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			m := compile(t, wazeroguest.Tiny("hi from tiny\n", tc.exit), wazerorun.Options{})
-			var out syncBuffer
+			var out testenv.Buffer
 			res, err := m.Run(t.Context(), wazerorun.Process{Args: []string{"tiny.wasm"}, Stdout: &out})
 			if err != nil {
 				t.Fatal(err)
@@ -109,7 +89,7 @@ func TestGoGuest(t *testing.T) {
 		{name: "unknown mode", args: []string{"g", "bogus"}, exit: 64, stderr: "unknown mode"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var out, errOut syncBuffer
+			var out, errOut testenv.Buffer
 			res, err := m.Run(t.Context(), wazerorun.Process{
 				Args:   tc.args,
 				Env:    []string{"GREETING=hi there", "EMPTY="},
@@ -153,7 +133,7 @@ func TestStop(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithCancelCause(t.Context())
 			defer cancel(nil)
-			out := &syncBuffer{}
+			out := &testenv.Buffer{}
 			done := make(chan wazerorun.Result, 1)
 			go func() {
 				res, err := m.Run(ctx, wazerorun.Process{Args: []string{"g", tc.mode}, Stdout: out})
@@ -181,7 +161,7 @@ func TestMemoryLimit(t *testing.T) {
 	t.Run("growth refused", func(t *testing.T) {
 		t.Parallel()
 		m := goGuest(t, 48<<20)
-		var out, errOut syncBuffer
+		var out, errOut testenv.Buffer
 		res, err := m.Run(t.Context(), wazerorun.Process{Args: []string{"g", "grow", "96"}, Stdout: &out, Stderr: &errOut})
 		if err != nil {
 			t.Fatal(err)
@@ -194,7 +174,7 @@ func TestMemoryLimit(t *testing.T) {
 	t.Run("within the limit", func(t *testing.T) {
 		t.Parallel()
 		m := goGuest(t, 256<<20)
-		var out syncBuffer
+		var out testenv.Buffer
 		res, err := m.Run(t.Context(), wazerorun.Process{Args: []string{"g", "grow", "32"}, Stdout: &out})
 		if err != nil || res.ExitCode != 0 || res.MemoryLimitExceeded || !strings.Contains(out.String(), "allocated all 32") {
 			t.Fatalf("got %+v, %v, stdout %q", res, err, out.String())
@@ -223,7 +203,7 @@ func TestCompilationCache(t *testing.T) {
 			first.CacheHit, second.CacheHit, other.CacheHit)
 	}
 	t.Logf("compile %v, from cache %v", first.CompileTime, second.CompileTime)
-	var out syncBuffer
+	var out testenv.Buffer
 	if res, err := second.Run(t.Context(), wazerorun.Process{Args: []string{"g"}, Stdout: &out}); err != nil || res.ExitCode != 0 {
 		t.Fatalf("cached module run: %+v, %v", res, err)
 	}
@@ -256,7 +236,7 @@ func TestPrepare(t *testing.T) {
 	if err := m.Compile(t.Context(), wasm); err == nil {
 		t.Error("a second Compile into the same Module succeeded")
 	}
-	var out syncBuffer
+	var out testenv.Buffer
 	if res, err := m.Run(t.Context(), wazerorun.Process{Stdout: &out}); err != nil || res.ExitCode != 0 || out.String() != "prepared\n" {
 		t.Fatalf("run: %+v, %v, stdout %q", res, err, out.String())
 	}

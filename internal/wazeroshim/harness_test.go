@@ -83,24 +83,6 @@ func buildArtifacts(dir string) error {
 
 const testNamespace = "wktest"
 
-// syncBuffer collects a stream that the test reads while it is written.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // eventSink stands where containerd's ttrpc events service would: it records what the shim publishes.
 type eventSink struct {
 	mu     sync.Mutex
@@ -156,7 +138,7 @@ type shimProc struct {
 	task    taskapi.TTRPCTaskService
 	ctx     context.Context // namespaced
 	pid     int
-	log     *syncBuffer // the shim's log FIFO
+	log     *testenv.Buffer // the shim's log FIFO
 	events  *eventSink
 	bundle  string
 	address string
@@ -198,7 +180,7 @@ func startShim(t *testing.T, bundle, id string) *shimProc {
 	if err := syscall.Mkfifo(logPath, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	shimLog := &syncBuffer{}
+	shimLog := &testenv.Buffer{}
 	readFIFO(t, logPath, shimLog)
 
 	socketDir := filepath.Join(sockets, "s")
@@ -327,13 +309,13 @@ func newBundle(t *testing.T, files map[string][]byte, edit func(*specs.Spec)) st
 // stdio creates stdout and stderr FIFOs, read into buffers, as containerd's CRI plugin does.
 type stdio struct {
 	stdoutPath, stderrPath string
-	stdout, stderr         *syncBuffer
+	stdout, stderr         *testenv.Buffer
 }
 
 func newStdio(t *testing.T) *stdio {
 	t.Helper()
 	dir := t.TempDir()
-	s := &stdio{stdoutPath: filepath.Join(dir, "stdout"), stderrPath: filepath.Join(dir, "stderr"), stdout: &syncBuffer{}, stderr: &syncBuffer{}}
+	s := &stdio{stdoutPath: filepath.Join(dir, "stdout"), stderrPath: filepath.Join(dir, "stderr"), stdout: &testenv.Buffer{}, stderr: &testenv.Buffer{}}
 	readFIFO(t, s.stdoutPath, s.stdout)
 	readFIFO(t, s.stderrPath, s.stderr)
 	return s
