@@ -51,6 +51,18 @@ func workDirFlag(fs *pflag.FlagSet) *string {
 	return fs.String("work-dir", defaultWorkDir, "directory holding all of the cluster's state (at most 52 bytes)")
 }
 
+// loadCluster parses a subcommand that takes only --work-dir and loads the cluster there. It returns the
+// work directory also when loading fails.
+func loadCluster(name string, args []string, env cli.LookupEnv) (*cluster.Cluster, string, error) {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	workDir := workDirFlag(fs)
+	if err := cli.Parse(fs, args, env); err != nil {
+		return nil, *workDir, err
+	}
+	c, err := cluster.Load(*workDir)
+	return c, *workDir, err
+}
+
 func up(ctx context.Context, args []string, env cli.LookupEnv, streams cli.Streams) error {
 	fs := pflag.NewFlagSet("up", pflag.ContinueOnError)
 	var cfg cluster.Config
@@ -91,14 +103,9 @@ func up(ctx context.Context, args []string, env cli.LookupEnv, streams cli.Strea
 }
 
 func down(ctx context.Context, args []string, env cli.LookupEnv, streams cli.Streams) error {
-	fs := pflag.NewFlagSet("down", pflag.ContinueOnError)
-	workDir := workDirFlag(fs)
-	if err := cli.Parse(fs, args, env); err != nil {
-		return err
-	}
-	c, err := cluster.Load(*workDir)
+	c, workDir, err := loadCluster("down", args, env)
 	if errors.Is(err, cluster.ErrNotFound) {
-		fmt.Fprintf(streams.ErrOut, "no cluster in %s: nothing to do\n", *workDir)
+		fmt.Fprintf(streams.ErrOut, "no cluster in %s: nothing to do\n", workDir)
 		return nil
 	}
 	if err != nil {
@@ -109,17 +116,12 @@ func down(ctx context.Context, args []string, env cli.LookupEnv, streams cli.Str
 	if err := c.Down(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(streams.Out, "Cluster in %s removed (%s).\n", *workDir, time.Since(start).Round(100*time.Millisecond))
+	fmt.Fprintf(streams.Out, "Cluster in %s removed (%s).\n", workDir, time.Since(start).Round(100*time.Millisecond))
 	return nil
 }
 
 func status(ctx context.Context, args []string, env cli.LookupEnv, streams cli.Streams) error {
-	fs := pflag.NewFlagSet("status", pflag.ContinueOnError)
-	workDir := workDirFlag(fs)
-	if err := cli.Parse(fs, args, env); err != nil {
-		return err
-	}
-	c, err := cluster.Load(*workDir)
+	c, workDir, err := loadCluster("status", args, env)
 	if err != nil {
 		return err
 	}
@@ -143,18 +145,13 @@ func status(ctx context.Context, args []string, env cli.LookupEnv, streams cli.S
 		return err
 	}
 	if !s.Healthy() {
-		return fmt.Errorf("cluster in %s is not healthy", *workDir)
+		return fmt.Errorf("cluster in %s is not healthy", workDir)
 	}
 	return nil
 }
 
 func kubeconfig(_ context.Context, args []string, env cli.LookupEnv, streams cli.Streams) error {
-	fs := pflag.NewFlagSet("kubeconfig", pflag.ContinueOnError)
-	workDir := workDirFlag(fs)
-	if err := cli.Parse(fs, args, env); err != nil {
-		return err
-	}
-	c, err := cluster.Load(*workDir)
+	c, _, err := loadCluster("kubeconfig", args, env)
 	if err != nil {
 		return err
 	}
