@@ -109,7 +109,7 @@ func TestE2E(t *testing.T) {
 	before := e.readConfig(t)
 	start := time.Now()
 	e.annotate(t, ctx, "true")
-	e.waitLabel(t, ctx, string(v1alpha1.NodeReady))
+	e.waitLabel(t, ctx, shim, string(v1alpha1.NodeReady))
 	t.Logf("FIGURE annotate -> %s=ready: %s", v1alpha1.NodeStateLabel(shim), time.Since(start).Round(time.Millisecond))
 	if _, err := e.client.NodeV1().RuntimeClasses().Get(ctx, shim, metav1.GetOptions{}); err != nil {
 		t.Fatalf("RuntimeClass %s: %v", shim, err)
@@ -168,7 +168,7 @@ func TestE2E(t *testing.T) {
 	// Opt out: config byte-identical to the copy taken before annotating, label and handler gone.
 	e.deletePods(t, ctx)
 	e.annotate(t, ctx, "false")
-	e.waitLabel(t, ctx, "")
+	e.waitLabel(t, ctx, shim, "")
 	if after := e.readConfig(t); after != before {
 		t.Errorf("containerd config after opting out differs from the one before annotating:\n--- before\n%s\n--- after\n%s", before, after)
 	}
@@ -323,10 +323,11 @@ func (e *env) nodeAnnotation(t *testing.T, ctx context.Context, key string) stri
 	return n.Annotations[key]
 }
 
-// waitLabel waits for the node's state label of the Shim to read want ("" = absent).
-func (e *env) waitLabel(t *testing.T, ctx context.Context, want string) {
+// waitLabel waits for the node's state label of the Shim called shimName to read want ("" = absent).
+// A node that turns failed while something else is awaited fails the test at once.
+func (e *env) waitLabel(t *testing.T, ctx context.Context, shimName, want string) {
 	t.Helper()
-	key := v1alpha1.NodeStateLabel(shim)
+	key := v1alpha1.NodeStateLabel(shimName)
 	var got string
 	if err := wait.PollUntilContextTimeout(ctx, time.Second, waitLong, true, func(ctx context.Context) (bool, error) {
 		n, err := e.client.CoreV1().Nodes().Get(ctx, e.node, metav1.GetOptions{})
@@ -489,18 +490,7 @@ spec:
 	if _, err := shims.Create(ctx, &obj, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create Shim other-arch: %v", err)
 	}
-	key := v1alpha1.NodeStateLabel("other-arch")
-	var got string
-	if err := wait.PollUntilContextTimeout(ctx, time.Second, waitLong, true, func(ctx context.Context) (bool, error) {
-		n, err := e.client.CoreV1().Nodes().Get(ctx, e.node, metav1.GetOptions{})
-		if err != nil {
-			return false, nil
-		}
-		got = n.Labels[key]
-		return got == string(v1alpha1.NodeUnsupported), nil
-	}); err != nil {
-		t.Fatalf("wait for node %s %s=unsupported (last %q): %v", e.node, key, got, err)
-	}
+	e.waitLabel(t, ctx, "other-arch", string(v1alpha1.NodeUnsupported))
 	if after := e.readConfig(t); after != cfg {
 		t.Errorf("an unsupported Shim changed the containerd config:\n%s", after)
 	}
