@@ -79,20 +79,6 @@ func Prepare(ctx context.Context, o Options) (_ *Module, err error) {
 	return m, nil
 }
 
-// Compile prepares a runtime and compiles wasm in it (Prepare, then Module.Compile); on error
-// nothing is left open.
-func Compile(ctx context.Context, wasm []byte, o Options) (*Module, error) {
-	m, err := Prepare(ctx, o)
-	if err != nil {
-		return nil, err
-	}
-	if err := m.Compile(ctx, wasm); err != nil {
-		_ = m.Close(context.WithoutCancel(ctx))
-		return nil, err
-	}
-	return m, nil
-}
-
 // Compile validates and compiles wasm, once per Module. It fails with ErrMemoryLimit when the
 // module's minimum memory is above Options.MemoryLimit. The caller still Closes m after an error.
 func (m *Module) Compile(ctx context.Context, wasm []byte) (err error) {

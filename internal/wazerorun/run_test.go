@@ -19,11 +19,14 @@ import (
 
 func compile(t *testing.T, wasm []byte, o wazerorun.Options) *wazerorun.Module {
 	t.Helper()
-	m, err := wazerorun.Compile(t.Context(), wasm, o)
+	m, err := wazerorun.Prepare(t.Context(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	if err := m.Compile(t.Context(), wasm); err != nil {
+		t.Fatal(err)
+	}
 	return m
 }
 
@@ -183,8 +186,12 @@ func TestMemoryLimit(t *testing.T) {
 	t.Run("minimum above the limit", func(t *testing.T) {
 		t.Parallel()
 		testenv.Integration(t)
-		_, err := wazerorun.Compile(t.Context(), guestWasm, wazerorun.Options{CacheDir: guestCache, MemoryLimit: 1 << 20})
-		if !errors.Is(err, wazerorun.ErrMemoryLimit) {
+		m, err := wazerorun.Prepare(t.Context(), wazerorun.Options{CacheDir: guestCache, MemoryLimit: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = m.Close(context.Background()) })
+		if err := m.Compile(t.Context(), guestWasm); !errors.Is(err, wazerorun.ErrMemoryLimit) {
 			t.Fatalf("got %v, want ErrMemoryLimit", err)
 		}
 	})
