@@ -24,6 +24,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -76,11 +77,13 @@ func TestBenchScale(t *testing.T) {
 		}
 		env := setup(t, n, *kcmQPS)
 		r := row{n: n}
-		before := childCPU()
+		cpu0 := childCPU()
 		r.job = env.plainJob(t)
-		mid := childCPU()
+		cpu1 := childCPU()
+		r.jobs = env.perNodeJobs(t)
+		cpu2 := childCPU()
 		r.rollout = env.rollout(t)
-		r.jobCPU, r.rolloutCPU = mid.since(before), childCPU().since(mid)
+		r.jobCPU, r.jobsCPU, r.rolloutCPU = cpu1.since(cpu0), cpu2.since(cpu1), childCPU().since(cpu2)
 		env.stop()
 		rows = append(rows, r)
 	}
@@ -90,9 +93,11 @@ func TestBenchScale(t *testing.T) {
 type row struct {
 	n       int
 	rollout result
-	job     time.Duration
-	// jobCPU and rolloutCPU are the control plane's CPU during the plain Job and the rollout.
-	jobCPU, rolloutCPU cpuTimes
+	// job is the wall time of the plain Job; jobs that of one single-pod Job per node at the same
+	// parallelism, the floor for any design with a Job per node.
+	job, jobs time.Duration
+	// jobCPU, jobsCPU and rolloutCPU are the control plane's CPU during each run.
+	jobCPU, jobsCPU, rolloutCPU cpuTimes
 }
 
 type result struct {
@@ -107,8 +112,9 @@ type result struct {
 
 func printTable(rows []row, qps int) {
 	fmt.Printf("\nwasmkube manager rollout on KWOK nodes (half arm64), maxUnavailable 10%%, installer pods finish after ~1 s, kube-controller-manager --kube-api-qps=%d\n", qps)
-	fmt.Printf("%7s %11s %11s %7s %9s %9s %8s %6s %6s %6s %6s %6s %12s %11s %9s\n",
-		"nodes", "rollout", "plain Job", "ratio", "RSS MiB", "heap MiB", "CPU s", "GET/n", "POST/n", "PATCH/n", "PUT/n", "DEL/n", "writes/node",
+	fmt.Printf("plain Job: one Job, N completions, parallelism N/10; Job per node: N single-pod Jobs, N/10 at a time (no manager)\n")
+	fmt.Printf("%7s %9s %10s %11s %7s %9s %9s %9s %8s %6s %6s %6s %6s %6s %12s %11s %9s\n",
+		"nodes", "rollout", "plain Job", "Job/node", "ratio", "floor", "RSS MiB", "heap MiB", "CPU s", "GET/n", "POST/n", "PATCH/n", "PUT/n", "DEL/n", "writes/node",
 		"reconciles", "avg ms")
 	var ratio1000 string
 	for _, r := range rows {
@@ -117,23 +123,24 @@ func printTable(rows []row, qps int) {
 		writes := per("POST") + per("PATCH") + per("PUT") + per("DELETE")
 		count := r.rollout.requests["controller_runtime_reconcile_time_seconds_count"]
 		avg := 1000 * r.rollout.requests["controller_runtime_reconcile_time_seconds_sum"] / max(count, 1)
-		fmt.Printf("%7d %10.1fs %10.1fs %7.2f %9d %9.0f %8.1f %6.2f %6.2f %6.2f %6.2f %6.2f %12.2f %11.0f %9.1f\n",
-			r.n, r.rollout.wall.Seconds(), r.job.Seconds(), ratio, r.rollout.rssMiB,
+		fmt.Printf("%7d %8.1fs %9.1fs %10.1fs %7.2f %9.2f %9d %9.0f %8.1f %6.2f %6.2f %6.2f %6.2f %6.2f %12.2f %11.0f %9.1f\n",
+			r.n, r.rollout.wall.Seconds(), r.job.Seconds(), r.jobs.Seconds(), ratio, r.jobs.Seconds()/r.job.Seconds(), r.rollout.rssMiB,
 			r.rollout.requests["go_memstats_heap_inuse_bytes"]/(1<<20), r.rollout.cpu.Seconds(),
 			per("GET"), per("POST"), per("PATCH"), per("PUT"), per("DELETE"), writes, count, avg)
 		if r.n == 1000 {
 			ratio1000 = fmt.Sprintf("%.2f", ratio)
 		}
 	}
-	fmt.Printf("\ncontrol-plane CPU seconds, plain Job / rollout (the manager's own CPU is in the table above)\n%7s", "nodes")
+	fmt.Printf("(ratio: rollout / plain Job; floor: Job per node / plain Job)\n")
+	fmt.Printf("\ncontrol-plane CPU seconds, plain Job / Job per node / rollout (the manager's own CPU is in the table above)\n%7s", "nodes")
 	for _, c := range components {
-		fmt.Printf(" %18s", c)
+		fmt.Printf(" %23s", c)
 	}
 	fmt.Println()
 	for _, r := range rows {
 		fmt.Printf("%7d", r.n)
 		for _, c := range components {
-			fmt.Printf(" %8.1f / %7.1f", r.jobCPU[c].Seconds(), r.rolloutCPU[c].Seconds())
+			fmt.Printf(" %6.1f / %6.1f / %6.1f", r.jobCPU[c].Seconds(), r.jobsCPU[c].Seconds(), r.rolloutCPU[c].Seconds())
 		}
 		fmt.Println()
 	}
@@ -289,20 +296,123 @@ func (e *env) plainJob(t *testing.T) time.Duration {
 		if err := e.c.Get(ctx, client.ObjectKeyFromObject(job), job); err != nil {
 			return false, err
 		}
-		for _, c := range job.Status.Conditions {
-			if c.Type == batchv1.JobComplete && c.Status == corev1.ConditionTrue {
-				return true, nil
-			}
-		}
-		return false, nil
+		return jobComplete(job), nil
 	})
 	if err != nil {
 		t.Fatalf("baseline Job: %v (status %+v)", err, job.Status)
 	}
 	wall := time.Since(start)
-	bg := metav1.DeletePropagationBackground
-	_ = e.c.Delete(ctx, job, &client.DeleteOptions{PropagationPolicy: &bg})
+	e.deleteJobs(ctx, client.MatchingFields{"metadata.name": job.Name})
 	return wall
+}
+
+// perNodeJobs runs one single-pod Job per node, pinned to it like the installer's, keeping N/10 of them
+// unfinished at a time, and returns the wall time until all completed. No manager runs: this is the
+// control plane's own cost of a Job per node.
+func (e *env) perNodeJobs(t *testing.T) time.Duration {
+	t.Helper()
+	ctx := context.Background()
+	cs, err := kubernetes.NewForConfig(e.cluster.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const label = "wasmkube.io/bench=per-node"
+	w, err := cs.BatchV1().Jobs(namespace).Watch(ctx, metav1.ListOptions{LabelSelector: label})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	slots := make(chan struct{}, max(e.n/10, 1))
+	next := make(chan int)
+	errs := make(chan error, 16)
+	start := time.Now()
+	var creators sync.WaitGroup
+	for range 16 {
+		creators.Go(func() {
+			for i := range next {
+				if err := e.c.Create(ctx, e.nodeJob(i)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	go func() {
+		for i := range e.n {
+			slots <- struct{}{}
+			next <- i
+		}
+		close(next)
+	}()
+	done := map[string]bool{}
+	for len(done) < e.n {
+		select {
+		case err := <-errs:
+			t.Fatalf("create a per-node Job: %v", err)
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				t.Fatalf("the Job watch ended after %d of %d Jobs", len(done), e.n)
+			}
+			j, isJob := ev.Object.(*batchv1.Job)
+			if !isJob || done[j.Name] || !jobComplete(j) {
+				continue
+			}
+			done[j.Name] = true
+			<-slots
+		case <-time.After(10 * time.Minute):
+			t.Fatalf("%d of %d per-node Jobs completed", len(done), e.n)
+		}
+	}
+	wall := time.Since(start)
+	creators.Wait()
+	e.deleteJobs(ctx, client.MatchingLabels{"wasmkube.io/bench": "per-node"})
+	return wall
+}
+
+// nodeJob is a single-pod Job pinned to node i, shaped like the installer's.
+func (e *env) nodeJob(i int) *batchv1.Job {
+	return &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("per-node-%05d", i), Namespace: namespace,
+			Labels: map[string]string{"wasmkube.io/bench": "per-node"}},
+		Spec: batchv1.JobSpec{
+			BackoffLimit: ptr.To(int32(3)), TTLSecondsAfterFinished: ptr.To(int32(600)),
+			Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+				RestartPolicy: corev1.RestartPolicyNever, NodeName: fmt.Sprintf("node-%05d", i),
+				Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+				Containers:  []corev1.Container{{Name: "installer", Image: "wasmkube/node-installer:bench"}},
+			}},
+		},
+	}
+}
+
+func jobComplete(j *batchv1.Job) bool {
+	for _, c := range j.Status.Conditions {
+		if c.Type == batchv1.JobComplete && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
+}
+
+// deleteJobs deletes the Jobs matching opts in the benchmark namespace and waits until their pods are
+// gone, so that the garbage collector's work does not land on the next run's clock.
+func (e *env) deleteJobs(ctx context.Context, opts ...client.DeleteAllOfOption) {
+	e.t.Helper()
+	opts = append(opts, client.InNamespace(namespace), client.PropagationPolicy(metav1.DeletePropagationBackground))
+	if err := e.c.DeleteAllOf(ctx, &batchv1.Job{}, opts...); err != nil {
+		e.t.Fatalf("delete the benchmark's Jobs: %v", err)
+	}
+	err := wait.PollUntilContextTimeout(ctx, time.Second, 10*time.Minute, true, func(ctx context.Context) (bool, error) {
+		var pods metav1.PartialObjectMetadataList
+		pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+		if err := e.c.List(ctx, &pods, client.InNamespace(namespace), client.Limit(1)); err != nil {
+			return false, err
+		}
+		return len(pods.Items) == 0, nil
+	})
+	if err != nil {
+		e.t.Fatalf("the deleted Jobs' pods are still there: %v", err)
+	}
 }
 
 // rollout starts the manager binary, creates one Shim over all nodes with maxUnavailable 10%, waits until
