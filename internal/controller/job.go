@@ -207,12 +207,12 @@ type Outcome struct {
 	Detail string
 }
 
-// JobOutcome reads a Job and the pods it created. A Job that reports success counts as success even when
+// jobOutcome reads a Job and the pods it created. A Job that reports success counts as success even when
 // the installer found nothing to do (a retried pod after a containerd restart); a Job whose result
 // says success=false counts as failed. A pod that succeeded with a successful result settles the Job
 // before the job controller marks it Complete (a Job with one completion cannot fail after that), which
 // saves a round trip per node. ok is false while a finished Job's result is not readable yet.
-func JobOutcome(job *batchv1.Job, pods []*corev1.Pod) (o Outcome, ok bool) {
+func jobOutcome(job *cachedJob, pods []*cachedPod) (o Outcome, ok bool) {
 	if job == nil || job.DeletionTimestamp != nil {
 		return Outcome{Phase: rollout.JobNone}, true
 	}
@@ -253,19 +253,14 @@ func JobOutcome(job *batchv1.Job, pods []*corev1.Pod) (o Outcome, ok bool) {
 
 // jobConditionOutcome is what a Job's own conditions say: whether it finished, and then its phase,
 // condition detail, finish time and duration (the installer's result is not read).
-func jobConditionOutcome(job *batchv1.Job) (o Outcome, finished bool) {
-	var done *batchv1.JobCondition
-	for i, c := range job.Status.Conditions {
-		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
-			done = &job.Status.Conditions[i]
-		}
-	}
+func jobConditionOutcome(job *cachedJob) (o Outcome, finished bool) {
+	done := job.Done
 	if done == nil {
 		return Outcome{Phase: rollout.JobActive}, false
 	}
 	o.Finished = done.LastTransitionTime.Time
-	if job.Status.StartTime != nil {
-		o.Duration = o.Finished.Sub(job.Status.StartTime.Time)
+	if job.StartTime != nil {
+		o.Duration = o.Finished.Sub(job.StartTime.Time)
 	}
 	o.Phase = rollout.JobSucceeded
 	if done.Type == batchv1.JobFailed {
@@ -276,7 +271,7 @@ func jobConditionOutcome(job *batchv1.Job) (o Outcome, finished bool) {
 }
 
 // podSucceeded reports a pod of job that exited 0 with a successful installer result.
-func podSucceeded(job *batchv1.Job, pods []*corev1.Pod) (Outcome, bool) {
+func podSucceeded(job *cachedJob, pods []*cachedPod) (Outcome, bool) {
 	msg, found := terminationMessage(pods, true)
 	if !found {
 		return Outcome{}, false
@@ -288,14 +283,12 @@ func podSucceeded(job *batchv1.Job, pods []*corev1.Pod) (Outcome, bool) {
 	o := Outcome{Phase: rollout.JobSucceeded, Duration: time.Duration(r.DurationMS) * time.Millisecond,
 		Detail: successDetail(r)}
 	for _, p := range pods {
-		for _, cs := range p.Status.ContainerStatuses {
-			if t := cs.State.Terminated; cs.Name == installerName && t != nil && p.Status.Phase == corev1.PodSucceeded {
-				o.Finished = t.FinishedAt.Time
-			}
+		if p.Installer != nil && p.Phase == corev1.PodSucceeded {
+			o.Finished = p.Installer.FinishedAt.Time
 		}
 	}
-	if o.Duration == 0 && job.Status.StartTime != nil && !o.Finished.IsZero() {
-		o.Duration = o.Finished.Sub(job.Status.StartTime.Time)
+	if o.Duration == 0 && job.StartTime != nil && !o.Finished.IsZero() {
+		o.Duration = o.Finished.Sub(job.StartTime.Time)
 	}
 	return o, true
 }
@@ -307,22 +300,17 @@ func successDetail(r result.Result) string {
 
 // terminationMessage returns the installer container's termination message: from a succeeded pod when
 // the Job succeeded, else from the pod that terminated last.
-func terminationMessage(pods []*corev1.Pod, succeeded bool) (string, bool) {
+func terminationMessage(pods []*cachedPod, succeeded bool) (string, bool) {
 	var best string
 	var bestAt time.Time
 	found := false
 	for _, p := range pods {
-		if succeeded && p.Status.Phase != corev1.PodSucceeded {
+		t := p.Installer
+		if succeeded && p.Phase != corev1.PodSucceeded || t == nil || t.Message == "" {
 			continue
 		}
-		for _, cs := range p.Status.ContainerStatuses {
-			t := cs.State.Terminated
-			if cs.Name != installerName || t == nil || t.Message == "" {
-				continue
-			}
-			if !found || t.FinishedAt.After(bestAt) {
-				best, bestAt, found = t.Message, t.FinishedAt.Time, true
-			}
+		if !found || t.FinishedAt.After(bestAt) {
+			best, bestAt, found = t.Message, t.FinishedAt.Time, true
 		}
 	}
 	return best, found

@@ -179,10 +179,32 @@ func TestJobOutcome(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			o, ok := JobOutcome(tc.job, tc.pods)
+			var job *cachedJob
+			if tc.job != nil {
+				job = cached[cachedJob](t, slimJob, tc.job)
+			}
+			pods := make([]*cachedPod, 0, len(tc.pods))
+			for _, p := range tc.pods {
+				pods = append(pods, cached[cachedPod](t, slimPod, p))
+			}
+			o, ok := jobOutcome(job, pods)
 			if o.Phase != tc.phase || ok != tc.ok || o.Detail != tc.detail || o.Duration != tc.duration {
-				t.Fatalf("JobOutcome = %+v, %v; want phase %v ok %v detail %q duration %s", o, ok, tc.phase, tc.ok, tc.detail, tc.duration)
+				t.Fatalf("jobOutcome = %+v, %v; want phase %v ok %v detail %q duration %s", o, ok, tc.phase, tc.ok, tc.detail, tc.duration)
 			}
 		})
 	}
+}
+
+// cached runs a cache transform on obj and returns its record.
+func cached[T any](t *testing.T, transform func(any) (any, error), obj any) *T {
+	t.Helper()
+	out, err := transform(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, ok := out.(*T)
+	if !ok {
+		t.Fatalf("transform of %T gave %T", obj, out)
+	}
+	return rec
 }

@@ -115,56 +115,6 @@ func ourAnnotations(in map[string]string) map[string]string {
 	return out
 }
 
-// slimJob keeps a Job's identity, owner, our labels, node and status: the pod template (most of a Job)
-// is never read back.
-func slimJob(obj any) (any, error) {
-	j, ok := obj.(*batchv1.Job)
-	if !ok {
-		return obj, nil
-	}
-	out := &batchv1.Job{TypeMeta: j.TypeMeta, ObjectMeta: metav1.ObjectMeta{
-		Name: j.Name, Namespace: j.Namespace, UID: j.UID, ResourceVersion: j.ResourceVersion,
-		DeletionTimestamp: j.DeletionTimestamp, OwnerReferences: j.OwnerReferences,
-		Labels: keep(j.Labels, LabelManagedBy, LabelShim, LabelOperation, LabelSpecHash),
-	}}
-	out.Spec.Template.Spec.NodeName = j.Spec.Template.Spec.NodeName
-	out.Status = batchv1.JobStatus{Conditions: j.Status.Conditions, StartTime: j.Status.StartTime,
-		CompletionTime: j.Status.CompletionTime, Active: j.Status.Active, Succeeded: j.Status.Succeeded, Failed: j.Status.Failed}
-	return out, nil
-}
-
-// keep returns the entries of m under keys, in a new map keyed by the caller's strings: a decoded
-// object's map has its own copy of every key, and thousands of cached objects repeat the same few.
-func keep(m map[string]string, keys ...string) map[string]string {
-	out := make(map[string]string, len(keys))
-	for _, k := range keys {
-		if v, ok := m[k]; ok {
-			out[k] = v
-		}
-	}
-	return out
-}
-
-// slimPod keeps an installer pod's identity, the labels that tie it to its Shim and Job, its phase and
-// the installer's termination state.
-func slimPod(obj any) (any, error) {
-	p, ok := obj.(*corev1.Pod)
-	if !ok {
-		return obj, nil
-	}
-	out := &corev1.Pod{TypeMeta: p.TypeMeta, ObjectMeta: metav1.ObjectMeta{
-		Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
-		DeletionTimestamp: p.DeletionTimestamp,
-		Labels:            keep(p.Labels, LabelShim, jobControllerUID),
-	}}
-	out.Spec.NodeName = p.Spec.NodeName
-	out.Status.Phase = p.Status.Phase
-	for _, cs := range p.Status.ContainerStatuses {
-		out.Status.ContainerStatuses = append(out.Status.ContainerStatuses, corev1.ContainerStatus{Name: cs.Name, State: cs.State})
-	}
-	return out, nil
-}
-
 // NewManager builds a controller-runtime manager running the Shim controller.
 func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	scheme, err := NewScheme()

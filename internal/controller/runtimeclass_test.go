@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/wasmkube/wasmkube/api/v1alpha1"
+	"github.com/wasmkube/wasmkube/internal/rollout"
 )
 
 func TestRuntimeClassUpToDate(t *testing.T) {
@@ -76,21 +77,19 @@ func TestSlimJobAndPod(t *testing.T) {
 		t.Fatal(err)
 	}
 	job.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}
-	out, _ := slimJob(job)
-	j := out.(*batchv1.Job)
-	if j.Name != job.Name || j.Labels[LabelShim] != "s" || len(j.OwnerReferences) != 1 || j.Spec.Template.Spec.NodeName != "n1" ||
-		len(j.Status.Conditions) != 1 || len(j.Spec.Template.Spec.Containers) != 0 {
+	j := cached[cachedJob](t, slimJob, job)
+	if j.Name != job.Name || j.Shim != "s" || j.Operation != rollout.Install || j.SpecHash != "h" || j.Labels != nil || j.Node != "n1" ||
+		j.Done == nil || j.Done.Type != batchv1.JobComplete {
 		t.Fatalf("slimJob = %+v", j)
 	}
 	pod := installerPod(corev1.PodSucceeded, "{}", time.Now())
 	pod.Labels = map[string]string{jobControllerUID: "u"}
 	pod.Spec.Containers = []corev1.Container{{Name: installerName, Image: "big"}}
-	out, _ = slimPod(pod)
-	p := out.(*corev1.Pod)
-	if p.Labels[jobControllerUID] != "u" || p.Status.Phase != corev1.PodSucceeded || len(p.Spec.Containers) != 0 {
+	p := cached[cachedPod](t, slimPod, pod)
+	if p.JobUID != "u" || p.Labels != nil || p.Phase != corev1.PodSucceeded || p.Installer == nil {
 		t.Fatalf("slimPod = %+v", p)
 	}
-	if msg, ok := terminationMessage([]*corev1.Pod{p}, true); !ok || msg != "{}" {
+	if msg, ok := terminationMessage([]*cachedPod{p}, true); !ok || msg != "{}" {
 		t.Fatalf("termination message lost: %q %v", msg, ok)
 	}
 }

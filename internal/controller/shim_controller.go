@@ -98,8 +98,8 @@ func (r *ShimReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("shim").
 		For(&v1alpha1.Shim{}).
-		Owns(&batchv1.Job{}).
-		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(shimOfPod)).
+		Watches(&batchv1.Job{}, handler.EnqueueRequestsFromMapFunc(shimOfRecord)).
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(shimOfRecord)).
 		Owns(&nodev1.RuntimeClass{}).
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.allShims),
 			builder.WithPredicates(nodeChanged())).
@@ -119,10 +119,17 @@ func (r *ShimReconciler) allShims(ctx context.Context, _ client.Object) []reconc
 	return out
 }
 
-// shimOfPod maps an installer pod (cached only in the manager's namespace, by label) to its Shim, so that
-// a pod's result is read as soon as it terminates.
-func shimOfPod(_ context.Context, o client.Object) []reconcile.Request {
-	if name := o.GetLabels()[LabelShim]; name != "" {
+// shimOfRecord maps a cached installer Job or pod to its Shim by its Shim label (the cache keeps no
+// owner references; see cachedJob). A pod's result is thus read as soon as it terminates.
+func shimOfRecord(_ context.Context, o client.Object) []reconcile.Request {
+	var name string
+	switch o := o.(type) {
+	case *cachedJob:
+		name = o.Shim
+	case *cachedPod:
+		name = o.Shim
+	}
+	if name != "" {
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: name}}}
 	}
 	return nil
@@ -276,15 +283,15 @@ func (r *ShimReconciler) observe(shim *v1alpha1.Shim, hash string) ([]rollout.No
 		v.Platform = rollout.Platform{OS: n.Status.NodeInfo.OperatingSystem, Arch: n.Status.NodeInfo.Architecture}
 		v.HandlersReported = len(n.Status.RuntimeHandlers) > 0
 		v.HandlerListed = slices.ContainsFunc(n.Status.RuntimeHandlers, func(h corev1.NodeRuntimeHandler) bool { return h.Name == handler })
-		var install, uninstall *batchv1.Job
+		var install, uninstall *cachedJob
 		for _, j := range jobs {
-			switch op := rollout.Operation(j.Labels[LabelOperation]); {
-			case j.Labels[LabelSpecHash] == hash && op == rollout.Install:
+			switch {
+			case j.SpecHash == hash && j.Operation == rollout.Install:
 				install = j
-			case j.Labels[LabelSpecHash] == hash && op == rollout.Uninstall:
+			case j.SpecHash == hash && j.Operation == rollout.Uninstall:
 				uninstall = j
 			case !v.OtherActive:
-				o, _ := JobOutcome(j, r.objects.jobPods(j.UID))
+				o, _ := jobOutcome(j, r.objects.jobPods(j.UID))
 				v.OtherActive = o.Phase == rollout.JobActive
 			}
 		}
@@ -301,19 +308,19 @@ func (r *ShimReconciler) observe(shim *v1alpha1.Shim, hash string) ([]rollout.No
 // result is read only where it decides the node's next state: while the node is installing,
 // uninstalling or failed, or the Job has not finished. Elsewhere the Job's own conditions say enough.
 // waiting reports a finished Job whose result is not readable yet; the node is held meanwhile.
-func (r *ShimReconciler) jobState(shim, node string, op rollout.Operation, hash string, job *batchv1.Job,
+func (r *ShimReconciler) jobState(shim, node string, op rollout.Operation, hash string, job *cachedJob,
 	state v1alpha1.NodeState, outcomes map[string]Outcome) (j rollout.Job, waiting bool) {
 	if r.expect.pending(jobKey{shim, node, op, hash}, job != nil) {
 		return rollout.Job{Phase: rollout.JobActive}, false
 	}
 	if job == nil || job.DeletionTimestamp != nil {
-		return rollout.Job{}, false // a Job being deleted is gone for the plan (as in JobOutcome)
+		return rollout.Job{}, false // a Job being deleted is gone for the plan (as in jobOutcome)
 	}
 	if o, finished := jobConditionOutcome(job); finished && state != v1alpha1.NodeInstalling &&
 		state != v1alpha1.NodeUninstalling && state != v1alpha1.NodeFailed {
 		return rollout.Job{Phase: o.Phase, Detail: o.Detail, Finished: o.Finished}, false
 	}
-	o, ok := JobOutcome(job, r.objects.jobPods(job.UID))
+	o, ok := jobOutcome(job, r.objects.jobPods(job.UID))
 	if !ok {
 		o.Phase = rollout.JobActive // hold the node until its result is readable
 	}
@@ -325,7 +332,7 @@ func (r *ShimReconciler) jobState(shim, node string, op rollout.Operation, hash 
 func (r *ShimReconciler) forgetDeletedNodes(ctx context.Context, shim *v1alpha1.Shim) []error {
 	var errs []error
 	for _, j := range r.objects.shimJobs(shim.Name) {
-		node := j.Spec.Template.Spec.NodeName
+		node := j.Node
 		if j.DeletionTimestamp != nil || r.objects.node(node) != nil {
 			continue
 		}

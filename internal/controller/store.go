@@ -59,22 +59,22 @@ func newStore(ctx context.Context, c cache.Cache) (*store, error) {
 }
 
 func jobShim(obj any) ([]string, error) {
-	if j, ok := obj.(*batchv1.Job); ok && j.Labels[LabelShim] != "" {
-		return []string{j.Labels[LabelShim]}, nil
+	if j, ok := obj.(*cachedJob); ok && j.Shim != "" {
+		return []string{j.Shim}, nil
 	}
 	return nil, nil
 }
 
 func jobShimNode(obj any) ([]string, error) {
-	if j, ok := obj.(*batchv1.Job); ok && j.Labels[LabelShim] != "" {
-		return []string{shimNodeKey(j.Labels[LabelShim], j.Spec.Template.Spec.NodeName)}, nil
+	if j, ok := obj.(*cachedJob); ok && j.Shim != "" {
+		return []string{shimNodeKey(j.Shim, j.Node)}, nil
 	}
 	return nil, nil
 }
 
 func podJobUID(obj any) ([]string, error) {
-	if p, ok := obj.(*corev1.Pod); ok && p.Labels[jobControllerUID] != "" {
-		return []string{p.Labels[jobControllerUID]}, nil
+	if p, ok := obj.(*cachedPod); ok && p.JobUID != "" {
+		return []string{string(p.JobUID)}, nil
 	}
 	return nil, nil
 }
@@ -104,18 +104,18 @@ func (s *store) node(name string) *corev1.Node {
 }
 
 // shimJobs returns the cached Jobs of a Shim.
-func (s *store) shimJobs(shim string) []*batchv1.Job {
-	return indexed[batchv1.Job](s.jobs, indexShim, shim)
+func (s *store) shimJobs(shim string) []*cachedJob {
+	return indexed[cachedJob](s.jobs, indexShim, shim)
 }
 
 // nodeJobs returns the cached Jobs of a Shim on one node.
-func (s *store) nodeJobs(shim, node string) []*batchv1.Job {
-	return indexed[batchv1.Job](s.jobs, indexShimNode, shimNodeKey(shim, node))
+func (s *store) nodeJobs(shim, node string) []*cachedJob {
+	return indexed[cachedJob](s.jobs, indexShimNode, shimNodeKey(shim, node))
 }
 
 // jobPods returns the cached pods of a Job.
-func (s *store) jobPods(job types.UID) []*corev1.Pod {
-	return indexed[corev1.Pod](s.pods, indexJobUID, string(job))
+func (s *store) jobPods(job types.UID) []*cachedPod {
+	return indexed[cachedPod](s.pods, indexJobUID, string(job))
 }
 
 func indexed[T any](idx toolscache.Indexer, index, key string) []*T {

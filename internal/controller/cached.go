@@ -1,0 +1,114 @@
+package controller
+
+import (
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/wasmkube/wasmkube/internal/rollout"
+)
+
+// The manager keeps one installer Job and one pod per node in its cache. A decoded batchv1.Job or
+// corev1.Pod is over a kilobyte before any field is set, so the cache's transforms (slimJob, slimPod)
+// store these records instead: only what the controller reads, at about a quarter of the size (see
+// BenchmarkCacheFootprint). They satisfy client.Object, so the informers' event handlers take them as
+// they are; nothing reads them through the cached client, which would expect the API types.
+
+// cachedJob is the cache's record of an installer Job.
+type cachedJob struct {
+	metav1.TypeMeta
+	// ObjectMeta keeps name, namespace, UID, resourceVersion and deletionTimestamp. The labels are not
+	// kept: a map costs a few hundred bytes even for two entries, so the ones read are fields.
+	metav1.ObjectMeta
+	// Shim, Operation and SpecHash are the Job's LabelShim, LabelOperation and LabelSpecHash.
+	Shim      string
+	Operation rollout.Operation
+	SpecHash  string
+	// Node is the node the Job's pod is pinned to.
+	Node string
+	// StartTime is when the job controller started the Job.
+	StartTime *metav1.Time
+	// Done is the Job's Complete or Failed condition; nil while it runs.
+	Done *batchv1.JobCondition
+}
+
+// DeepCopyObject implements runtime.Object.
+func (j *cachedJob) DeepCopyObject() runtime.Object {
+	out := *j
+	j.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
+	out.StartTime = j.StartTime.DeepCopy()
+	if j.Done != nil {
+		out.Done = j.Done.DeepCopy()
+	}
+	return &out
+}
+
+// cachedPod is the cache's record of an installer pod.
+type cachedPod struct {
+	metav1.TypeMeta
+	// ObjectMeta keeps name, namespace, UID, resourceVersion and deletionTimestamp (see cachedJob).
+	metav1.ObjectMeta
+	// Shim and JobUID are the pod's LabelShim and its Job's UID (the job controller's label).
+	Shim   string
+	JobUID types.UID
+	Phase  corev1.PodPhase
+	// Installer is the installer container's terminated state; nil until it exits.
+	Installer *corev1.ContainerStateTerminated
+}
+
+// DeepCopyObject implements runtime.Object.
+func (p *cachedPod) DeepCopyObject() runtime.Object {
+	out := *p
+	p.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
+	if p.Installer != nil {
+		out.Installer = p.Installer.DeepCopy()
+	}
+	return &out
+}
+
+// slimJob turns a Job into its cachedJob.
+func slimJob(obj any) (any, error) {
+	j, ok := obj.(*batchv1.Job)
+	if !ok {
+		return obj, nil
+	}
+	out := &cachedJob{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: j.Name, Namespace: j.Namespace, UID: j.UID, ResourceVersion: j.ResourceVersion,
+			DeletionTimestamp: j.DeletionTimestamp,
+		},
+		Shim: j.Labels[LabelShim], Operation: rollout.Operation(j.Labels[LabelOperation]), SpecHash: j.Labels[LabelSpecHash],
+		Node:      j.Spec.Template.Spec.NodeName,
+		StartTime: j.Status.StartTime,
+	}
+	for _, c := range j.Status.Conditions {
+		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+			out.Done = &c // a copy: the other conditions are not kept
+		}
+	}
+	return out, nil
+}
+
+// slimPod turns an installer pod into its cachedPod.
+func slimPod(obj any) (any, error) {
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	out := &cachedPod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
+			DeletionTimestamp: p.DeletionTimestamp,
+		},
+		Shim: p.Labels[LabelShim], JobUID: types.UID(p.Labels[jobControllerUID]),
+		Phase: p.Status.Phase,
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.Name == installerName {
+			out.Installer = cs.State.Terminated
+		}
+	}
+	return out, nil
+}
