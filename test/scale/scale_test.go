@@ -21,11 +21,15 @@ import (
 	"github.com/go-logr/logr"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -77,13 +81,18 @@ func TestBenchScale(t *testing.T) {
 		}
 		env := setup(t, n, *kcmQPS)
 		r := row{n: n}
-		cpu0 := childCPU()
+		// The CPU of each run is taken before its Jobs are deleted: the cleanup is no run's work.
+		cpu := childCPU()
 		r.job = env.plainJob(t)
-		cpu1 := childCPU()
+		r.jobCPU = childCPU().since(cpu)
+		env.deleteJobs()
+		cpu = childCPU()
 		r.jobs = env.perNodeJobs(t)
-		cpu2 := childCPU()
+		r.jobsCPU = childCPU().since(cpu)
+		env.deleteJobs()
+		cpu = childCPU()
 		r.rollout = env.rollout(t)
-		r.jobCPU, r.jobsCPU, r.rolloutCPU = cpu1.since(cpu0), cpu2.since(cpu1), childCPU().since(cpu2)
+		r.rolloutCPU = childCPU().since(cpu)
 		env.stop()
 		rows = append(rows, r)
 	}
@@ -301,9 +310,7 @@ func (e *env) plainJob(t *testing.T) time.Duration {
 	if err != nil {
 		t.Fatalf("baseline Job: %v (status %+v)", err, job.Status)
 	}
-	wall := time.Since(start)
-	e.deleteJobs(ctx, client.MatchingFields{"metadata.name": job.Name})
-	return wall
+	return time.Since(start)
 }
 
 // perNodeJobs runs one single-pod Job per node, pinned to it like the installer's, keeping N/10 of them
@@ -316,8 +323,19 @@ func (e *env) perNodeJobs(t *testing.T) time.Duration {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const label = "wasmkube.io/bench=per-node"
-	w, err := cs.BatchV1().Jobs(namespace).Watch(ctx, metav1.ListOptions{LabelSelector: label})
+	jobs := cs.BatchV1().Jobs(namespace)
+	opts := metav1.ListOptions{LabelSelector: "wasmkube.io/bench=per-node"}
+	list, err := jobs.List(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A RetryWatcher, since the API server ends watches after a while.
+	w, err := watchtools.NewRetryWatcherWithContext(ctx, list.ResourceVersion, &toolscache.ListWatch{
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = opts.LabelSelector
+			return jobs.Watch(ctx, o)
+		},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,6 +371,9 @@ func (e *env) perNodeJobs(t *testing.T) time.Duration {
 			if !ok {
 				t.Fatalf("the Job watch ended after %d of %d Jobs", len(done), e.n)
 			}
+			if ev.Type == watch.Error {
+				t.Fatalf("watch the per-node Jobs: %v", apierrors.FromObject(ev.Object))
+			}
 			j, isJob := ev.Object.(*batchv1.Job)
 			if !isJob || done[j.Name] || !jobComplete(j) {
 				continue
@@ -365,7 +386,6 @@ func (e *env) perNodeJobs(t *testing.T) time.Duration {
 	}
 	wall := time.Since(start)
 	creators.Wait()
-	e.deleteJobs(ctx, client.MatchingLabels{"wasmkube.io/bench": "per-node"})
 	return wall
 }
 
@@ -394,15 +414,16 @@ func jobComplete(j *batchv1.Job) bool {
 	return false
 }
 
-// deleteJobs deletes the Jobs matching opts in the benchmark namespace and waits until their pods are
-// gone, so that the garbage collector's work does not land on the next run's clock.
-func (e *env) deleteJobs(ctx context.Context, opts ...client.DeleteAllOfOption) {
+// deleteJobs deletes the Jobs in the benchmark namespace and waits until their pods are gone, so that
+// the garbage collector's work does not land on the next run's clock.
+func (e *env) deleteJobs() {
 	e.t.Helper()
-	opts = append(opts, client.InNamespace(namespace), client.PropagationPolicy(metav1.DeletePropagationBackground))
-	if err := e.c.DeleteAllOf(ctx, &batchv1.Job{}, opts...); err != nil {
+	ctx := context.Background()
+	err := e.c.DeleteAllOf(ctx, &batchv1.Job{}, client.InNamespace(namespace), client.PropagationPolicy(metav1.DeletePropagationBackground))
+	if err != nil {
 		e.t.Fatalf("delete the benchmark's Jobs: %v", err)
 	}
-	err := wait.PollUntilContextTimeout(ctx, time.Second, 10*time.Minute, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(ctx, time.Second, 10*time.Minute, true, func(ctx context.Context) (bool, error) {
 		var pods metav1.PartialObjectMetadataList
 		pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
 		if err := e.c.List(ctx, &pods, client.InNamespace(namespace), client.Limit(1)); err != nil {
