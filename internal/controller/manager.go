@@ -153,10 +153,14 @@ func NewManager(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if platforms == nil {
 		platforms = RegistryPlatforms{}
 	}
+	recorder := newEventWriter(mgr.GetClient(), scheme, "wasmkube-manager")
+	if err := mgr.Add(recorder); err != nil {
+		return nil, fmt.Errorf("add the event writer: %w", err)
+	}
 	r := &ShimReconciler{
 		Client:          mgr.GetClient(),
 		APIReader:       mgr.GetAPIReader(),
-		Recorder:        mgr.GetEventRecorder("wasmkube-manager"),
+		Recorder:        recorder,
 		Metrics:         metrics,
 		Platforms:       platforms,
 		Jobs:            o.Jobs,
