@@ -130,7 +130,7 @@ func served(m *metav1.ObjectMeta, kind string) {
 	m.ResourceVersion, m.CreationTimestamp = "1234567", now()
 	for _, mgr := range []string{"wasmkube-manager", "kube-controller-manager", "kwok"} {
 		m.ManagedFields = append(m.ManagedFields, metav1.ManagedFieldsEntry{Manager: mgr, Operation: metav1.ManagedFieldsOperationUpdate,
-			APIVersion: "v1", Time: ptrTime(), FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:metadata":{"f:labels":{".":{}}},"f:status":{"f:conditions":{}}}`)}})
+			APIVersion: "v1", Time: ptrTime(), FieldsType: "FieldsV1", FieldsV1: metav1.NewFieldsV1(`{"f:metadata":{"f:labels":{".":{}}},"f:status":{"f:conditions":{}}}`)})
 	}
 }
 
