@@ -24,6 +24,8 @@ const (
 	eventRepeatWindow = 10 * time.Minute
 	// eventWorkers write Events in parallel: one at a time fell behind a rollout over 1,000 nodes.
 	eventWorkers = 8
+	// eventFlushTimeout bounds the writing of the queued Events when the manager stops.
+	eventFlushTimeout = 5 * time.Second
 )
 
 // eventWriter is an events.EventRecorder that writes Events from a bounded queue and drops an Event's
@@ -118,18 +120,25 @@ func eventKey(ev *eventsv1.Event) uint64 {
 	return h.Sum64()
 }
 
-// Start writes queued Events until ctx ends.
+// Start writes queued Events until ctx ends, then for up to eventFlushTimeout the ones still queued.
 func (w *eventWriter) Start(ctx context.Context) error {
 	var workers sync.WaitGroup
 	for range eventWorkers {
 		workers.Go(func() {
 			for {
 				select {
-				case <-ctx.Done():
-					return
 				case ev := <-w.queue:
-					if err := w.client.Create(ctx, ev); err != nil && ctx.Err() == nil {
-						ctrl.Log.WithName("events").Error(err, "write Event", "object", ev.Regarding.Name, "reason", ev.Reason)
+					w.write(ctx, ev)
+				case <-ctx.Done():
+					flush, cancel := context.WithTimeout(context.WithoutCancel(ctx), eventFlushTimeout)
+					defer cancel()
+					for {
+						select {
+						case ev := <-w.queue:
+							w.write(flush, ev)
+						default:
+							return
+						}
 					}
 				}
 			}
@@ -137,4 +146,10 @@ func (w *eventWriter) Start(ctx context.Context) error {
 	}
 	workers.Wait()
 	return nil
+}
+
+func (w *eventWriter) write(ctx context.Context, ev *eventsv1.Event) {
+	if err := w.client.Create(ctx, ev); err != nil {
+		ctrl.Log.WithName("events").Error(err, "write Event", "object", ev.Regarding.Name, "reason", ev.Reason)
+	}
 }

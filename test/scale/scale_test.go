@@ -21,6 +21,7 @@ import (
 	"github.com/go-logr/logr"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -64,6 +65,20 @@ func TestScaleSmoke(t *testing.T) {
 	res := env.rollout(t)
 	if res.ready != 50 {
 		t.Fatalf("%d of 50 nodes ready", res.ready)
+	}
+	// Each node's result is an Event; the manager writes them asynchronously, and flushes them as it stops.
+	var list eventsv1.EventList
+	if err := env.c.List(context.Background(), &list, client.InNamespace(metav1.NamespaceDefault)); err != nil {
+		t.Fatal(err)
+	}
+	installed := 0
+	for _, ev := range list.Items {
+		if ev.Reason == v1alpha1.ReasonInstalled && ev.Regarding.Name == "bench" {
+			installed++
+		}
+	}
+	if installed != 50 {
+		t.Errorf("%d %s Events about Shim bench, want one per node (50)", installed, v1alpha1.ReasonInstalled)
 	}
 	t.Logf("50 nodes: rollout %s, manager RSS %d MiB, CPU %.1fs", res.wall.Round(100*time.Millisecond), res.rssMiB, res.cpu.Seconds())
 }
