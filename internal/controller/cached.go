@@ -68,6 +68,12 @@ func (p *cachedPod) DeepCopyObject() runtime.Object {
 	return &out
 }
 
+// cachedMeta is the metadata a cached record keeps.
+func cachedMeta(m *metav1.ObjectMeta) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
+		DeletionTimestamp: m.DeletionTimestamp}
+}
+
 // slimJob turns a Job into its cachedJob.
 func slimJob(obj any) (any, error) {
 	j, ok := obj.(*batchv1.Job)
@@ -75,11 +81,8 @@ func slimJob(obj any) (any, error) {
 		return obj, nil
 	}
 	out := &cachedJob{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: j.Name, Namespace: j.Namespace, UID: j.UID, ResourceVersion: j.ResourceVersion,
-			DeletionTimestamp: j.DeletionTimestamp,
-		},
-		Shim: j.Labels[LabelShim], Operation: rollout.Operation(j.Labels[LabelOperation]), SpecHash: j.Labels[LabelSpecHash],
+		ObjectMeta: cachedMeta(&j.ObjectMeta),
+		Shim:       j.Labels[LabelShim], Operation: rollout.Operation(j.Labels[LabelOperation]), SpecHash: j.Labels[LabelSpecHash],
 		Node:      j.Spec.Template.Spec.NodeName,
 		StartTime: j.Status.StartTime,
 	}
@@ -98,11 +101,8 @@ func slimPod(obj any) (any, error) {
 		return obj, nil
 	}
 	out := &cachedPod{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
-			DeletionTimestamp: p.DeletionTimestamp,
-		},
-		Shim: p.Labels[LabelShim], JobUID: types.UID(p.Labels[jobControllerUID]),
+		ObjectMeta: cachedMeta(&p.ObjectMeta),
+		Shim:       p.Labels[LabelShim], JobUID: types.UID(p.Labels[jobControllerUID]),
 		Phase: p.Status.Phase,
 	}
 	for _, cs := range p.Status.ContainerStatuses {
