@@ -266,6 +266,7 @@ func (r *ShimReconciler) observe(shim *v1alpha1.Shim, hash string) ([]rollout.No
 	handler := rollout.Handler(shim)
 	label, annotation := v1alpha1.NodeStateLabel(shim.Name), v1alpha1.NodeHashAnnotation(shim.Name)
 	outcomes := map[string]Outcome{}
+	jobs := r.jobsByNode(shim.Name, hash)
 	nodes := r.objects.allNodes()
 	view := make([]rollout.Node, 0, len(nodes))
 	waitResult := false
@@ -276,32 +277,50 @@ func (r *ShimReconciler) observe(shim *v1alpha1.Shim, hash string) ([]rollout.No
 			State:    v1alpha1.NodeState(n.Labels[label]),
 			Hash:     n.Annotations[annotation],
 		}
-		jobs := r.objects.nodeJobs(shim.Name, n.Name)
-		if v.State == "" && v.Hash == "" && !v.Selected && len(jobs) == 0 {
+		nj, hasJobs := jobs[n.Name]
+		if v.State == "" && v.Hash == "" && !v.Selected && !hasJobs {
 			continue // nothing of ours there and nothing to do (fast path for large clusters)
 		}
 		v.Platform = rollout.Platform{OS: n.Status.NodeInfo.OperatingSystem, Arch: n.Status.NodeInfo.Architecture}
 		v.HandlersReported = len(n.Status.RuntimeHandlers) > 0
 		v.HandlerListed = slices.ContainsFunc(n.Status.RuntimeHandlers, func(h corev1.NodeRuntimeHandler) bool { return h.Name == handler })
-		var install, uninstall *cachedJob
-		for _, j := range jobs {
-			switch {
-			case j.SpecHash == hash && j.Operation == rollout.Install:
-				install = j
-			case j.SpecHash == hash && j.Operation == rollout.Uninstall:
-				uninstall = j
-			case !v.OtherActive:
-				o, _ := jobOutcome(j, r.objects.jobPods(j.UID))
-				v.OtherActive = o.Phase == rollout.JobActive
-			}
-		}
+		v.OtherActive = nj.otherActive
 		var waitInstall, waitUninstall bool
-		v.Install, waitInstall = r.jobState(shim.Name, n.Name, rollout.Install, hash, install, v.State, outcomes)
-		v.Uninstall, waitUninstall = r.jobState(shim.Name, n.Name, rollout.Uninstall, hash, uninstall, v.State, outcomes)
+		v.Install, waitInstall = r.jobState(shim.Name, n.Name, rollout.Install, hash, nj.install, v.State, outcomes)
+		v.Uninstall, waitUninstall = r.jobState(shim.Name, n.Name, rollout.Uninstall, hash, nj.uninstall, v.State, outcomes)
 		waitResult = waitResult || waitInstall || waitUninstall
 		view = append(view, v)
 	}
 	return view, outcomes, waitResult
+}
+
+// nodeJobs are a Shim's Jobs on one node, as observe reads them.
+type nodeJobs struct {
+	// install and uninstall are the Jobs at the current spec hash (nil: none cached).
+	install, uninstall *cachedJob
+	// otherActive reports a Job at another spec hash that still runs.
+	otherActive bool
+}
+
+// jobsByNode sorts a Shim's cached Jobs by node. It runs once per reconcile: an informer index by node
+// kept a set per node, a few hundred bytes each, for the manager's whole life.
+func (r *ShimReconciler) jobsByNode(shim, hash string) map[string]nodeJobs {
+	jobs := r.objects.shimJobs(shim)
+	out := make(map[string]nodeJobs, len(jobs))
+	for _, j := range jobs {
+		nj := out[j.Node]
+		switch {
+		case j.SpecHash == hash && j.Operation == rollout.Install:
+			nj.install = j
+		case j.SpecHash == hash && j.Operation == rollout.Uninstall:
+			nj.uninstall = j
+		case !nj.otherActive:
+			o, _ := jobOutcome(j, r.objects.jobPods(j.UID))
+			nj.otherActive = o.Phase == rollout.JobActive
+		}
+		out[j.Node] = nj
+	}
+	return out
 }
 
 // jobState is the planner's view of the Job of op on node at hash (nil: none cached). The installer's

@@ -14,9 +14,8 @@ import (
 
 // Index names of the informer indexes the store adds.
 const (
-	indexShim     = "wasmkube.io/shim"      // Jobs by their Shim
-	indexShimNode = "wasmkube.io/shim-node" // Jobs by "<shim>/<node>"
-	indexJobUID   = "wasmkube.io/job-uid"   // installer pods by their Job's UID
+	indexShim   = "wasmkube.io/shim"    // Jobs by their Shim
+	indexJobUID = "wasmkube.io/job-uid" // installer pods by their Job's UID
 )
 
 // store reads the manager's informer caches in place. A List through the cached client copies every
@@ -37,7 +36,7 @@ func newStore(ctx context.Context, c cache.Cache) (*store, error) {
 		indexers toolscache.Indexers
 	}{
 		{&corev1.Node{}, &s.nodes, nil},
-		{&batchv1.Job{}, &s.jobs, toolscache.Indexers{indexShim: jobShim, indexShimNode: jobShimNode}},
+		{&batchv1.Job{}, &s.jobs, toolscache.Indexers{indexShim: jobShim}},
 		{&corev1.Pod{}, &s.pods, toolscache.Indexers{indexJobUID: podJobUID}},
 	} {
 		inf, err := c.GetInformer(ctx, x.obj)
@@ -65,21 +64,12 @@ func jobShim(obj any) ([]string, error) {
 	return nil, nil
 }
 
-func jobShimNode(obj any) ([]string, error) {
-	if j, ok := obj.(*cachedJob); ok && j.Shim != "" {
-		return []string{shimNodeKey(j.Shim, j.Node)}, nil
-	}
-	return nil, nil
-}
-
 func podJobUID(obj any) ([]string, error) {
 	if p, ok := obj.(*cachedPod); ok && p.JobUID != "" {
 		return []string{string(p.JobUID)}, nil
 	}
 	return nil, nil
 }
-
-func shimNodeKey(shim, node string) string { return shim + "/" + node }
 
 // allNodes returns the cached nodes.
 func (s *store) allNodes() []*corev1.Node {
@@ -106,11 +96,6 @@ func (s *store) node(name string) *corev1.Node {
 // shimJobs returns the cached Jobs of a Shim.
 func (s *store) shimJobs(shim string) []*cachedJob {
 	return indexed[cachedJob](s.jobs, indexShim, shim)
-}
-
-// nodeJobs returns the cached Jobs of a Shim on one node.
-func (s *store) nodeJobs(shim, node string) []*cachedJob {
-	return indexed[cachedJob](s.jobs, indexShimNode, shimNodeKey(shim, node))
 }
 
 // jobPods returns the cached pods of a Job.
