@@ -82,9 +82,11 @@ generate: ## Regenerate deepcopy code, the Shim CRD and the manager's RBAC with 
 	bash $(TOOLS) install controller-gen
 	$(WITH_TOOLS) sh -c '"$$WASMKUBE_CONTROLLER_GEN" object:headerFile=hack/boilerplate.go.txt paths=./api/...'
 	rm -rf config/crd/bases config/rbac
-	$(WITH_TOOLS) sh -c '"$$WASMKUBE_CONTROLLER_GEN" crd rbac:roleName=wasmkube-manager \
-		paths=./api/... paths=./internal/controller/... \
-		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac'
+	# The CRD generator reads only the API package: it would take the controller's cache records, which
+	# embed ObjectMeta, for API types and refuse their untagged fields.
+	$(WITH_TOOLS) sh -c '"$$WASMKUBE_CONTROLLER_GEN" crd paths=./api/... output:crd:artifacts:config=config/crd/bases'
+	$(WITH_TOOLS) sh -c '"$$WASMKUBE_CONTROLLER_GEN" rbac:roleName=wasmkube-manager paths=./internal/controller/... \
+		output:rbac:artifacts:config=config/rbac'
 	$(MAKE) --no-print-directory generate-copies
 
 .PHONY: generate-copies
