@@ -77,13 +77,13 @@ bench-installer: ## Median bare restart, install, re-run and uninstall on contai
 GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac \
 	charts/wasmkube/crds charts/wasmkube/files/rbac
 
+# The CRD generator reads only the API package: it would take the controller's cache records, which embed
+# ObjectMeta, for API types and refuse their untagged fields.
 .PHONY: generate
 generate: ## Regenerate deepcopy code, the Shim CRD and the manager's RBAC with controller-gen v0.23.0.
 	bash $(TOOLS) install controller-gen
 	$(WITH_TOOLS) sh -c '"$$WASMKUBE_CONTROLLER_GEN" object:headerFile=hack/boilerplate.go.txt paths=./api/...'
 	rm -rf config/crd/bases config/rbac
-	# The CRD generator reads only the API package: it would take the controller's cache records, which
-	# embed ObjectMeta, for API types and refuse their untagged fields.
 	$(WITH_TOOLS) sh -c '"$$WASMKUBE_CONTROLLER_GEN" crd paths=./api/... output:crd:artifacts:config=config/crd/bases'
 	$(WITH_TOOLS) sh -c '"$$WASMKUBE_CONTROLLER_GEN" rbac:roleName=wasmkube-manager paths=./internal/controller/... \
 		output:rbac:artifacts:config=config/rbac'
