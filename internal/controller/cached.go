@@ -1,20 +1,56 @@
 package controller
 
 import (
+	"slices"
+	"strings"
+
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/wasmkube/wasmkube/api/v1alpha1"
 	"github.com/wasmkube/wasmkube/internal/rollout"
 )
 
-// The manager keeps one installer Job and one pod per node in its cache. A decoded batchv1.Job or
-// corev1.Pod is over a kilobyte before any field is set, so the cache's transforms (slimJob, slimPod)
-// store these records instead: only what the controller reads, at about a quarter of the size (see
-// BenchmarkCacheFootprint). They satisfy client.Object, so the informers' event handlers take them as
+// The manager keeps every Node, and one installer Job and one pod per node, in its cache. A decoded
+// corev1.Node, batchv1.Job or corev1.Pod is most of a kilobyte before any field is set, so the cache's
+// transforms (slimNode, slimJob, slimPod) store these records instead: only what the controller reads
+// (see BenchmarkCacheFootprint). They satisfy client.Object, so the informers' event handlers take them as
 // they are; nothing reads them through the cached client, which would expect the API types.
+
+// cachedNode is the cache's record of a Node.
+type cachedNode struct {
+	metav1.TypeMeta
+	// ObjectMeta keeps name, UID, resourceVersion, deletionTimestamp, the labels (any of them may
+	// select the node) and the annotations the controller reads (see ourAnnotations).
+	metav1.ObjectMeta
+	// OS, Arch and RuntimeVersion are the node's status.nodeInfo operatingSystem, architecture and
+	// containerRuntimeVersion.
+	OS, Arch, RuntimeVersion string
+	// Handlers names the runtime handlers the kubelet reports in status.runtimeHandlers.
+	Handlers []string
+}
+
+// DeepCopyObject implements runtime.Object.
+func (n *cachedNode) DeepCopyObject() runtime.Object {
+	out := *n
+	n.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
+	out.Handlers = slices.Clone(n.Handlers)
+	return &out
+}
+
+// node returns the Node the record was made from, as far as the record keeps it: enough to build the
+// node's Job and to name it in an Event.
+func (n *cachedNode) node() *corev1.Node {
+	return &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: n.UID, Labels: n.Labels, Annotations: n.Annotations},
+		Status: corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{
+			OperatingSystem: n.OS, Architecture: n.Arch, ContainerRuntimeVersion: n.RuntimeVersion,
+		}},
+	}
+}
 
 // cachedJob is the cache's record of an installer Job.
 type cachedJob struct {
@@ -72,6 +108,43 @@ func (p *cachedPod) DeepCopyObject() runtime.Object {
 func cachedMeta(m *metav1.ObjectMeta) metav1.ObjectMeta {
 	return metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
 		DeletionTimestamp: m.DeletionTimestamp}
+}
+
+// slimNode turns a Node into its cachedNode.
+func slimNode(obj any) (any, error) {
+	n, ok := obj.(*corev1.Node)
+	if !ok {
+		return obj, nil
+	}
+	meta := cachedMeta(&n.ObjectMeta)
+	meta.Labels, meta.Annotations = n.Labels, ourAnnotations(n.Annotations)
+	out := &cachedNode{
+		ObjectMeta: meta,
+		OS:         n.Status.NodeInfo.OperatingSystem, Arch: n.Status.NodeInfo.Architecture,
+		RuntimeVersion: n.Status.NodeInfo.ContainerRuntimeVersion,
+	}
+	if len(n.Status.RuntimeHandlers) > 0 {
+		out.Handlers = make([]string, len(n.Status.RuntimeHandlers))
+		for i, h := range n.Status.RuntimeHandlers {
+			out.Handlers[i] = h.Name
+		}
+	}
+	return out, nil
+}
+
+// ourAnnotations keeps the node annotations the controller reads: the opt-in annotation and the Shims'
+// hash annotations. Nodes carry many other, sometimes large, annotations (CNI, CSI, cloud providers).
+func ourAnnotations(in map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range in {
+		if k == v1alpha1.EnabledAnnotation || strings.HasPrefix(k, v1alpha1.NodeLabelPrefix) {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // slimJob turns a Job into its cachedJob.

@@ -2,13 +2,11 @@ package controller
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -59,7 +57,7 @@ func NewScheme() (*runtime.Scheme, error) {
 }
 
 // CacheOptions caches only what the manager needs: its own Jobs and their pods (by label, in its
-// namespace), and Nodes reduced to name, labels, annotations, platform and runtime handlers.
+// namespace), and Nodes reduced to name, labels, our annotations, platform and runtime handlers.
 func CacheOptions(namespace string) cache.Options {
 	ours := labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedByValue})
 	// A field selector, not ByObject.Namespaces: one namespace then needs one plain informer, whose
@@ -73,46 +71,6 @@ func CacheOptions(namespace string) cache.Options {
 			&corev1.Node{}: {Transform: slimNode},
 		},
 	}
-}
-
-// slimNode keeps the parts of a Node the controller reads. Nodes are the biggest objects the manager
-// caches (images, conditions, addresses); this keeps memory flat in large clusters.
-func slimNode(obj any) (any, error) {
-	n, ok := obj.(*corev1.Node)
-	if !ok {
-		return obj, nil
-	}
-	return &corev1.Node{
-		TypeMeta: n.TypeMeta,
-		ObjectMeta: metav1.ObjectMeta{
-			Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion, Generation: n.Generation,
-			CreationTimestamp: n.CreationTimestamp, DeletionTimestamp: n.DeletionTimestamp,
-			Labels: n.Labels, Annotations: ourAnnotations(n.Annotations),
-		},
-		Status: corev1.NodeStatus{
-			NodeInfo: corev1.NodeSystemInfo{
-				OperatingSystem:         n.Status.NodeInfo.OperatingSystem,
-				Architecture:            n.Status.NodeInfo.Architecture,
-				ContainerRuntimeVersion: n.Status.NodeInfo.ContainerRuntimeVersion,
-			},
-			RuntimeHandlers: n.Status.RuntimeHandlers,
-		},
-	}, nil
-}
-
-// ourAnnotations keeps the node annotations the controller reads: the opt-in annotation and the Shims'
-// hash annotations. Nodes carry many other, sometimes large, annotations (CNI, CSI, cloud providers).
-func ourAnnotations(in map[string]string) map[string]string {
-	var out map[string]string
-	for k, v := range in {
-		if k == v1alpha1.EnabledAnnotation || strings.HasPrefix(k, v1alpha1.NodeLabelPrefix) {
-			if out == nil {
-				out = map[string]string{}
-			}
-			out[k] = v
-		}
-	}
-	return out
 }
 
 // NewManager builds a controller-runtime manager running the Shim controller.

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -54,7 +55,7 @@ func TestSlimNode(t *testing.T) {
 	n := &corev1.Node{}
 	n.Name, n.Labels = "n", map[string]string{"a": "b"}
 	n.Annotations = map[string]string{"c": "d", v1alpha1.EnabledAnnotation: "true", v1alpha1.NodeHashAnnotation("s"): "h"}
-	n.Status.NodeInfo = corev1.NodeSystemInfo{Architecture: "arm64", OperatingSystem: "linux", KernelVersion: "6.1"}
+	n.Status.NodeInfo = corev1.NodeSystemInfo{Architecture: "arm64", OperatingSystem: "linux", KernelVersion: "6.1", ContainerRuntimeVersion: "containerd://2.1.4"}
 	n.Status.Images = []corev1.ContainerImage{{Names: []string{"big"}}}
 	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady}}
 	n.Status.RuntimeHandlers = []corev1.NodeRuntimeHandler{{Name: "spin"}}
@@ -62,11 +63,16 @@ func TestSlimNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := out.(*corev1.Node)
+	s := out.(*cachedNode)
 	if s.Name != "n" || s.Labels["a"] != "b" || len(s.Annotations) != 2 ||
-		s.Annotations[v1alpha1.EnabledAnnotation] != "true" || s.Annotations[v1alpha1.NodeHashAnnotation("s")] != "h" || s.Status.NodeInfo.Architecture != "arm64" ||
-		len(s.Status.RuntimeHandlers) != 1 || len(s.Status.Images) != 0 || len(s.Status.Conditions) != 0 || s.Status.NodeInfo.KernelVersion != "" {
+		s.Annotations[v1alpha1.EnabledAnnotation] != "true" || s.Annotations[v1alpha1.NodeHashAnnotation("s")] != "h" ||
+		s.Arch != "arm64" || s.OS != "linux" || !slices.Equal(s.Handlers, []string{"spin"}) {
 		t.Fatalf("slimNode kept the wrong fields: %+v", s)
+	}
+	back := s.node()
+	if back.Name != "n" || back.Labels["a"] != "b" || back.Status.NodeInfo.Architecture != "arm64" || back.Status.NodeInfo.OperatingSystem != "linux" ||
+		back.Status.NodeInfo.ContainerRuntimeVersion != "containerd://2.1.4" {
+		t.Fatalf("cachedNode.node() = %+v", back)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -140,16 +141,13 @@ func shimOfRecord(_ context.Context, o client.Object) []reconcile.Request {
 func nodeChanged() predicate.Predicate {
 	return predicate.Funcs{
 		UpdateFunc: func(e event.UpdateEvent) bool {
-			o, ok1 := e.ObjectOld.(*corev1.Node)
-			n, ok2 := e.ObjectNew.(*corev1.Node)
+			o, ok1 := e.ObjectOld.(*cachedNode)
+			n, ok2 := e.ObjectNew.(*cachedNode)
 			if !ok1 || !ok2 {
 				return true
 			}
-			return !equality.Semantic.DeepEqual(o.Labels, n.Labels) ||
-				!equality.Semantic.DeepEqual(o.Annotations, n.Annotations) ||
-				o.Status.NodeInfo.Architecture != n.Status.NodeInfo.Architecture ||
-				o.Status.NodeInfo.OperatingSystem != n.Status.NodeInfo.OperatingSystem ||
-				!equality.Semantic.DeepEqual(o.Status.RuntimeHandlers, n.Status.RuntimeHandlers)
+			return !maps.Equal(o.Labels, n.Labels) || !maps.Equal(o.Annotations, n.Annotations) ||
+				o.Arch != n.Arch || o.OS != n.OS || !slices.Equal(o.Handlers, n.Handlers)
 		},
 	}
 }
@@ -281,9 +279,9 @@ func (r *ShimReconciler) observe(shim *v1alpha1.Shim, hash string) ([]rollout.No
 		if v.State == "" && v.Hash == "" && !v.Selected && !hasJobs {
 			continue // nothing of ours there and nothing to do (fast path for large clusters)
 		}
-		v.Platform = rollout.Platform{OS: n.Status.NodeInfo.OperatingSystem, Arch: n.Status.NodeInfo.Architecture}
-		v.HandlersReported = len(n.Status.RuntimeHandlers) > 0
-		v.HandlerListed = slices.ContainsFunc(n.Status.RuntimeHandlers, func(h corev1.NodeRuntimeHandler) bool { return h.Name == handler })
+		v.Platform = rollout.Platform{OS: n.OS, Arch: n.Arch}
+		v.HandlersReported = len(n.Handlers) > 0
+		v.HandlerListed = slices.Contains(n.Handlers, handler)
 		v.OtherActive = nj.otherActive
 		var waitInstall, waitUninstall bool
 		v.Install, waitInstall = r.jobState(shim.Name, n.Name, rollout.Install, hash, nj.install, v.State, outcomes)
@@ -452,9 +450,16 @@ func (r *ShimReconciler) apply(ctx context.Context, shim *v1alpha1.Shim, hash st
 	return errs
 }
 
-// applyNode runs one node's writes in order and stops at the first error.
+// applyNode runs one node's writes in order and stops at the first error. cached is nil when the node
+// has left the cluster.
 func (r *ShimReconciler) applyNode(ctx context.Context, shim *v1alpha1.Shim, hash string, w *nodeWork,
-	node *corev1.Node, outcomes map[string]Outcome) error {
+	cached *cachedNode, outcomes map[string]Outcome) error {
+	var node *corev1.Node
+	var related runtime.Object // an Event's related object: none, not a nil *Node, when the node is gone
+	if cached != nil {
+		node = cached.node()
+		related = node
+	}
 	for _, c := range w.changes {
 		if err := r.patchNode(ctx, shim.Name, c); err != nil {
 			return err // the label did not move: its Job waits for the next reconcile
@@ -465,10 +470,6 @@ func (r *ShimReconciler) applyNode(ctx context.Context, shim *v1alpha1.Shim, has
 		typ := corev1.EventTypeNormal
 		if c.Event.Warning {
 			typ = corev1.EventTypeWarning
-		}
-		var related runtime.Object
-		if node != nil {
-			related = node
 		}
 		r.Recorder.Eventf(shim, related, typ, c.Event.Reason, "Reconcile", "%s", c.Event.Message)
 		r.observeResult(shim, hash, c, outcomes)

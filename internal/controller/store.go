@@ -72,11 +72,11 @@ func podJobUID(obj any) ([]string, error) {
 }
 
 // allNodes returns the cached nodes.
-func (s *store) allNodes() []*corev1.Node {
+func (s *store) allNodes() []*cachedNode {
 	objs := s.nodes.List()
-	out := make([]*corev1.Node, 0, len(objs))
+	out := make([]*cachedNode, 0, len(objs))
 	for _, o := range objs {
-		if n, ok := o.(*corev1.Node); ok {
+		if n, ok := o.(*cachedNode); ok {
 			out = append(out, n)
 		}
 	}
@@ -84,12 +84,12 @@ func (s *store) allNodes() []*corev1.Node {
 }
 
 // node returns the cached node called name, or nil.
-func (s *store) node(name string) *corev1.Node {
+func (s *store) node(name string) *cachedNode {
 	o, ok, err := s.nodes.GetByKey(name)
 	if err != nil || !ok {
 		return nil
 	}
-	n, _ := o.(*corev1.Node)
+	n, _ := o.(*cachedNode)
 	return n
 }
 
