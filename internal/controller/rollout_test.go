@@ -77,7 +77,7 @@ func TestSelectionAndRuntimeClass(t *testing.T) {
 	if c := condition(s, v1alpha1.ConditionDegraded); c == nil || c.Status != metav1.ConditionTrue || c.Reason != v1alpha1.ReasonNodesFailed {
 		t.Errorf("sel-all Degraded = %+v, want True/NodesFailed", c)
 	}
-	if msgs := h.events("sel-all", v1alpha1.ReasonInstallFailed); len(msgs) != 1 || !strings.Contains(msgs[0], "VerifyFailed") {
+	if msgs := h.events("sel-all", v1alpha1.ReasonInstallFailed, 1); len(msgs) != 1 || !strings.Contains(msgs[0], "VerifyFailed") {
 		t.Errorf("InstallFailed events %q: want one naming the installer's reason VerifyFailed", msgs)
 	}
 
@@ -124,7 +124,7 @@ func TestSelectionAndRuntimeClass(t *testing.T) {
 	if hashes["sel-annotated"] != "" {
 		t.Errorf("opted-out node keeps hash annotation %q", hashes["sel-annotated"])
 	}
-	if msgs := h.events("sel-null", v1alpha1.ReasonUninstalled); len(msgs) != 1 {
+	if msgs := h.events("sel-null", v1alpha1.ReasonUninstalled, 1); len(msgs) != 1 {
 		t.Errorf("Uninstalled events of sel-null: %q, want one", msgs)
 	}
 	h.waitShim("sel-null", minute, func(s *v1alpha1.Shim) bool {
@@ -269,7 +269,7 @@ func TestFailureBudgetPauseAndResume(t *testing.T) {
 			t.Errorf("node %s is %q while the rollout is paused", n, states[n])
 		}
 	}
-	if msgs := h.events("fb", v1alpha1.ReasonRolloutPaused); len(msgs) != 1 {
+	if msgs := h.events("fb", v1alpha1.ReasonRolloutPaused, 1); len(msgs) != 1 {
 		t.Errorf("RolloutPaused events: %q, want one", msgs)
 	}
 
@@ -351,7 +351,7 @@ func TestUpgradeAndUninstallOnDeletion(t *testing.T) {
 	if err := k8s.Get(h.ctx, client.ObjectKey{Name: "up"}, &nodev1.RuntimeClass{}); !apierrors.IsNotFound(err) {
 		t.Errorf("RuntimeClass up still exists: %v", err)
 	}
-	if msgs := h.events("up", v1alpha1.ReasonUninstalled); len(msgs) != 4 {
+	if msgs := h.events("up", v1alpha1.ReasonUninstalled, 4); len(msgs) != 4 {
 		t.Errorf("%d Uninstalled events, want 4", len(msgs))
 	}
 }
@@ -411,7 +411,7 @@ func TestHandlerPostCheck(t *testing.T) {
 		}
 	}
 	h.waitStates("pc", map[string]string{"pc-listed": ready, "pc-missing": failed, "pc-silent": ready}, minute)
-	if msgs := h.events("pc", v1alpha1.ReasonHandlerNotReported); len(msgs) != 1 || !strings.Contains(msgs[0], "pc-missing") {
+	if msgs := h.events("pc", v1alpha1.ReasonHandlerNotReported, 1); len(msgs) != 1 || !strings.Contains(msgs[0], "pc-missing") {
 		t.Errorf("HandlerNotReported events %q: want one for pc-missing", msgs)
 	}
 }

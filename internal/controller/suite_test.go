@@ -401,18 +401,28 @@ func (tr *tracker) snapshot() (maxInstalling, beforeReady int, jobs map[string]i
 	return tr.maxInstalling, tr.installingBeforeFirstReady, jobs
 }
 
-// events returns the messages of the Events about a Shim with a reason.
-func (h *harness) events(shim, reason string) []string {
+// events returns the messages of the Events about a Shim with a reason, once there are want of them or
+// after 30 s.
+func (h *harness) events(shim, reason string, want int) []string {
 	h.t.Helper()
-	var list eventsv1.EventList
-	if err := k8s.List(h.ctx, &list); err != nil {
-		h.t.Fatalf("list events: %v", err)
-	}
+	// The manager writes Events asynchronously (see eventWriter): one may land a moment after the node
+	// state it reports.
 	var out []string
-	for _, e := range list.Items {
-		if e.Regarding.Kind == "Shim" && e.Regarding.Name == shim && e.Reason == reason {
-			out = append(out, e.Note)
+	err := wait.PollUntilContextTimeout(h.ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		var list eventsv1.EventList
+		if err := k8s.List(ctx, &list); err != nil {
+			return false, err
 		}
+		out = out[:0]
+		for _, e := range list.Items {
+			if e.Regarding.Kind == "Shim" && e.Regarding.Name == shim && e.Reason == reason {
+				out = append(out, e.Note)
+			}
+		}
+		return len(out) >= want, nil
+	})
+	if err != nil && !wait.Interrupted(err) {
+		h.t.Fatalf("list events: %v", err)
 	}
 	return out
 }
