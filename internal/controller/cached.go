@@ -42,7 +42,7 @@ func (n *cachedNode) DeepCopyObject() runtime.Object {
 }
 
 // node returns the Node the record was made from, as far as the record keeps it: enough to build the
-// node's Job and to name it in an Event.
+// node's Job and to name it in an Event. It shares the record's maps: read it, never modify it.
 func (n *cachedNode) node() *corev1.Node {
 	return &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: n.UID, Labels: n.Labels, Annotations: n.Annotations},
