@@ -3,7 +3,6 @@ package scale
 import (
 	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/sync/errgroup"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -246,37 +246,17 @@ func (e *env) stop() {
 // createNodes creates the nodes with 16 workers and waits until KWOK reports them all Ready.
 func (e *env) createNodes(ctx context.Context) {
 	e.t.Helper()
-	work := make(chan int)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				arch := "amd64"
-				if i%2 == 1 {
-					arch = "arm64"
-				}
-				n := kwoktest.Node(fmt.Sprintf("node-%05d", i), arch, map[string]string{"pool": "bench"}, nil)
-				if err := e.c.Create(ctx, n); err != nil {
-					mu.Lock()
-					firstErr = err
-					mu.Unlock()
-				}
-			}
-		}()
+	err := forEach(e.n, 16, func(i int) error {
+		arch := "amd64"
+		if i%2 == 1 {
+			arch = "arm64"
+		}
+		return e.c.Create(ctx, kwoktest.Node(fmt.Sprintf("node-%05d", i), arch, map[string]string{"pool": "bench"}, nil))
+	})
+	if err != nil {
+		e.t.Fatalf("create nodes: %v", err)
 	}
-	for i := range e.n {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	if firstErr != nil {
-		e.t.Fatalf("create nodes: %v", firstErr)
-	}
-	err := wait.PollUntilContextTimeout(ctx, time.Second, 10*time.Minute, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(ctx, time.Second, 10*time.Minute, true, func(ctx context.Context) (bool, error) {
 		var list corev1.NodeList
 		if err := e.c.List(ctx, &list); err != nil {
 			return false, err
@@ -294,6 +274,16 @@ func (e *env) createNodes(ctx context.Context) {
 	if err != nil {
 		e.t.Fatalf("%d nodes did not become Ready: %v", e.n, err)
 	}
+}
+
+// forEach calls fn for 0..n-1 on up to workers goroutines and returns the first error.
+func forEach(n, workers int, fn func(i int) error) error {
+	var g errgroup.Group
+	g.SetLimit(workers)
+	for i := range n {
+		g.Go(func() error { return fn(i) })
+	}
+	return g.Wait()
 }
 
 // plainJob runs one Job with N completions at the rollout's parallelism (10%) and returns its wall time.
@@ -442,30 +432,18 @@ func (e *env) deleteJobs() {
 	if err := e.c.List(ctx, &jobs, client.InNamespace(namespace)); err != nil {
 		e.t.Fatalf("list the benchmark's Jobs: %v", err)
 	}
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-	)
-	sem := make(chan struct{}, 50)
-	for i := range jobs.Items {
+	err := forEach(len(jobs.Items), 50, func(i int) error {
 		job := &jobs.Items[i]
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			err := e.c.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground))
-			if err != nil && !apierrors.IsNotFound(err) {
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("delete Job %s: %w", job.Name, err))
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+		err := e.c.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground))
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete Job %s: %w", job.Name, err)
+		}
+		return nil
+	})
+	if err != nil {
 		e.t.Fatalf("delete the benchmark's Jobs: %v", err)
 	}
-	err := wait.PollUntilContextTimeout(ctx, time.Second, 10*time.Minute, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(ctx, time.Second, 10*time.Minute, true, func(ctx context.Context) (bool, error) {
 		var pods metav1.PartialObjectMetadataList
 		pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
 		if err := e.c.List(ctx, &pods, client.InNamespace(namespace), client.Limit(1)); err != nil {
