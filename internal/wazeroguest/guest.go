@@ -27,23 +27,31 @@ func Build(t testing.TB) string {
 }
 
 // BuildTo compiles the Go guest for wasip1/wasm into dir/guest.wasm and returns that path.
-func BuildTo(dir string) (string, error) { return build(dir, "guest.wasm", "wasip1", "wasm") }
+func BuildTo(dir string) (string, error) { return build(dir, "./testdata/guest", "guest.wasm", "wasip1", "wasm") }
+
+// BuildProbeTo compiles the sandbox probe (testdata/probe: a Go guest that calls WASI's path and
+// file functions directly, to try ways out of its mounts) for wasip1/wasm into dir/probe.wasm.
+func BuildProbeTo(dir string) (string, error) {
+	return build(dir, "./testdata/probe", "probe.wasm", "wasip1", "wasm")
+}
 
 // BuildNativeTo compiles the same program as a static linux binary for this machine into dir/guest,
 // the runc equivalent of the Wasm guest for comparisons.
-func BuildNativeTo(dir string) (string, error) { return build(dir, "guest", "linux", runtime.GOARCH) }
+func BuildNativeTo(dir string) (string, error) {
+	return build(dir, "./testdata/guest", "guest", "linux", runtime.GOARCH)
+}
 
-func build(dir, name, goos, goarch string) (string, error) {
+func build(dir, pkg, name, goos, goarch string) (string, error) {
 	_, self, _, ok := runtime.Caller(0)
 	if !ok {
 		return "", errors.New("wazeroguest: cannot locate the guest's source")
 	}
 	out := filepath.Join(dir, name)
-	cmd := exec.Command("go", "build", "-trimpath", "-o", out, "./testdata/guest")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
 	cmd.Dir = filepath.Dir(self)
 	cmd.Env = append(os.Environ(), "GOOS="+goos, "GOARCH="+goarch, "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build the Go guest for %s/%s in %s: %w\n%s", goos, goarch, cmd.Dir, err, b)
+		return "", fmt.Errorf("build %s for %s/%s in %s: %w\n%s", pkg, goos, goarch, cmd.Dir, err, b)
 	}
 	return out, nil
 }

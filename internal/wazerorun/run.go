@@ -12,17 +12,21 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/experimental/sysfs"
 	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/wasmkube/wasmkube/internal/wazerofs"
 )
 
 // ExitTrap is the exit code of a module that trapped (or failed to instantiate) instead of exiting.
 const ExitTrap = 1
 
-// Mount makes a host directory visible to the guest.
+// Mount makes a host directory visible to the guest. Every path the guest resolves in it stays
+// inside it (see internal/wazerofs).
 type Mount struct {
 	HostPath  string // directory on the host
 	GuestPath string // absolute path inside the guest
-	ReadOnly  bool
+	ReadOnly  bool   // refuse every change with EROFS
 }
 
 // Process is one run of a module.
@@ -31,6 +35,10 @@ type Process struct {
 	Env    []string // KEY=VALUE
 	Entry  string   // exported function to call; "" means _start
 	Mounts []Mount  // the container rootfs at "/" first, then volumes
+	// Creds are the credentials the guest's file operations run with (nil: the caller's own).
+	Creds *wazerofs.Creds
+	// Umask is cleared from the mode of new files and directories; nil means wazerofs.DefaultUmask.
+	Umask *uint32
 	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer
@@ -60,7 +68,7 @@ func (e *SignalError) Error() string {
 // cancellation cause decides the reported signal (SIGKILL unless it is a *SignalError).
 // Traps and refused memory growth are explained on p.Stderr, so they show in the container log.
 // The error is non-nil only when the run could not happen at all (bad mount, missing entry).
-func (m *Module) Run(ctx context.Context, p Process) (Result, error) {
+func (m *Module) Run(ctx context.Context, p Process) (_ Result, err error) {
 	entry := p.Entry
 	if entry == "" {
 		entry = StartFunction
@@ -72,14 +80,11 @@ func (m *Module) Run(ctx context.Context, p Process) (Result, error) {
 	if stderr == nil {
 		stderr = io.Discard
 	}
-	fsc := wazero.NewFSConfig()
-	for _, mt := range p.Mounts {
-		if mt.ReadOnly {
-			fsc = fsc.WithReadOnlyDirMount(mt.HostPath, mt.GuestPath)
-		} else {
-			fsc = fsc.WithDirMount(mt.HostPath, mt.GuestPath)
-		}
+	fsc, closeMounts, err := mountAll(p)
+	if err != nil {
+		return Result{}, err
 	}
+	defer func() { err = errors.Join(err, closeMounts()) }()
 	mc := wazero.NewModuleConfig().
 		WithName("").
 		WithArgs(p.Args...).
@@ -113,6 +118,33 @@ func (m *Module) Run(ctx context.Context, p Process) (Result, error) {
 			mib(want), mib(m.limit))
 	}
 	return res, nil
+}
+
+// mountAll opens every mount as a confined wazerofs.FS; closeMounts releases them once the guest
+// has stopped.
+func mountAll(p Process) (_ wazero.FSConfig, closeMounts func() error, _ error) {
+	umask := uint32(wazerofs.DefaultUmask)
+	if p.Umask != nil {
+		umask = *p.Umask
+	}
+	var opened []*wazerofs.FS
+	closeMounts = func() error {
+		var errs []error
+		for _, f := range opened {
+			errs = append(errs, f.Close())
+		}
+		return errors.Join(errs...)
+	}
+	fsc := wazero.NewFSConfig()
+	for _, mt := range p.Mounts {
+		f, err := wazerofs.Open(mt.HostPath, wazerofs.Options{ReadOnly: mt.ReadOnly, Creds: p.Creds, Umask: umask})
+		if err != nil {
+			return nil, nil, errors.Join(fmt.Errorf("mount %s at %s: %w", mt.HostPath, mt.GuestPath, err), closeMounts())
+		}
+		opened = append(opened, f)
+		fsc = fsc.(sysfs.FSConfig).WithSysFSMount(f, mt.GuestPath)
+	}
+	return fsc, closeMounts, nil
 }
 
 // call instantiates the module and calls entry (after _initialize, for reactors).

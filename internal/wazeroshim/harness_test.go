@@ -36,12 +36,13 @@ import (
 	"github.com/wasmkube/wasmkube/internal/wazeroguest"
 )
 
-// Built once per test binary (not under -short): the shim and the Go guest.
+// Built once per test binary (not under -short): the shim, the Go guest and the sandbox probe.
 var (
 	shimBinary string // containerd-shim-wazero-v1
 	shimBinDir string // its directory, for PATH
 	guestWasm  []byte
 	guestPath  string
+	probeWasm  []byte // the sandbox probe (wazeroguest.BuildProbeTo)
 )
 
 func TestMain(m *testing.M) {
@@ -77,7 +78,14 @@ func buildArtifacts(dir string) error {
 	if guestPath, err = wazeroguest.BuildTo(dir); err != nil {
 		return err
 	}
-	guestWasm, err = os.ReadFile(guestPath)
+	if guestWasm, err = os.ReadFile(guestPath); err != nil {
+		return err
+	}
+	probe, err := wazeroguest.BuildProbeTo(dir)
+	if err != nil {
+		return err
+	}
+	probeWasm, err = os.ReadFile(probe)
 	return err
 }
 
