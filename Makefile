@@ -55,8 +55,9 @@ lint: ## gofmt check, go vet and staticcheck.
 	$(WITH_TOOLS) sh -c '"$$WASMKUBE_STATICCHECK" ./...'
 
 .PHONY: fuzz
-fuzz: ## Fuzz the containerd config patcher for FUZZTIME (default 60s).
+fuzz: ## Fuzz the containerd config patcher and the wazero shim's confined filesystem, FUZZTIME each (default 60s).
 	go test ./pkg/containerdcfg -run '^$$' -fuzz '^FuzzPatch$$' -fuzztime $(FUZZTIME)
+	go test ./internal/wazerofs -run '^$$' -fuzz '^FuzzConfinement$$' -fuzztime $(FUZZTIME)
 
 .PHONY: bench-restart
 bench-restart: ## Time signal restarts of a supervised containerd 1.6 and 2.4.2 (SIGTERM -> CRI ready).

@@ -27,7 +27,9 @@ func Build(t testing.TB) string {
 }
 
 // BuildTo compiles the Go guest for wasip1/wasm into dir/guest.wasm and returns that path.
-func BuildTo(dir string) (string, error) { return build(dir, "./testdata/guest", "guest.wasm", "wasip1", "wasm") }
+func BuildTo(dir string) (string, error) {
+	return build(dir, "./testdata/guest", "guest.wasm", "wasip1", "wasm")
+}
 
 // BuildProbeTo compiles the sandbox probe (testdata/probe: a Go guest that calls WASI's path and
 // file functions directly, to try ways out of its mounts) for wasip1/wasm into dir/probe.wasm.

@@ -38,7 +38,7 @@ type Process struct {
 	// Creds are the credentials the guest's file operations run with (nil: the caller's own).
 	Creds *wazerofs.Creds
 	// Umask is cleared from the mode of new files and directories; nil means wazerofs.DefaultUmask.
-	Umask *uint32
+	Umask  *uint32
 	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer
