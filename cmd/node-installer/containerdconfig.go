@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -100,11 +104,13 @@ func runContainerdConfigAdd(_ context.Context, args []string, env cli.LookupEnv,
 	var cf configFlags
 	var rf runtimeFlags
 	var adopt, containerd2Only bool
+	var containerdVersion string
 	fs := newFlagSet("add", streams)
 	cf.bind(fs, true)
 	rf.bind(fs)
 	fs.BoolVar(&adopt, "adopt", false, "take over a same-named runtime wasmkube did not write (its lines are commented out and restored by remove)")
-	fs.BoolVar(&containerd2Only, "containerd2-only", false, "only containerd 2.x reads this file (allows adding the first runtime to a version 1/2 file)")
+	fs.StringVar(&containerdVersion, "containerd-version", "", "version of the containerd that reads the file: its major version (1, 2) or a release (1.6.20, v2.1.5, containerd://2.1.5-k3s1); decides where the runtime goes")
+	fs.BoolVar(&containerd2Only, "containerd2-only", false, "only containerd 2.x reads this file (the same as --containerd-version 2)")
 	if err := cli.Parse(fs, args, env); err != nil {
 		return err
 	}
@@ -116,12 +122,50 @@ func runContainerdConfigAdd(_ context.Context, args []string, env cli.LookupEnv,
 	if err != nil {
 		return err
 	}
-	out, err := containerdcfg.AddRuntime(doc, rt, containerdcfg.PatchOptions{Adopt: adopt, DefaultVersion: cf.defaultVersion, Containerd2Only: containerd2Only})
+	major, err := parseContainerdMajor(containerdVersion)
 	if err != nil {
-		return fmt.Errorf("add runtime %s to %s: %w", cf.handler, cf.file, err)
+		return fmt.Errorf("--containerd-version: %w", err)
+	}
+	if containerd2Only {
+		if major == 1 {
+			return fmt.Errorf("--containerd2-only contradicts --containerd-version %s", containerdVersion)
+		}
+		major = 2
+	}
+	out, err := containerdcfg.AddRuntime(doc, rt, containerdcfg.PatchOptions{Adopt: adopt, DefaultVersion: cf.defaultVersion, ContainerdMajor: major})
+	if err != nil {
+		return fmt.Errorf("add runtime %s to %s: %w%s", cf.handler, cf.file, err, remedy(err, doc, cf))
 	}
 	_, err = streams.Out.Write(out)
 	return err
+}
+
+// remedy names the flag that resolves a refusal to edit doc, if one does.
+func remedy(err error, doc []byte, cf configFlags) string {
+	switch {
+	case errors.Is(err, containerdcfg.ErrContainerdVersion):
+		return "; pass --containerd-version 1 or 2 (the containerd that reads the file)"
+	case errors.Is(err, containerdcfg.ErrConflict):
+		return " with --adopt"
+	case errors.Is(err, containerdcfg.ErrUnknownVersion) && cf.defaultVersion == 0 && bytes.Contains(doc, []byte("{{")):
+		return "; pass --default-version"
+	}
+	return ""
+}
+
+// parseContainerdMajor reads the major version from "2", "1.6.20", "v2.1.5" or "containerd://2.1.5-k3s1";
+// "" is 0 (unknown).
+func parseContainerdMajor(v string) (int, error) {
+	if v == "" {
+		return 0, nil
+	}
+	text := strings.TrimPrefix(strings.TrimPrefix(v, "containerd://"), "v")
+	text, _, _ = strings.Cut(text, ".")
+	major, err := strconv.Atoi(text)
+	if err != nil || major < 1 || major > 2 {
+		return 0, fmt.Errorf("%q: want containerd 1.x or 2.x, e.g. 1, 2, 1.7.27 or containerd://2.1.5", v)
+	}
+	return major, nil
 }
 
 func runContainerdConfigRemove(_ context.Context, args []string, env cli.LookupEnv, streams cli.Streams) error {
@@ -137,7 +181,7 @@ func runContainerdConfigRemove(_ context.Context, args []string, env cli.LookupE
 	}
 	out, err := containerdcfg.RemoveRuntime(doc, cf.handler, containerdcfg.PatchOptions{DefaultVersion: cf.defaultVersion})
 	if err != nil {
-		return fmt.Errorf("remove runtime %s from %s: %w", cf.handler, cf.file, err)
+		return fmt.Errorf("remove runtime %s from %s: %w%s", cf.handler, cf.file, err, remedy(err, doc, cf))
 	}
 	_, err = streams.Out.Write(out)
 	return err
@@ -156,7 +200,7 @@ func runContainerdConfigVersion(_ context.Context, args []string, env cli.Lookup
 	}
 	v, err := containerdcfg.Version(doc, containerdcfg.PatchOptions{DefaultVersion: cf.defaultVersion})
 	if err != nil {
-		return fmt.Errorf("config version of %s: %w", cf.file, err)
+		return fmt.Errorf("config version of %s: %w%s", cf.file, err, remedy(err, doc, cf))
 	}
 	_, err = fmt.Fprintln(streams.Out, v)
 	return err

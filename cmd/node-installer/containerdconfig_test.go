@@ -54,6 +54,12 @@ func TestContainerdConfigCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	forMajor := map[int][]byte{}
+	for _, major := range []int{1, 2} {
+		if forMajor[major], err = containerdcfg.AddRuntime(read("debian-v2.toml"), rt, containerdcfg.PatchOptions{ContainerdMajor: major}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	managed := filepath.Join(t.TempDir(), "managed.toml")
 	if err := os.WriteFile(managed, added, 0o600); err != nil {
 		t.Fatal(err)
@@ -76,9 +82,17 @@ func TestContainerdConfigCommand(t *testing.T) {
 		{name: "version", args: []string{"version", "--file", fixture("containerd24-default-v4.toml")}, wantOut: []byte("4\n")},
 		{name: "template version", args: []string{"version", "--file", fixture("k3s-config.toml.tmpl"), "--default-version", "2"}, wantOut: []byte("2\n")},
 		{name: "adopt", args: append([]string{"add", "--file", fixture("conflict-v2.toml"), "--adopt"}, addArgs...), wantOut: adopted},
+		{name: "containerd 1.x", args: append([]string{"add", "--file", fixture("debian-v2.toml"), "--containerd-version", "1.6.20"}, addArgs...), wantOut: forMajor[1]},
+		{name: "containerd 2.x", args: append([]string{"add", "--file", fixture("debian-v2.toml"), "--containerd-version", "containerd://2.1.5-k3s1"}, addArgs...), wantOut: forMajor[2]},
+		{name: "containerd2-only", args: append([]string{"add", "--file", fixture("debian-v2.toml"), "--containerd2-only"}, addArgs...), wantOut: forMajor[2]},
+		{name: "containerd version needed", args: append([]string{"add", "--file", fixture("debian-v2.toml")}, addArgs...), wantErr: "pass --containerd-version 1 or 2"},
+		{name: "containerd 1.x and version 3", args: append([]string{"add", "--file", fixture("kind-v3.toml"), "--containerd-version", "1"}, addArgs...), wantErr: "containerd 1.x reads versions 1 and 2 only"},
+		{name: "contradicting flags", args: append([]string{"add", "--file", fixture("debian-v2.toml"), "--containerd2-only", "--containerd-version", "1"}, addArgs...), wantErr: "--containerd2-only contradicts --containerd-version 1"},
+		{name: "bad containerd version", args: append([]string{"add", "--file", fixture("debian-v2.toml"), "--containerd-version", "3.0"}, addArgs...), wantErr: `--containerd-version: "3.0": want containerd 1.x or 2.x`},
+		{name: "template without version", args: append([]string{"add", "--file", fixture("k3s-config.toml.tmpl")}, addArgs...), wantErr: "; pass --default-version"},
 		{name: "unparseable file", args: append([]string{"add", "--file", fixture("unparseable.toml")}, addArgs...), wantErr: "containerd config is not valid TOML: line 2 column 37"},
 		{name: "unknown version", args: append([]string{"add", "--file", fixture("version5.toml")}, addArgs...), wantErr: "unknown containerd config version: version 5"},
-		{name: "conflict", args: append([]string{"add", "--file", fixture("conflict-v2.toml")}, addArgs...), wantErr: "runtime wazero (plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.wazero) was not written by wasmkube"},
+		{name: "conflict", args: append([]string{"add", "--file", fixture("conflict-v2.toml")}, addArgs...), wantErr: "runtime wazero (plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.wazero) was not written by wasmkube; adopt it to take it over with --adopt"},
 		{name: "inline table", args: append([]string{"add", "--file", fixture("inline-runtimes-v2.toml")}, addArgs...), wantErr: "is an inline table"},
 		{name: "remove from unparseable", args: []string{"remove", "--file", fixture("unparseable.toml"), "--handler", "wazero"}, wantErr: "not valid TOML"},
 		{name: "missing file", args: append([]string{"add", "--file", "/nonexistent/config.toml"}, addArgs...), wantErr: "read containerd config: open /nonexistent/config.toml"},

@@ -183,6 +183,8 @@ func configReason(err error) string {
 		return result.ReasonConfigUnknownVersion
 	case errors.Is(err, containerdcfg.ErrConflict):
 		return result.ReasonConfigConflict
+	case errors.Is(err, containerdcfg.ErrContainerdVersion):
+		return result.ReasonContainerdVersionUnknown
 	case errors.Is(err, containerdcfg.ErrUnsafeEdit):
 		return result.ReasonConfigUnsafe
 	}
@@ -209,12 +211,14 @@ func (t Target) configFile(handler string) string {
 	return t.ConfigPath
 }
 
-// patchOptions are the containerdcfg options for this target.
+// patchOptions are the containerdcfg options for this target: the node's containerd generation decides
+// where the runtime goes, and a template's version comes from its base.
 func (t Target) patchOptions() containerdcfg.PatchOptions {
+	opts := containerdcfg.PatchOptions{ContainerdMajor: t.ContainerdMajor}
 	if t.ConfigMode == ModeTemplate {
-		return containerdcfg.PatchOptions{DefaultVersion: t.ConfigVersion}
+		opts.DefaultVersion = t.ConfigVersion
 	}
-	return containerdcfg.PatchOptions{}
+	return opts
 }
 
 func (t Target) validate() error {

@@ -210,6 +210,9 @@ func TestInstallUninstallCycle(t *testing.T) {
 		{ModeInPlace, "config-v2.toml", 0},
 		{ModeInPlace, "config-v2.toml", 1},
 		{ModeInPlace, "config-v3.toml", 2},
+		// containerd 1.x keeps its runc through wasmkube's copy of it; 2.x needs none.
+		{ModeInPlace, "config-v2-noruntimes.toml", 1},
+		{ModeInPlace, "config-v2-noruntimes.toml", 2},
 		{ModeTemplate, "", 0},
 		{ModeDropIn, "", 2},
 	}
@@ -274,6 +277,22 @@ func TestInstallUninstallCycle(t *testing.T) {
 			}
 			check(t, in.Uninstall(context.Background(), spec.Shim, handler, ""), noChange)
 		})
+	}
+}
+
+// TestInstallNeedsContainerdVersion: a version 2 file without runtimes is edited differently for
+// containerd 1.x and 2.x, so with the generation unknown nothing is touched and the result names the flag.
+func TestInstallNeedsContainerdVersion(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, ModeInPlace, "config-v2-noruntimes.toml")
+	n.target.ContainerdMajor = 0
+	before := n.read(n.target.ConfigPath)
+	r := n.installer().Install(context.Background(), spec)
+	if r.Success || r.Reason != result.ReasonContainerdVersionUnknown || !strings.Contains(r.Error, "pass --container-runtime-version") {
+		t.Fatalf("got success=%t reason=%s error=%q, want %s naming --container-runtime-version", r.Success, r.Reason, r.Error, result.ReasonContainerdVersionUnknown)
+	}
+	if after := n.read(n.target.ConfigPath); !bytes.Equal(after, before) || n.restarts != 0 || n.exists(n.target.StateFile) {
+		t.Errorf("refused install changed the node: restarts %d, config:\n%s", n.restarts, after)
 	}
 }
 

@@ -2,6 +2,7 @@ package installer
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -80,6 +81,9 @@ func (in *Installer) plan(spec Spec) (*plan, error) {
 		p.desired, err = containerdcfg.DropIn(p.version, p.runtime)
 	} else {
 		p.desired, err = containerdcfg.AddRuntime(base, p.runtime, opts)
+	}
+	if errors.Is(err, containerdcfg.ErrContainerdVersion) {
+		err = fmt.Errorf("%w; the containerd version is not known: pass --container-runtime-version (the node's status.nodeInfo.containerRuntimeVersion, e.g. containerd://2.1.5)", err)
 	}
 	if err != nil {
 		return nil, fail(configReason(err), fmt.Errorf("containerd config %s left untouched: %w", p.cfgFile, err))

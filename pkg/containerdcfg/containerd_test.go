@@ -19,19 +19,20 @@ import (
 	"github.com/wasmkube/wasmkube/internal/testenv"
 )
 
-// containerd is one real containerd binary and the config versions it loads.
+// containerd is one real containerd binary, its major version and the config versions it loads.
 type containerd struct {
 	name     string
 	bin      string
+	major    int
 	versions []int
 }
 
 func containerds(t *testing.T) []containerd {
 	return []containerd{
 		// 1.6 reads versions 1 and 2; a version 3 file loads without error but the runtimes vanish.
-		{name: "containerd-1.6", bin: testenv.Containerd1(t), versions: []int{1, 2}},
+		{name: "containerd-1.6", bin: testenv.Containerd1(t), major: 1, versions: []int{1, 2}},
 		// 2.x migrates versions 1-3 on load.
-		{name: "containerd-2.4.2", bin: filepath.Join(testenv.Containerd2Dir(t), "containerd"), versions: []int{1, 2, 3, 4}},
+		{name: "containerd-2.4.2", bin: filepath.Join(testenv.Containerd2Dir(t), "containerd"), major: 2, versions: []int{1, 2, 3, 4}},
 	}
 }
 
@@ -153,7 +154,7 @@ func TestContainerdLoadsPatchedConfigs(t *testing.T) {
 	testenv.Integration(t)
 	for _, cd := range containerds(t) {
 		for _, f := range fixtures {
-			if f.err != nil || !slices.Contains(cd.versions, f.version) || f.opts.Containerd2Only && cd.name == "containerd-1.6" {
+			if f.err != nil || !slices.Contains(cd.versions, f.version) || f.opts.ContainerdMajor != 0 && f.opts.ContainerdMajor != cd.major {
 				continue
 			}
 			t.Run(cd.name+"/"+f.name(), func(t *testing.T) {
@@ -241,31 +242,139 @@ func TestContainerdMergesDropIns(t *testing.T) {
 	}
 }
 
-// TestContainerd16ReplacesDefaultRuntimes shows why AddRuntime refuses version 1/2 documents without
-// runtimes unless Containerd2Only: containerd 1.6 loses its built-in runc runtime once the file defines
-// any runtime, while 2.4.2 keeps it.
+// TestContainerd16ReplacesDefaultRuntimes shows the trap that AddRuntime avoids for containerd 1.x:
+// Debian's stock config defines no runtimes, and containerd 1.6 loses its built-in runc once the file
+// defines any, while 2.4.2 keeps it. Patched for 1.x, the file carries 1.x's default runtime in a block
+// of its own, and 1.6's dump is the original's plus the handler; patched for 2.x, it does not, which
+// 2.4.2 accepts and 1.6 does not (the positive control: without the default block the trap is real).
 func TestContainerd16ReplacesDefaultRuntimes(t *testing.T) {
 	testenv.Integration(t)
 	in := readInput(t, "debian-v2.toml")
-	if _, err := AddRuntime(in, testRuntime, PatchOptions{}); !errors.Is(err, ErrUnsafeEdit) {
-		t.Fatalf("AddRuntime without Containerd2Only: err = %v, want ErrUnsafeEdit", err)
+	if _, err := AddRuntime(in, testRuntime, PatchOptions{}); !errors.Is(err, ErrContainerdVersion) {
+		t.Fatalf("AddRuntime without the containerd version: err = %v, want ErrContainerdVersion", err)
 	}
-	out, err := AddRuntime(in, testRuntime, PatchOptions{Containerd2Only: true})
+	outs := map[int][]byte{}
+	for _, major := range []int{1, 2} {
+		out, err := AddRuntime(in, testRuntime, PatchOptions{ContainerdMajor: major})
+		if err != nil {
+			t.Fatal(err)
+		}
+		outs[major] = out
+	}
+	if bytes.Equal(outs[1], outs[2]) || !bytes.Contains(outs[1], []byte(beginDefault)) {
+		t.Fatalf("the containerd 1.x patch holds no default block:\n%s", outs[1])
+	}
+	for _, cd := range containerds(t) {
+		for major, out := range outs {
+			path := filepath.Join(t.TempDir(), "config.toml")
+			before, _ := dump(t, cd.bin, path, in)
+			after, _ := dump(t, cd.bin, path, out)
+			v, _ := before["version"].(int64)
+			runc, _ := RuntimeTable(int(v), "runc")
+			if _, ok := lookup(before, runc); !ok {
+				t.Fatalf("%s: no built-in runc in the dump of the original", cd.name)
+			}
+			_, kept := lookup(after, runc)
+			if want := cd.major == 2 || major == 1; kept != want {
+				t.Errorf("%s, patched for containerd %d.x: runc kept = %v, want %v", cd.name, major, kept, want)
+			}
+			if cd.major != major {
+				continue
+			}
+			runtimes, _ := lookup(after, runc[:len(runc)-1])
+			delete(runtimes.(map[string]any), testRuntime.Handler)
+			if d := treeDiff(before, after, ""); len(d) > 0 {
+				t.Errorf("%s: dumps differ beyond runtime %s at %q", cd.name, testRuntime.Handler, d)
+			}
+		}
+	}
+}
+
+// TestContainerd2DropsShadowedRuntime is the silent drop the placement and the output check prevent: AKS's
+// containerd 2 configuration declares version 2 but keeps its runtimes under io.containerd.cri.v1.runtime.
+// A runtime written under io.containerd.grpc.v1.cri (where version 2 files usually keep them) loads
+// without a word on containerd 2.4.2 and is gone from its dump; the output check refuses that document.
+// AddRuntime's own output (the positive control) has the runtime in the dump and passes the check.
+func TestContainerd2DropsShadowedRuntime(t *testing.T) {
+	testenv.Integration(t)
+	bin := filepath.Join(testenv.Containerd2Dir(t), "containerd")
+	in := readInput(t, "aks-containerd2-v2.toml")
+	opts := PatchOptions{ContainerdMajor: 2}
+	good, err := AddRuntime(in, testRuntime, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, cd := range containerds(t) {
-		path := filepath.Join(t.TempDir(), "config.toml")
-		before, _ := dump(t, cd.bin, path, in)
-		after, _ := dump(t, cd.bin, path, out)
-		v, _ := after["version"].(int64)
-		runc, _ := RuntimeTable(int(v), "runc")
-		if _, ok := lookup(before, runc); !ok {
-			t.Fatalf("%s: no built-in runc in the dump of the original", cd.name)
+	old, _ := RuntimeTable(2, testRuntime.Handler) // under io.containerd.grpc.v1.cri
+	shadowed := append(bytes.Clone(in), render(style{eol: "\n"}, beginMarker(testRuntime.Handler), endMarker(testRuntime.Handler), old, testRuntime)...)
+
+	tgt, err := load(in, testRuntime.Handler, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name    string
+		doc     []byte
+		path    []string
+		present bool
+	}{
+		{"patched", good, append(runtimesTable(independentTree(t, in), 2, 2), testRuntime.Handler), true},
+		{"shadowed", shadowed, old, false},
+	} {
+		dumped, _ := dump(t, bin, filepath.Join(t.TempDir(), "config.toml"), c.doc)
+		table, _ := RuntimeTable(4, testRuntime.Handler)
+		if _, ok := lookup(dumped, table); ok != c.present {
+			t.Errorf("%s: containerd 2.4.2 has runtime %s = %v, want %v", c.name, testRuntime.Handler, ok, c.present)
 		}
-		_, kept := lookup(after, runc)
-		if want := cd.name != "containerd-1.6"; kept != want {
-			t.Errorf("%s: runc kept after adding a runtime = %v, want %v", cd.name, kept, want)
+		err := tgt.checkAdded(c.doc, &placement{majors: []int{2}, path: c.path}, testRuntime, opts)
+		if c.present && err != nil {
+			t.Errorf("%s: output check: %v", c.name, err)
+		}
+		if !c.present && !errors.Is(err, errOutputCheck) {
+			t.Errorf("%s: output check = %v, want it to fail", c.name, err)
+		}
+	}
+}
+
+// TestContainerd16DefaultRuntimeShared adds two handlers for containerd 1.x to a file without runtimes and
+// removes them in both orders: the default runtime block stays while any handler's block does (1.6 keeps
+// runc in between), and the last removal gives the original bytes back.
+func TestContainerd16DefaultRuntimeShared(t *testing.T) {
+	testenv.Integration(t)
+	bin := testenv.Containerd1(t)
+	in := readInput(t, "debian-v2.toml")
+	opts := PatchOptions{ContainerdMajor: 1}
+	spin := Runtime{Handler: "spin", Type: "io.containerd.spin.v2"}
+	one, err := AddRuntime(in, testRuntime, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	both, err := AddRuntime(one, spin, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := bytes.Count(both, []byte(beginDefault)); n != 1 {
+		t.Fatalf("%d default blocks after adding two handlers:\n%s", n, both)
+	}
+	path := filepath.Join(t.TempDir(), "config.toml")
+	original, _ := dump(t, bin, path, in)
+	runc, _ := RuntimeTable(2, "runc")
+	wantRunc, _ := lookup(original, runc)
+	for _, order := range [][]string{{"wazero", "spin"}, {"spin", "wazero"}} {
+		doc := both
+		for i, h := range order {
+			if doc, err = RemoveRuntime(doc, h, opts); err != nil {
+				t.Fatal(err)
+			}
+			if i == len(order)-1 {
+				if !bytes.Equal(doc, in) {
+					t.Errorf("removing %v did not restore the original:\n%s", order, doc)
+				}
+				continue
+			}
+			dumped, _ := dump(t, bin, path, doc)
+			if gotRunc, _ := lookup(dumped, runc); !reflect.DeepEqual(gotRunc, wantRunc) {
+				t.Errorf("after removing %s: containerd 1.6 has runc %v, want %v", h, gotRunc, wantRunc)
+			}
 		}
 	}
 }

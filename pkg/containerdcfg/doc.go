@@ -19,35 +19,60 @@
 // order, quoting, CRLF line breaks. The block follows the document's conventions: CRLF if the document
 // uses CRLF, and single-quoted keys and strings if its table headers use them (as containerd 2.x writes).
 //
-// # Versions
+// # Versions and generations
 //
 // The version is read from the document's top-level `version` key, never guessed from the containerd
 // release: absent means 1 (containerd's rule) unless PatchOptions.DefaultVersion says otherwise; 2, 3 and
-// 4 are known; anything else fails closed with ErrUnknownVersion naming the value. Runtime tables live at
+// 4 are known; anything else fails closed with ErrUnknownVersion naming the value.
+//
+// Where the runtime goes also depends on the containerd generation that reads the file
+// (PatchOptions.ContainerdMajor) and on the plugin IDs the file uses:
 //
 //	version 1:    plugins.cri.containerd.runtimes.<handler>
-//	version 2:    plugins."io.containerd.grpc.v1.cri".containerd.runtimes.<handler>
+//	version 2:    plugins."io.containerd.grpc.v1.cri".containerd.runtimes.<handler>, except for
+//	              containerd 2.x when the file keeps its runtimes (or, having none, its CRI runtime
+//	              settings) under io.containerd.cri.v1.runtime, as AKS's containerd 2 configuration does
 //	version 3, 4: plugins."io.containerd.cri.v1.runtime".containerd.runtimes.<handler>
 //
-// Version 1 is supported: containerd 1.6 and 2.x both load and migrate version 1 files, and the package's
-// integration test checks the result with both (`containerd config dump`). containerd 1.6 ignores
-// runtime_path; on 1.x callers should put the shim on containerd's PATH or use an absolute runtime_type.
+// containerd 2.x migrates a version 1 or 2 file on load, moving each CRI setting to
+// io.containerd.cri.v1.runtime only where the file does not set it there already, so a runtimes table
+// under the new ID hides the old plugin's runtimes completely (checked with 2.4.2's `config dump`).
+// containerd 1.x reads versions 1 and 2 only; a version 3 or 4 file for 1.x is ErrUnknownVersion. When the
+// generation is not known, AddRuntime writes only where every generation that loads the version reads the
+// same table, and otherwise refuses with ErrContainerdVersion. containerd 1.6 ignores runtime_path; on 1.x
+// callers should put the shim on containerd's PATH or use an absolute runtime_type.
+//
+// # containerd 1.x's default runtime
+//
+// containerd 1.x decodes the file's runtimes table over its defaults as a whole: once the file defines any
+// runtime (even an empty runtimes table), the built-in runc runtime is gone (checked with 1.6's `config
+// dump`). Debian's stock version 2 config defines none. So for a file that 1.x reads without a runtimes
+// table of its own, AddRuntime also writes 1.x's default runc, in a block of its own:
+//
+//	# managed by wasmkube: begin containerd 1.x default runtime
+//	[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+//	...
+//	# managed by wasmkube: end containerd 1.x default runtime
+//
+// Every handler's block shares it; RemoveRuntime removes it with the last handler's block, so the file
+// comes back byte for byte, and while it is there containerd 1.x's `config dump` is the original's plus
+// the handlers. containerd 2.x merges the file's runtimes into its own, so it gets no such block; with
+// the generation unknown, AddRuntime refuses such a file with ErrContainerdVersion.
 //
 // # Safety
 //
-// Every output is re-parsed with go-toml/v2 and checked: same version, the managed block present, and the
-// table at RuntimeTable(version, handler) holding exactly the runtime's values. Edits that could produce
-// invalid TOML or change the meaning of existing tables are refused with ErrUnsafeEdit and a reason: a
-// parent table that is an inline table (TOML forbids extending it), an array of tables, or a plain value;
-// a damaged managed block (a lone or repeated marker); key/values written right after the managed block
-// without a header of their own (rewriting or removing the block would move them to another table). Parent tables defined by [headers], by dotted keys
-// (`containerd.runtimes.runc.runtime_type = ...`) or implicitly are fine: a new [header] below them is
-// valid TOML and both containerd 1.6 and 2.x accept it. On any error no document is returned.
-//
-// containerd 1.x decodes the file's runtimes table over its defaults as a whole: once the file defines any
-// runtime, the built-in runc runtime is gone (checked with 1.6's `config dump`). Debian's stock version 2
-// config defines none. So for a version 1 or 2 document without any runtime, AddRuntime refuses with
-// ErrUnsafeEdit unless PatchOptions.Containerd2Only says that only containerd 2.x (which merges) reads it.
+// Every output is re-parsed with go-toml/v2 and checked: same version, the managed block present, the
+// handler's table holding exactly the runtime's values, and, for every generation that reads the file, the
+// handler in the runtimes table that generation reads and every runtime it saw before still there,
+// unchanged. So a runtime that containerd would silently drop (written under a plugin ID the file's
+// other tables hide) fails the check instead of being returned. Edits that could produce invalid TOML
+// or change the meaning of existing tables are refused with ErrUnsafeEdit and a reason: a parent table
+// that is an inline table (TOML forbids extending it), an array of tables, or a plain value; a damaged
+// managed block (a lone or repeated marker); key/values written right after the managed block without a
+// header of their own (rewriting or removing the block would move them to another table). Parent tables
+// defined by [headers], by dotted keys (`containerd.runtimes.runc.runtime_type = ...`) or implicitly are
+// fine: a new [header] below them is valid TOML and both containerd 1.6 and 2.x accept it. On any error
+// no document is returned.
 //
 // A runtime of the same name that wasmkube did not write is ErrConflict. With PatchOptions.Adopt, its
 // lines are commented out with the prefix "# adopted by wasmkube, runtime <handler>: " and the managed

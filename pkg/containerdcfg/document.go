@@ -15,7 +15,8 @@ import (
 // its full key path and the whole lines it occupies.
 type document struct {
 	src      []byte
-	tree     map[string]any // decoded (template lines masked)
+	masked   []byte         // src with template lines blanked out
+	tree     map[string]any // decoded masked
 	exprs    []expr
 	template bool // has `{{ ... }}` lines
 	style    style
@@ -65,6 +66,7 @@ func parse(doc []byte) (*document, error) {
 		}
 		masked = append(masked, l...)
 	}
+	d.masked = masked
 	if err := toml.Unmarshal(masked, &d.tree); err != nil {
 		var de *toml.DecodeError
 		if errors.As(err, &de) {
@@ -130,11 +132,20 @@ func (d *document) inExpr(off int) bool {
 }
 
 // Marker comments. The handler is an RFC 1123 label, so it needs no escaping.
-func beginMarker(handler string) string { return "# managed by wasmkube: begin runtime " + handler }
-func endMarker(handler string) string   { return "# managed by wasmkube: end runtime " + handler }
+func beginMarker(handler string) string { return markerPrefix + "begin runtime " + handler }
+func endMarker(handler string) string   { return markerPrefix + "end runtime " + handler }
 func adoptPrefix(handler string) string { return "# adopted by wasmkube, runtime " + handler + ": " }
 
-// block is wasmkube's managed block for one handler: whole lines from the begin to the end marker.
+const markerPrefix = "# managed by wasmkube: "
+
+// The default block holds the runtime containerd 1.x would define by itself (see defaultRuntime). It
+// is shared by every handler's block and leaves with the last of them.
+const (
+	beginDefault = markerPrefix + "begin containerd 1.x default runtime"
+	endDefault   = markerPrefix + "end containerd 1.x default runtime"
+)
+
+// block is one of wasmkube's managed blocks: whole lines from the begin to the end marker.
 type block struct {
 	start, end int  // byte range, end including the end marker's line break if any
 	line       int  // 1-based line of the begin marker
@@ -143,10 +154,20 @@ type block struct {
 
 func (b *block) contains(e expr) bool { return b != nil && e.start >= b.start && e.end <= b.end }
 
-// block finds the managed block of handler; nil if there is none. Markers inside multi-line values are
-// ignored; a lone, repeated or misordered marker is ErrUnsafeEdit.
+// block finds the managed block of handler; nil if there is none.
 func (d *document) block(handler string) (*block, error) {
-	begin, end := []byte(beginMarker(handler)), []byte(endMarker(handler))
+	return d.span(beginMarker(handler), endMarker(handler), "runtime "+handler)
+}
+
+// defaultBlock finds the block holding containerd 1.x's default runtime; nil if there is none.
+func (d *document) defaultBlock() (*block, error) {
+	return d.span(beginDefault, endDefault, "containerd 1.x's default runtime")
+}
+
+// span finds the block between the begin and end marker lines; nil if there is none. Markers inside
+// multi-line values are ignored; a lone, repeated or misordered marker is ErrUnsafeEdit.
+func (d *document) span(beginText, endText, what string) (*block, error) {
+	begin, end := []byte(beginText), []byte(endText)
 	var found *block
 	open := -1
 	off := 0
@@ -156,13 +177,13 @@ func (d *document) block(handler string) (*block, error) {
 		case d.inExpr(off):
 		case bytes.Equal(text, begin):
 			if open >= 0 || found != nil {
-				return nil, fmt.Errorf("%w: line %d: second begin marker for runtime %s; repair the managed block by hand", ErrUnsafeEdit, i+1, handler)
+				return nil, fmt.Errorf("%w: line %d: second begin marker for %s; repair the managed block by hand", ErrUnsafeEdit, i+1, what)
 			}
 			found = &block{start: off, line: i + 1}
 			open = i
 		case bytes.Equal(text, end):
 			if open < 0 {
-				return nil, fmt.Errorf("%w: line %d: end marker for runtime %s without a begin marker; repair the managed block by hand", ErrUnsafeEdit, i+1, handler)
+				return nil, fmt.Errorf("%w: line %d: end marker for %s without a begin marker; repair the managed block by hand", ErrUnsafeEdit, i+1, what)
 			}
 			found.end = off + len(l)
 			found.terminated = len(text) < len(l)
@@ -171,9 +192,67 @@ func (d *document) block(handler string) (*block, error) {
 		off += len(l)
 	}
 	if open >= 0 {
-		return nil, fmt.Errorf("%w: line %d: begin marker for runtime %s without an end marker; repair the managed block by hand", ErrUnsafeEdit, open+1, handler)
+		return nil, fmt.Errorf("%w: line %d: begin marker for %s without an end marker; repair the managed block by hand", ErrUnsafeEdit, open+1, what)
 	}
 	return found, nil
+}
+
+// handlers returns the handlers that have a managed block in the document, in document order.
+func (d *document) handlers() []string {
+	prefix := []byte(beginMarker(""))
+	var out []string
+	off := 0
+	for _, l := range lines(d.src) {
+		if text := trimEOL(l); bytes.HasPrefix(text, prefix) && !d.inExpr(off) {
+			out = append(out, string(text[len(prefix):]))
+		}
+		off += len(l)
+	}
+	return out
+}
+
+// blocks returns every managed block of the document: each handler's and the default runtime's.
+func (d *document) blocks() ([]*block, error) {
+	var out []*block
+	for _, h := range d.handlers() {
+		b, err := d.block(h)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	b, err := d.defaultBlock()
+	if err != nil {
+		return nil, err
+	}
+	if b != nil {
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// treeWithout decodes the document with the lines of the given blocks blanked out: the configuration as
+// it is without wasmkube's edits.
+func (d *document) treeWithout(blocks []*block) (map[string]any, error) {
+	if len(blocks) == 0 {
+		return d.tree, nil
+	}
+	masked := bytes.Clone(d.masked)
+	for _, b := range blocks {
+		for i := b.start; i < b.end; i++ {
+			if masked[i] != '\n' && masked[i] != '\r' {
+				masked[i] = ' '
+			}
+		}
+	}
+	var tree map[string]any
+	if err := toml.Unmarshal(masked, &tree); err != nil {
+		return nil, fmt.Errorf("%w: without wasmkube's blocks: %w", ErrUnsafeEdit, err)
+	}
+	if tree == nil {
+		tree = map[string]any{}
+	}
+	return tree, nil
 }
 
 // adopted returns the start offsets of the lines wasmkube commented out when it adopted handler.

@@ -16,6 +16,9 @@ var (
 	// meaning of what is already there (an inline table or array of tables in the way, a damaged managed
 	// block, ...). The input is never modified.
 	ErrUnsafeEdit = errors.New("cannot edit containerd config safely")
+	// ErrContainerdVersion means that the edit depends on which containerd generation reads the document
+	// and PatchOptions.ContainerdMajor does not say (or names one this package does not know).
+	ErrContainerdVersion = errors.New("the edit depends on the containerd version that reads the config")
 	// ErrInvalidRuntime means a Runtime, Option or handler name is not acceptable.
 	ErrInvalidRuntime = errors.New("invalid runtime")
 )

@@ -9,7 +9,8 @@ import (
 )
 
 // FuzzPatch checks the patcher's laws on arbitrary documents: whatever AddRuntime accepts, it returns a
-// document that parses with the handler's table at RuntimeTable(version) holding exactly the runtime;
+// document that parses with the handler's table, where every containerd generation that reads it looks,
+// holding exactly the runtime;
 // adding again changes nothing; removing gives back the input byte for byte (unless the input already
 // carried wasmkube markers); the input is never modified; failures are the documented sentinels, never
 // a failed output check. Seeds: testdata/fuzz/FuzzPatch plus every fixture under testdata/input.
@@ -27,7 +28,7 @@ func FuzzPatch(f *testing.F) {
 		f.Add(b, 9, true)
 	}
 	f.Fuzz(func(t *testing.T, doc []byte, defaultVersion int, adopt bool) {
-		opts := PatchOptions{DefaultVersion: defaultVersion % 6, Adopt: adopt, Containerd2Only: defaultVersion%12 >= 6}
+		opts := PatchOptions{DefaultVersion: defaultVersion % 6, Adopt: adopt, ContainerdMajor: defaultVersion / 6 % 3}
 		orig := bytes.Clone(doc)
 		out, err := AddRuntime(doc, testRuntime, opts)
 		if !bytes.Equal(doc, orig) {
@@ -37,7 +38,7 @@ func FuzzPatch(f *testing.F) {
 			if errors.Is(err, errOutputCheck) {
 				t.Fatalf("AddRuntime produced a document that failed its own check: %v", err)
 			}
-			if !errors.Is(err, ErrParse) && !errors.Is(err, ErrUnknownVersion) && !errors.Is(err, ErrConflict) && !errors.Is(err, ErrUnsafeEdit) {
+			if !errors.Is(err, ErrParse) && !errors.Is(err, ErrUnknownVersion) && !errors.Is(err, ErrConflict) && !errors.Is(err, ErrUnsafeEdit) && !errors.Is(err, ErrContainerdVersion) {
 				t.Fatalf("AddRuntime error without a sentinel: %v", err)
 			}
 			if out != nil {
@@ -52,12 +53,16 @@ func FuzzPatch(f *testing.F) {
 		if vin, err := Version(doc, opts); err != nil || vin != v {
 			t.Fatalf("version changed: %d (%v) -> %d", vin, err, v)
 		}
-		path, err := RuntimeTable(v, testRuntime.Handler)
+		majors, err := readers(opts.ContainerdMajor, v)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := independentLookup(t, out, path); !equalValues(got, testRuntime.table()) {
-			t.Fatalf("table at %v = %#v, want %#v", path, got, testRuntime.table())
+		tree := independentTree(t, out)
+		for _, major := range majors {
+			path := append(runtimesTable(tree, v, major), testRuntime.Handler)
+			if got, _ := lookup(tree, path); !equalValues(got, testRuntime.table()) {
+				t.Fatalf("containerd %d.x reads %v = %#v, want %#v", major, path, got, testRuntime.table())
+			}
 		}
 		again, err := AddRuntime(out, testRuntime, opts)
 		if err != nil || !bytes.Equal(again, out) {

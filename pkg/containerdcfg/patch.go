@@ -20,19 +20,20 @@ type PatchOptions struct {
 	// DefaultVersion is the version assumed when the document declares none (k3s/rke2 templates, whose
 	// base template declares it); 0 means containerd's own rule: absent -> 1.
 	DefaultVersion int
-	// Containerd2Only says that only containerd 2.x reads this document. containerd 1.x replaces its
-	// built-in runtimes (the default runc) with the file's as soon as the file defines any runtime, so for a
-	// version 1 or 2 document that defines none yet, AddRuntime refuses with ErrUnsafeEdit unless this is
-	// set (2.x merges the file's runtimes into its defaults).
-	Containerd2Only bool
+	// ContainerdMajor is the major version (1 or 2) of the containerd that reads the document, or 0 when
+	// it is not known. Together with the document's version and plugin IDs it decides where AddRuntime
+	// writes the runtime (see the package documentation); when it is 0, AddRuntime writes only where
+	// every generation that loads the version reads the same table, and refuses with
+	// ErrContainerdVersion otherwise.
+	ContainerdMajor int
 }
 
 // target is what an edit needs to know about a document and a handler.
 type target struct {
 	doc     *document
 	version int
-	path    []string // RuntimeTable(version, handler)
-	block   *block   // existing managed block, or nil
+	handler string
+	block   *block // existing managed block of the handler, or nil
 }
 
 func load(doc []byte, handler string, opts PatchOptions) (*target, error) {
@@ -47,38 +48,66 @@ func load(doc []byte, handler string, opts PatchOptions) (*target, error) {
 	if err != nil {
 		return nil, err
 	}
-	path, err := RuntimeTable(v, handler)
-	if err != nil {
-		return nil, err
-	}
 	b, err := d.block(handler)
 	if err != nil {
 		return nil, err
 	}
-	return &target{doc: d, version: v, path: path, block: b}, nil
+	return &target{doc: d, version: v, handler: handler, block: b}, nil
 }
 
-// foreign returns the expressions outside the managed block that define the runtime table or anything in it.
-func (t *target) foreign() []expr {
+// placement is where AddRuntime writes a handler.
+type placement struct {
+	majors []int    // the containerd generations that must see the handler
+	path   []string // the handler's runtime table
+	// defaultRuntime says that the document needs wasmkube's copy of containerd 1.x's default runtime.
+	defaultRuntime bool
+}
+
+// place decides where the handler goes: the runtimes table every generation in readers reads from the
+// document as it is without wasmkube's blocks. A document that defines no runtimes table for containerd
+// 1.x also needs 1.x's default runtime in a block of its own, unless a wasmkube block defines runc.
+func (t *target) place(opts PatchOptions) (*placement, error) {
+	majors, err := readers(opts.ContainerdMajor, t.version)
+	if err != nil {
+		return nil, err
+	}
+	blocks, err := t.doc.blocks()
+	if err != nil {
+		return nil, err
+	}
+	base, err := t.doc.treeWithout(blocks)
+	if err != nil {
+		return nil, err
+	}
+	p := &placement{majors: majors}
+	for _, major := range majors {
+		table := runtimesTable(base, t.version, major)
+		if p.path != nil && !slices.Equal(table, p.path[:len(table)]) {
+			return nil, fmt.Errorf("%w: this version %d config keeps runtimes where containerd 1.x reads them (%s) and where 2.x reads them (%s); which one matters depends on the containerd that reads it",
+				ErrContainerdVersion, t.version, style{}.keyPath(p.path[:len(table)]), style{}.keyPath(table))
+		}
+		p.path = append(slices.Clip(table), t.handler)
+		if major != 1 {
+			continue
+		}
+		if _, defined := lookup(base, table); defined || t.handler == defaultRuntime.Handler || slices.Contains(t.doc.handlers(), defaultRuntime.Handler) {
+			continue
+		}
+		p.defaultRuntime = true
+	}
+	return p, nil
+}
+
+// foreign returns the expressions outside the managed block that define the runtime table at path or
+// anything in it.
+func (t *target) foreign(path []string) []expr {
 	var out []expr
 	for _, e := range t.doc.exprs {
-		if !t.block.contains(e) && hasPrefix(e.path, t.path) {
+		if !t.block.contains(e) && hasPrefix(e.path, path) {
 			out = append(out, e)
 		}
 	}
 	return out
-}
-
-// definesRuntimes reports whether the document, outside the managed block, defines anything under the
-// runtimes table.
-func (t *target) definesRuntimes() bool {
-	runtimes := t.path[:len(t.path)-1]
-	for _, e := range t.doc.exprs {
-		if !t.block.contains(e) && hasPrefix(e.path, runtimes) {
-			return true
-		}
-	}
-	return false
 }
 
 // checkAfterBlock fails when key/values follow the managed block without a table header of their own:
@@ -92,18 +121,19 @@ func (t *target) checkAfterBlock() error {
 			continue
 		}
 		if e.kind == unstable.KeyValue {
-			return fmt.Errorf("%w: line %d: key %s follows wasmkube's block for runtime %s without a [table] header, so editing the block would move it to another table; move it above the block", ErrUnsafeEdit, e.line, style{}.keyPath(e.path[len(e.path)-1:]), t.path[len(t.path)-1])
+			return fmt.Errorf("%w: line %d: key %s follows wasmkube's block for runtime %s without a [table] header, so editing the block would move it to another table; move it above the block", ErrUnsafeEdit, e.line, style{}.keyPath(e.path[len(e.path)-1:]), t.handler)
 		}
 		break
 	}
 	return nil
 }
 
-// checkParents fails when a table on the way to the runtime table cannot take a new [header] below it:
-// an inline table, an array of tables, or a plain value. Tables made by headers or dotted keys can.
-func (t *target) checkParents() error {
+// checkParents fails when a table on the way to the runtime table at path cannot take a new [header]
+// below it: an inline table, an array of tables, or a plain value. Tables made by headers or dotted keys
+// can.
+func (t *target) checkParents(path []string) error {
 	for _, e := range t.doc.exprs {
-		if t.block.contains(e) || len(e.path) >= len(t.path) || !hasPrefix(t.path, e.path) {
+		if t.block.contains(e) || len(e.path) >= len(path) || !hasPrefix(path, e.path) {
 			continue
 		}
 		name := style{}.keyPath(e.path)
@@ -119,11 +149,11 @@ func (t *target) checkParents() error {
 	return nil
 }
 
-// render returns the managed block for rt, every line ending in eol.
-func render(st style, path []string, rt Runtime) string {
+// render returns a managed block holding rt's tables at path, every line ending in eol.
+func render(st style, begin, end string, path []string, rt Runtime) string {
 	var b strings.Builder
 	line := func(s string) { b.WriteString(s + st.eol) }
-	line(beginMarker(rt.Handler))
+	line(begin)
 	line("[" + st.keyPath(path) + "]")
 	line("  runtime_type = " + st.str(rt.Type))
 	if rt.Path != "" {
@@ -135,14 +165,15 @@ func render(st style, path []string, rt Runtime) string {
 			line("  " + st.key(o.Key) + " = " + st.value(o.normalized()))
 		}
 	}
-	line(endMarker(rt.Handler))
+	line(end)
 	return b.String()
 }
 
 // AddRuntime adds rt to doc inside a managed block, or updates wasmkube's existing block for rt.Handler in
-// place, and returns the new document. Every byte outside the block is preserved; the block is appended
-// at the end of the document. The result is re-parsed and checked before it is returned; on any error the
-// input is not modified and no document is returned.
+// place, and returns the new document. Every byte outside wasmkube's blocks is preserved; a new block is
+// appended at the end of the document. Where the runtime goes depends on the document's version and
+// plugin IDs and on opts.ContainerdMajor (see the package documentation). The result is re-parsed and
+// checked before it is returned; on any error the input is not modified and no document is returned.
 func AddRuntime(doc []byte, rt Runtime, opts PatchOptions) ([]byte, error) {
 	if err := rt.validate(); err != nil {
 		return nil, err
@@ -154,9 +185,13 @@ func AddRuntime(doc []byte, rt Runtime, opts PatchOptions) ([]byte, error) {
 	if err := t.checkAfterBlock(); err != nil {
 		return nil, err
 	}
-	if f := t.foreign(); len(f) > 0 {
+	p, err := t.place(opts)
+	if err != nil {
+		return nil, err
+	}
+	if f := t.foreign(p.path); len(f) > 0 {
 		if !opts.Adopt {
-			return nil, fmt.Errorf("%w: line %d: runtime %s (%s) was not written by wasmkube; adopt it to take it over", ErrConflict, f[0].line, rt.Handler, style{}.keyPath(t.path))
+			return nil, fmt.Errorf("%w: line %d: runtime %s (%s) was not written by wasmkube; adopt it to take it over", ErrConflict, f[0].line, rt.Handler, style{}.keyPath(p.path))
 		}
 		adopted := commentOut(doc, f, adoptPrefix(rt.Handler))
 		opts.Adopt = false
@@ -166,28 +201,40 @@ func AddRuntime(doc []byte, rt Runtime, opts PatchOptions) ([]byte, error) {
 		}
 		return out, nil
 	}
-	if err := t.checkParents(); err != nil {
+	if err := t.checkParents(p.path); err != nil {
 		return nil, err
 	}
-	if t.version <= 2 && !opts.Containerd2Only && !t.definesRuntimes() {
-		return nil, fmt.Errorf("%w: this version %d config defines no runtimes, so containerd 1.x would replace its built-in runc runtime with only %s; define runc in the file first (as `containerd config default` does), or declare that only containerd 2.x reads it", ErrUnsafeEdit, t.version, rt.Handler)
+	if p.defaultRuntime && opts.ContainerdMajor == 0 {
+		return nil, fmt.Errorf("%w: this version %d config defines no runtimes: containerd 1.x would then replace its built-in runc runtime with %s alone, so wasmkube writes runc too, but containerd 2.x keeps its own runc, which that copy would override",
+			ErrContainerdVersion, t.version, rt.Handler)
 	}
-	text := render(t.doc.style, t.path, rt)
+	st := t.doc.style
+	text := render(st, beginMarker(rt.Handler), endMarker(rt.Handler), p.path, rt)
+	if p.defaultRuntime {
+		def, err := t.doc.defaultBlock()
+		if err != nil {
+			return nil, err
+		}
+		if def == nil {
+			runc := append(slices.Clip(p.path[:len(p.path)-1]), defaultRuntime.Handler)
+			text = render(st, beginDefault, endDefault, runc, defaultRuntime) + text
+		}
+	}
 	var out []byte
 	if b := t.block; b != nil {
 		if !b.terminated {
-			text = strings.TrimSuffix(text, t.doc.style.eol)
+			text = strings.TrimSuffix(text, st.eol)
 		}
 		out = append(append(append(out, doc[:b.start]...), text...), doc[b.end:]...)
 	} else {
 		out = append(out, doc...)
 		if len(doc) > 0 && doc[len(doc)-1] != '\n' {
-			out = append(out, t.doc.style.eol...)
-			text = strings.TrimSuffix(text, t.doc.style.eol)
+			out = append(out, st.eol...)
+			text = strings.TrimSuffix(text, st.eol)
 		}
 		out = append(out, text...)
 	}
-	if err := checkAdded(out, t.version, rt, opts); err != nil {
+	if err := t.checkAdded(out, p, rt, opts); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -211,7 +258,8 @@ func commentOut(doc []byte, exprs []expr, prefix string) []byte {
 }
 
 // RemoveRuntime removes wasmkube's managed block for handler and restores any runtime it adopted, byte for
-// byte as it was. A document without a block is returned unchanged. A document that does not parse or
+// byte as it was. When no other handler's block is left, the block holding containerd 1.x's default
+// runtime goes too. A document without a block is returned unchanged. A document that does not parse or
 // has an unknown version is an error, as for AddRuntime.
 func RemoveRuntime(doc []byte, handler string, opts PatchOptions) ([]byte, error) {
 	t, err := load(doc, handler, opts)
@@ -234,14 +282,8 @@ func RemoveRuntime(doc []byte, handler string, opts PatchOptions) ([]byte, error
 		}
 	}
 	if b := t.block; b != nil {
-		start := b.start
-		if !b.terminated && start > 0 { // the block was appended after a line break it added
-			start--
-			if start > 0 && doc[start-1] == '\r' {
-				start--
-			}
-		}
-		cuts = append(cuts, cut{start, b.end})
+		start, end := b.span(doc)
+		cuts = append(cuts, cut{start, end})
 	}
 	slices.SortFunc(cuts, func(a, b cut) int { return a.start - b.start })
 	var out []byte
@@ -251,10 +293,41 @@ func RemoveRuntime(doc []byte, handler string, opts PatchOptions) ([]byte, error
 		last = c.end
 	}
 	out = append(out, doc[last:]...)
+	if out, err = removeDefault(out); err != nil {
+		return nil, err
+	}
 	if err := checkRemoved(out, handler, opts); err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// span returns the bytes to cut to remove the block: its lines, and, when it ends the document without a
+// final line break, the line break before it, which AddRuntime added when it appended the block.
+func (b *block) span(doc []byte) (start, end int) {
+	start = b.start
+	if !b.terminated && start > 0 {
+		start--
+		if start > 0 && doc[start-1] == '\r' {
+			start--
+		}
+	}
+	return start, b.end
+}
+
+// removeDefault removes the block holding containerd 1.x's default runtime when no handler's block is
+// left to need it.
+func removeDefault(doc []byte) ([]byte, error) {
+	d, err := parse(doc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w: %v", ErrUnsafeEdit, errOutputCheck, err)
+	}
+	b, err := d.defaultBlock()
+	if err != nil || b == nil || len(d.handlers()) > 0 {
+		return doc, err
+	}
+	start, end := b.span(doc)
+	return append(doc[:start:start], doc[end:]...), nil
 }
 
 // Owned reports whether doc holds wasmkube's managed block for handler.
@@ -279,34 +352,38 @@ func DropIn(version int, rt Runtime) ([]byte, error) {
 	if _, err := pluginID(version); err != nil {
 		return nil, err
 	}
-	return AddRuntime(fmt.Appendf(nil, "version = %d\n", version), rt, PatchOptions{Containerd2Only: true})
+	return AddRuntime(fmt.Appendf(nil, "version = %d\n", version), rt, PatchOptions{ContainerdMajor: 2})
 }
 
-// checkAdded re-parses a patched document and checks that the handler's table sits exactly at
-// RuntimeTable(version) with exactly rt's values, inside wasmkube's block.
-func checkAdded(out []byte, version int, rt Runtime, opts PatchOptions) error {
+// checkAdded re-parses a patched document and checks that the handler's table sits at the placement with
+// exactly rt's values, inside wasmkube's block, and that every containerd generation that reads it sees
+// the handler and keeps every runtime it saw before (checkReaders).
+func (t *target) checkAdded(out []byte, p *placement, rt Runtime, opts PatchOptions) error {
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %w: %s", ErrUnsafeEdit, errOutputCheck, fmt.Sprintf(format, args...))
 	}
-	t, err := load(out, rt.Handler, opts)
+	o, err := load(out, rt.Handler, opts)
 	if err != nil {
 		return fail("%v", err)
 	}
-	if t.version != version {
-		return fail("version changed from %d to %d", version, t.version)
+	if o.version != t.version {
+		return fail("version changed from %d to %d", t.version, o.version)
 	}
-	if t.block == nil {
+	if o.block == nil {
 		return fail("managed block for %s not found", rt.Handler)
 	}
-	if f := t.foreign(); len(f) > 0 {
+	if f := o.foreign(p.path); len(f) > 0 {
 		return fail("line %d: runtime %s also defined outside the managed block", f[0].line, rt.Handler)
 	}
-	got, ok := lookup(t.doc.tree, t.path)
+	got, ok := lookup(o.doc.tree, p.path)
 	if !ok {
-		return fail("no table at %s", style{}.keyPath(t.path))
+		return fail("no table at %s", style{}.keyPath(p.path))
 	}
 	if want := rt.table(); !equalValues(got, want) {
-		return fail("table %s is %v, want %v", style{}.keyPath(t.path), got, want)
+		return fail("table %s is %v, want %v", style{}.keyPath(p.path), got, want)
+	}
+	if err := checkReaders(t.doc.tree, o.doc.tree, t.version, p.majors, rt); err != nil {
+		return fail("%v", err)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -34,8 +35,9 @@ var testRuntime = Runtime{
 type fixture struct {
 	file    string
 	opts    PatchOptions
-	version int   // expected Version (0 for error cases)
-	err     error // expected sentinel, nil for success
+	version int    // expected Version (0 for error cases)
+	plugin  string // plugin ID the runtime goes under, if not the version's usual one (RuntimeTable)
+	err     error  // expected sentinel, nil for success
 }
 
 // fixtures lists every config file the tests patch; the containerd integration test loads the good ones.
@@ -58,10 +60,19 @@ var fixtures = []fixture{
 	{file: "dotted-runtimes-v3.toml", version: 3},
 	{file: "no-trailing-newline-v3.toml", version: 3},
 	{file: "v1.toml", version: 1},
-	{file: "empty.toml", version: 1, err: ErrUnsafeEdit},
-	{file: "empty.toml", opts: PatchOptions{Containerd2Only: true}, version: 1},
-	{file: "debian-v2.toml", version: 2, err: ErrUnsafeEdit},
-	{file: "debian-v2.toml", opts: PatchOptions{Containerd2Only: true}, version: 2},
+	{file: "empty.toml", version: 1, err: ErrContainerdVersion},
+	{file: "empty.toml", opts: PatchOptions{ContainerdMajor: 1}, version: 1},
+	{file: "empty.toml", opts: PatchOptions{ContainerdMajor: 2}, version: 1},
+	{file: "debian-v2.toml", version: 2, err: ErrContainerdVersion},
+	{file: "debian-v2.toml", opts: PatchOptions{ContainerdMajor: 1}, version: 2},
+	{file: "debian-v2.toml", opts: PatchOptions{ContainerdMajor: 2}, version: 2},
+	{file: "aks-containerd2-v2.toml", version: 2, err: ErrContainerdVersion},
+	{file: "aks-containerd2-v2.toml", opts: PatchOptions{ContainerdMajor: 1}, version: 2},
+	{file: "aks-containerd2-v2.toml", opts: PatchOptions{ContainerdMajor: 2}, version: 2, plugin: pluginV3},
+	{file: "cri-runtime-plugin-v2.toml", opts: PatchOptions{ContainerdMajor: 1}, version: 2},
+	{file: "cri-runtime-plugin-v2.toml", opts: PatchOptions{ContainerdMajor: 2}, version: 2, plugin: pluginV3},
+	{file: "containerd21-default-v3.toml", opts: PatchOptions{ContainerdMajor: 1}, version: 3, err: ErrUnknownVersion},
+	{file: "kind-v2.toml", opts: PatchOptions{ContainerdMajor: 3}, version: 2, err: ErrContainerdVersion},
 	{file: "managed-v2.toml", version: 2},
 	{file: "marker-in-string-v2.toml", version: 2},
 	{file: "conflict-v2.toml", version: 2, err: ErrConflict},
@@ -80,13 +91,19 @@ var fixtures = []fixture{
 	{file: "unparseable.toml", err: ErrParse},
 }
 
+// fileErr reports whether the fixture's error comes from the file alone (not parseable, unknown version),
+// so that Version and RemoveRuntime fail too.
+func (f fixture) fileErr() bool {
+	return (errors.Is(f.err, ErrParse) || errors.Is(f.err, ErrUnknownVersion)) && f.opts.ContainerdMajor == 0
+}
+
 func (f fixture) name() string {
 	n := f.file
 	if f.opts.Adopt {
 		n += ".adopt"
 	}
-	if f.opts.Containerd2Only {
-		n += ".containerd2"
+	if f.opts.ContainerdMajor != 0 {
+		n += fmt.Sprintf(".containerd%d", f.opts.ContainerdMajor)
 	}
 	if f.err != nil && f.opts.DefaultVersion == 0 && strings.HasSuffix(f.file, ".tmpl") {
 		n += ".noversion"
@@ -114,8 +131,8 @@ func hasMarker(doc []byte) bool {
 	return bytes.Contains(doc, []byte("# managed by wasmkube")) || bytes.Contains(doc, []byte("# adopted by wasmkube"))
 }
 
-// independentLookup decodes doc with plain go-toml (template lines blanked) and returns the table at path.
-func independentLookup(t testing.TB, doc []byte, path []string) any {
+// independentTree decodes doc with plain go-toml, template lines dropped.
+func independentTree(t testing.TB, doc []byte) map[string]any {
 	t.Helper()
 	var clean []byte
 	for _, l := range lines(doc) {
@@ -127,7 +144,13 @@ func independentLookup(t testing.TB, doc []byte, path []string) any {
 	if err := toml.Unmarshal(clean, &tree); err != nil {
 		t.Fatalf("output does not parse: %v\n%s", err, doc)
 	}
-	v, ok := lookup(tree, path)
+	return tree
+}
+
+// independentLookup decodes doc with plain go-toml (template lines dropped) and returns the table at path.
+func independentLookup(t testing.TB, doc []byte, path []string) any {
+	t.Helper()
+	v, ok := lookup(independentTree(t, doc), path)
 	if !ok {
 		t.Fatalf("output has no table at %v:\n%s", path, doc)
 	}
@@ -167,6 +190,9 @@ func TestAddRuntime(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if f.plugin != "" {
+				path[1] = f.plugin
+			}
 			if got := independentLookup(t, out, path); !reflect.DeepEqual(got, testRuntime.table()) {
 				t.Errorf("table at %v = %#v, want %#v", path, got, testRuntime.table())
 			}
@@ -201,7 +227,7 @@ func TestVersion(t *testing.T) {
 			t.Parallel()
 			v, err := Version(readInput(t, f.file), f.opts)
 			switch {
-			case errors.Is(f.err, ErrParse) || errors.Is(f.err, ErrUnknownVersion):
+			case f.fileErr():
 				if !errors.Is(err, f.err) {
 					t.Fatalf("Version = %d, %v; want %v", v, err, f.err)
 				}
@@ -400,7 +426,7 @@ func TestRemoveRuntime(t *testing.T) {
 		}
 	})
 	for _, f := range fixtures {
-		if !errors.Is(f.err, ErrParse) && !errors.Is(f.err, ErrUnknownVersion) && f.file != "damaged-block-v2.toml" && f.file != "keyvalue-after-block-v2.toml" {
+		if !f.fileErr() && f.file != "damaged-block-v2.toml" && f.file != "keyvalue-after-block-v2.toml" {
 			continue
 		}
 		t.Run("fails on "+f.name(), func(t *testing.T) {

@@ -43,8 +43,10 @@ func pluginID(version int) (string, error) {
 	return "", fmt.Errorf("%w: version %d (this build knows versions %d to %d)", ErrUnknownVersion, version, MinVersion, MaxVersion)
 }
 
-// RuntimeTable returns the key path of the runtime table for handler in a config of the given version,
-// e.g. [plugins io.containerd.cri.v1.runtime containerd runtimes wazero] for versions 3 and 4.
+// RuntimeTable returns the key path of the runtime table for handler where containerd's own configs of
+// the given version keep it (`containerd config default` and `config dump`), e.g. [plugins
+// io.containerd.cri.v1.runtime containerd runtimes wazero] for versions 3 and 4. A file may keep it
+// elsewhere (see the package documentation); AddRuntime decides from the file.
 func RuntimeTable(version int, handler string) ([]string, error) {
 	id, err := pluginID(version)
 	if err != nil {

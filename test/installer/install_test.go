@@ -88,6 +88,41 @@ func TestInstallRunPodRerunUninstall(t *testing.T) {
 	}
 }
 
+// Issue 15: on a containerd 1.x node, a config that defines no runtimes (Debian's stock file does not)
+// keeps containerd's built-in runc: the installer, told the node's containerd version, writes 1.x's
+// default runtime beside the handler, and 1.6 then lists both. Without the version it refuses, names the
+// flag and touches nothing. Uninstall restores the file byte for byte.
+func TestInstallKeepsRuncOnContainerd1(t *testing.T) {
+	t.Parallel()
+	n := newNodeWithConfig(t, containerdtest.V1, func(p containerdtest.Paths) []byte {
+		cfg := string(containerdtest.Config(2, p))
+		start := strings.Index(cfg, "      [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes]")
+		end := strings.Index(cfg, "  [plugins.\"io.containerd.nri.v1.nri\"]")
+		return []byte(cfg[:start] + cfg[end:])
+	})
+	before := n.read(configPath)
+	if st := n.d.WaitReady("runc", true); !st.HasHandler("runc") {
+		t.Fatalf("containerd 1.6 without runtimes in its config lacks its built-in runc: %s", st)
+	}
+
+	r := n.install(nil)
+	if r.err == nil || r.result.Reason != result.ReasonContainerdVersionUnknown || !strings.Contains(r.result.Error, "--container-runtime-version") {
+		t.Fatalf("install without the containerd version: want reason %s naming --container-runtime-version, got %v %+v", result.ReasonContainerdVersionUnknown, r.err, r.result)
+	}
+	if after := n.read(configPath); !bytes.Equal(after, before) || n.d.Restarts() != 0 {
+		t.Fatalf("refused install changed the node (%d restarts):\n%s", n.d.Restarts(), after)
+	}
+
+	n.install(nil, "--container-runtime-version=containerd://1.6.20").mustSucceed(t, "install")
+	if st := n.d.WaitReady(shim, true); !st.HasHandler("runc") {
+		t.Errorf("containerd 1.6 lost runc after the install: %s", st)
+	}
+	n.uninstall(nil).mustSucceed(t, "uninstall")
+	if after := n.read(configPath); !bytes.Equal(after, before) {
+		t.Errorf("uninstall did not restore the config byte for byte:\n%s\nwant:\n%s", after, before)
+	}
+}
+
 // Issue 3 item 4: a config containerd cannot use triggers a rollback that leaves a healthy containerd
 // with the old config, and the result says why.
 //

@@ -71,10 +71,16 @@ type node struct {
 
 func newNode(t testing.TB, v containerdtest.Version, configVersion int) *node {
 	t.Helper()
+	return newNodeWithConfig(t, v, func(p containerdtest.Paths) []byte { return containerdtest.Config(configVersion, p) })
+}
+
+// newNodeWithConfig is newNode with the daemon's config made by config from its private paths.
+func newNodeWithConfig(t testing.TB, v containerdtest.Version, config func(containerdtest.Paths) []byte) *node {
+	t.Helper()
 	root := hostRoot(t)
 	paths := containerdtest.NewPaths(t, root)
 	d := containerdtest.Start(t, containerdtest.Options{Version: v, HostRoot: root, Paths: &paths,
-		Config: containerdtest.Config(configVersion, paths), Supervise: true})
+		Config: config(paths), Supervise: true})
 	// The harness links the node's standard CRI socket path below the host root to the daemon's socket.
 	src := "/usr/bin/containerd-shim-runc-v2"
 	if v == containerdtest.V2 {
