@@ -83,7 +83,7 @@ func (in *Installer) plan(spec Spec) (*plan, error) {
 		p.desired, err = containerdcfg.AddRuntime(base, p.runtime, opts)
 	}
 	if errors.Is(err, containerdcfg.ErrContainerdVersion) {
-		err = fmt.Errorf("%w; the containerd version is not known: pass --container-runtime-version (the node's status.nodeInfo.containerRuntimeVersion, e.g. containerd://2.1.5)", err)
+		err = fmt.Errorf("%w; pass --container-runtime-version (the node's status.nodeInfo.containerRuntimeVersion, e.g. containerd://2.1.5)", err)
 	}
 	if err != nil {
 		return nil, fail(configReason(err), fmt.Errorf("containerd config %s left untouched: %w", p.cfgFile, err))

@@ -88,7 +88,8 @@
 // unparseable (ErrParse). Because the base template declares the version, a template without its own
 // `version` needs PatchOptions.DefaultVersion (2 for config.toml.tmpl, 3 for config-v3.toml.tmpl);
 // without it Version fails rather than guess. Note that k3s's base template adds runtimes for shims it
-// finds on its PATH (spin, wasmtime, ...): pick a handler name it does not use.
+// finds on its PATH (spin, wasmtime, ...): pick a handler name it does not use. The base template always
+// defines runc, so a template that includes it gets no copy of containerd 1.x's default runtime.
 //
 // # Drop-ins
 //

@@ -19,7 +19,10 @@ type document struct {
 	tree     map[string]any // decoded masked
 	exprs    []expr
 	template bool // has `{{ ... }}` lines
-	style    style
+	// includesBase: a template line includes k3s/rke2's base template, which defines runtimes (runc)
+	// that this document does not show.
+	includesBase bool
+	style        style
 }
 
 // expr is one top-level expression: a [table] or [[array table]] header, or a key = value line.
@@ -59,6 +62,7 @@ func parse(doc []byte) (*document, error) {
 	for _, l := range lines(doc) {
 		if isTemplateLine(trimEOL(l)) {
 			d.template = true
+			d.includesBase = d.includesBase || bytes.Contains(l, []byte(`template "base"`))
 			n := len(trimEOL(l))
 			masked = append(masked, bytes.Repeat([]byte(" "), n)...)
 			masked = append(masked, l[n:]...)

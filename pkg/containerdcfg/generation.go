@@ -86,14 +86,15 @@ const builtin = "built-in"
 // visibleRuntimes returns the runtimes containerd of the given major version ends up with when it reads
 // tree, keyed by name: the file's runtimes table, as decoded, plus the built-in runc where that
 // generation keeps it (2.x merges the file's runtimes into its defaults; 1.x keeps its defaults only
-// when the file has no runtimes table at all).
-func visibleRuntimes(tree map[string]any, version, major int) map[string]any {
+// when the file has no runtimes table at all). A template that includes k3s/rke2's base template has
+// one: the base defines runc.
+func visibleRuntimes(tree map[string]any, version, major int, includesBase bool) map[string]any {
 	out := map[string]any{}
 	table, ok := lookup(tree, runtimesTable(tree, version, major))
 	if m, isMap := table.(map[string]any); isMap {
 		maps.Copy(out, m)
 	}
-	if _, defined := out[defaultRuntime.Handler]; !defined && (major == 2 || !ok) {
+	if _, defined := out[defaultRuntime.Handler]; !defined && (major == 2 || !ok && !includesBase) {
 		out[defaultRuntime.Handler] = builtin
 	}
 	return out
@@ -102,9 +103,9 @@ func visibleRuntimes(tree map[string]any, version, major int) map[string]any {
 // checkReaders checks, for every generation in readers, that containerd reading out sees the runtime rt
 // exactly, and still sees every other runtime it saw in in, unchanged (a built-in runtime may become
 // the same runtime written by wasmkube's default block).
-func checkReaders(in, out map[string]any, version int, majors []int, rt Runtime) error {
+func checkReaders(in, out map[string]any, version int, majors []int, includesBase bool, rt Runtime) error {
 	for _, major := range majors {
-		before, after := visibleRuntimes(in, version, major), visibleRuntimes(out, version, major)
+		before, after := visibleRuntimes(in, version, major, includesBase), visibleRuntimes(out, version, major, includesBase)
 		table := style{}.keyPath(runtimesTable(out, version, major))
 		if got, ok := after[rt.Handler]; !ok || !equalValues(got, rt.table()) {
 			return fmt.Errorf("containerd %d.x would not run %s: it reads %s, where %s is %v", major, rt.Handler, table, rt.Handler, got)

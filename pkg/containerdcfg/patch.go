@@ -65,7 +65,8 @@ type placement struct {
 
 // place decides where the handler goes: the runtimes table every generation in readers reads from the
 // document as it is without wasmkube's blocks. A document that defines no runtimes table for containerd
-// 1.x also needs 1.x's default runtime in a block of its own, unless a wasmkube block defines runc.
+// 1.x also needs 1.x's default runtime in a block of its own, unless a wasmkube block defines runc or the
+// document includes k3s/rke2's base template, which defines runc.
 func (t *target) place(opts PatchOptions) (*placement, error) {
 	majors, err := readers(opts.ContainerdMajor, t.version)
 	if err != nil {
@@ -90,7 +91,7 @@ func (t *target) place(opts PatchOptions) (*placement, error) {
 		if major != 1 {
 			continue
 		}
-		if _, defined := lookup(base, table); defined || t.handler == defaultRuntime.Handler || slices.Contains(t.doc.handlers(), defaultRuntime.Handler) {
+		if _, defined := lookup(base, table); defined || t.doc.includesBase || t.handler == defaultRuntime.Handler || slices.Contains(t.doc.handlers(), defaultRuntime.Handler) {
 			continue
 		}
 		p.defaultRuntime = true
@@ -382,7 +383,7 @@ func (t *target) checkAdded(out []byte, p *placement, rt Runtime, opts PatchOpti
 	if want := rt.table(); !equalValues(got, want) {
 		return fail("table %s is %v, want %v", style{}.keyPath(p.path), got, want)
 	}
-	if err := checkReaders(t.doc.tree, o.doc.tree, t.version, p.majors, rt); err != nil {
+	if err := checkReaders(t.doc.tree, o.doc.tree, t.version, p.majors, t.doc.includesBase, rt); err != nil {
 		return fail("%v", err)
 	}
 	return nil
