@@ -11,9 +11,10 @@ import (
 // at its largest size (the memory limit, or the module's maximum), so growing never copies and
 // pages cost nothing until the guest touches them. wazero's default, a Go slice grown by
 // append, copies the whole memory on every growth, which a Go guest does several times while
-// starting. Growth beyond limit is refused and remembered.
+// starting. Growth beyond limit is refused, remembered and reported to onRefuse.
 type allocator struct {
-	limit uint64 // 0: only the module's maximum applies
+	limit    uint64 // 0: only the module's maximum applies
+	onRefuse func() // called (on the guest's goroutine) when growth beyond limit is refused
 
 	mu       sync.Mutex
 	want     uint64   // the largest refused size
@@ -69,6 +70,9 @@ func (l *linearMemory) Reallocate(size uint64) []byte {
 		l.a.mu.Lock()
 		l.a.want = max(l.a.want, size)
 		l.a.mu.Unlock()
+		if l.a.onRefuse != nil {
+			l.a.onRefuse()
+		}
 		return nil
 	}
 	if size > uint64(cap(l.buf)) {

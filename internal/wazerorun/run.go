@@ -47,11 +47,13 @@ type Process struct {
 // Result is how a run ended.
 type Result struct {
 	// ExitCode is the guest's proc_exit code, 0 when the entry function returned, ExitTrap after a
-	// trap, or 128+signal when the run was stopped by cancelling its context with a SignalError.
+	// trap, or 128+signal when the run was stopped by cancelling its context with a SignalError
+	// or killed for exceeding the memory limit (137).
 	ExitCode int
 	// Signal is the signal that stopped the run, 0 when the guest ended on its own.
 	Signal syscall.Signal
-	// MemoryLimitExceeded is true when the guest asked for more linear memory than the limit and was refused.
+	// MemoryLimitExceeded is true when the guest asked for more linear memory than the limit: it
+	// was killed then, as the kernel's OOM killer ends a process over its cgroup's memory limit.
 	MemoryLimitExceeded bool
 }
 
@@ -65,10 +67,11 @@ func (e *SignalError) Error() string {
 
 // Run instantiates the module and calls its entry function until it returns, exits or ctx is done.
 // Cancelling ctx stops the guest promptly, also while it sleeps or waits in poll_oneoff; the
-// cancellation cause decides the reported signal (SIGKILL unless it is a *SignalError).
+// cancellation cause decides the reported signal (SIGKILL unless it is a *SignalError). A guest
+// that asks for more linear memory than the limit is killed (SIGKILL, MemoryLimitExceeded).
 // Traps and refused memory growth are explained on p.Stderr, so they show in the container log.
 // The error is non-nil only when the run could not happen at all (bad mount, missing entry).
-func (m *Module) Run(ctx context.Context, p Process) (_ Result, err error) {
+func (m *Module) Run(ctx context.Context, p Process) (Result, error) {
 	entry := p.Entry
 	if entry == "" {
 		entry = StartFunction
@@ -80,11 +83,13 @@ func (m *Module) Run(ctx context.Context, p Process) (_ Result, err error) {
 	if stderr == nil {
 		stderr = io.Discard
 	}
-	fsc, closeMounts, err := mountAll(p)
+	fsc, mounts, err := mountAll(p)
+	defer closeAll(mounts)
 	if err != nil {
 		return Result{}, err
 	}
-	defer func() { err = errors.Join(err, closeMounts()) }()
+	ctx, kill := context.WithCancelCause(ctx)
+	defer kill(nil)
 	mc := wazero.NewModuleConfig().
 		WithName("").
 		WithArgs(p.Args...).
@@ -106,45 +111,47 @@ func (m *Module) Run(ctx context.Context, p Process) (_ Result, err error) {
 		mc = mc.WithEnv(k, v)
 	}
 
-	alloc := &allocator{limit: m.limit}
+	alloc := &allocator{limit: m.limit, onRefuse: func() { kill(&SignalError{Signal: syscall.SIGKILL}) }}
 	defer alloc.release()
 	res, err := m.call(experimental.WithMemoryAllocator(ctx, alloc), mc, entry)
 	if err != nil {
 		res = m.failed(ctx, stderr, err)
 	}
 	if want := alloc.refused(); want > 0 {
-		res.MemoryLimitExceeded = true
-		fmt.Fprintf(stderr, "wazero: memory limit exceeded: the module asked for %s of linear memory, the container's limit is %s\n",
+		// The guest may have ended on its own after the refusal (a Go guest exits 2, out of memory)
+		// before the kill stopped it; either way it was out of memory.
+		res = Result{ExitCode: 128 + int(syscall.SIGKILL), Signal: syscall.SIGKILL, MemoryLimitExceeded: true}
+		fmt.Fprintf(stderr, "wazero: memory limit exceeded: the module asked for %s of linear memory, the container's limit is %s: killed\n",
 			mib(want), mib(m.limit))
 	}
 	return res, nil
 }
 
-// mountAll opens every mount as a confined wazerofs.FS; closeMounts releases them once the guest
-// has stopped.
-func mountAll(p Process) (_ wazero.FSConfig, closeMounts func() error, _ error) {
+// mountAll opens every mount as a confined wazerofs.FS. The caller closes them (closeAll) once the
+// guest has stopped, also after an error.
+func mountAll(p Process) (wazero.FSConfig, []*wazerofs.FS, error) {
 	umask := uint32(wazerofs.DefaultUmask)
 	if p.Umask != nil {
 		umask = *p.Umask
 	}
 	var opened []*wazerofs.FS
-	closeMounts = func() error {
-		var errs []error
-		for _, f := range opened {
-			errs = append(errs, f.Close())
-		}
-		return errors.Join(errs...)
-	}
 	fsc := wazero.NewFSConfig()
 	for _, mt := range p.Mounts {
 		f, err := wazerofs.Open(mt.HostPath, wazerofs.Options{ReadOnly: mt.ReadOnly, Creds: p.Creds, Umask: umask})
 		if err != nil {
-			return nil, nil, errors.Join(fmt.Errorf("mount %s at %s: %w", mt.HostPath, mt.GuestPath, err), closeMounts())
+			return nil, opened, fmt.Errorf("mount %s at %s: %w", mt.HostPath, mt.GuestPath, err)
 		}
 		opened = append(opened, f)
 		fsc = fsc.(sysfs.FSConfig).WithSysFSMount(f, mt.GuestPath)
 	}
-	return fsc, closeMounts, nil
+	return fsc, opened, nil
+}
+
+// closeAll closes the mounts' directory descriptors (which cannot fail in a way worth reporting).
+func closeAll(mounts []*wazerofs.FS) {
+	for _, f := range mounts {
+		_ = f.Close()
+	}
 }
 
 // call instantiates the module and calls entry (after _initialize, for reactors).

@@ -169,7 +169,7 @@ func TestMemoryLimit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !res.MemoryLimitExceeded || res.ExitCode == 0 || !strings.Contains(errOut.String(), "memory limit exceeded") ||
+		if !res.MemoryLimitExceeded || res.ExitCode != 137 || res.Signal != syscall.SIGKILL || !strings.Contains(errOut.String(), "memory limit exceeded") ||
 			strings.Contains(out.String(), "allocated all") {
 			t.Fatalf("got %+v\nstdout %q\nstderr %q", res, out.String(), errOut.String())
 		}

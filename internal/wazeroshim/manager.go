@@ -148,7 +148,7 @@ func (manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 		}
 	}
 	if spec, err := readSpec(dir); err == nil && spec.Linux != nil {
-		if err := removeCgroup(spec.Linux.CgroupsPath); err != nil {
+		if err := hostCgroups().removeCgroup(spec.Linux.CgroupsPath); err != nil {
 			log.G(ctx).WithError(err).Warn("remove the dead shim's cgroup")
 		}
 	}

@@ -42,6 +42,7 @@ type service struct {
 	mu       sync.Mutex
 	tasks    map[string]*task
 	joined   bool // the shim has joined the cgroup of its first container
+	cgroups  cgroupHost
 	gc       gcPause
 	conn     *grpc.ClientConn
 }
@@ -49,7 +50,7 @@ type service struct {
 var _ taskapi.TTRPCTaskService = (*service)(nil)
 
 func newService(ctx context.Context, publisher shim.Publisher, sd shutdown.Service, address string) *service {
-	s := &service{ctx: ctx, publisher: publisher, shutdown: sd, address: address, tasks: map[string]*task{}}
+	s := &service{ctx: ctx, publisher: publisher, shutdown: sd, address: address, tasks: map[string]*task{}, cgroups: hostCgroups()}
 	sd.RegisterCallback(func(context.Context) error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -94,7 +95,10 @@ func (s *service) Create(ctx context.Context, r *taskapi.CreateTaskRequest) (*ta
 	defer s.createMu.Unlock()
 	s.mu.Lock()
 	_, exists := s.tasks[r.ID]
-	join := !s.joined
+	var join *cgroupHost
+	if !s.joined {
+		join = &s.cgroups
+	}
 	s.mu.Unlock()
 	if exists {
 		return nil, errgrpc.ToGRPCf(errdefs.ErrAlreadyExists, "container %s", r.ID)
@@ -151,7 +155,13 @@ func (s *service) Start(ctx context.Context, r *taskapi.StartRequest) (*taskapi.
 	if err != nil {
 		return nil, err
 	}
-	release, err := t.start(ctx, func(status uint32, at time.Time) { s.publishExit(t, status, at) })
+	release, err := t.start(ctx, func(status uint32, at time.Time, oom bool) {
+		if oom {
+			// CRI marks the container OOMKilled on this event; it must come before the exit.
+			s.publish(runtime.TaskOOMEventTopic, &eventstypes.TaskOOM{ContainerID: t.id})
+		}
+		s.publishExit(t, status, at)
+	})
 	if err != nil {
 		return nil, errgrpc.ToGRPC(err)
 	}

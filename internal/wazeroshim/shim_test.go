@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -153,7 +154,7 @@ func TestGuests(t *testing.T) {
 		{name: "rootfs file", args: []string{"/app.wasm", "cat", "/etc/motd"}, stdout: "from the image"},
 		{name: "volume", args: []string{"/app.wasm", "write", "/data/out.txt", "persisted"}, stdout: "wrote /data/out.txt"},
 		{name: "exit code", args: []string{"/app.wasm", "exit", "42"}, exit: 42},
-		{name: "memory limit exceeded", args: []string{"/app.wasm", "grow", "128"}, memory: 64 << 20, exit: 2, stderr: "memory limit exceeded"},
+		{name: "memory limit exceeded", args: []string{"/app.wasm", "grow", "128"}, memory: 64 << 20, exit: 137, stderr: "memory limit exceeded"},
 		{name: "memory limit below the module's minimum", args: []string{"/app.wasm"}, memory: 1 << 20, startErr: "memory limit exceeded: the module needs at least"},
 		{name: "missing entry function", args: []string{"/app.wasm#serve"}, startErr: `exports no function "serve"`},
 		{name: "not wasm", args: []string{"/etc/motd"}, createErr: "not a WebAssembly binary"},
@@ -203,6 +204,13 @@ func TestGuests(t *testing.T) {
 			})
 			if _, err := p.task.Delete(p.ctx, &taskapi.DeleteRequest{ID: id}); err != nil {
 				t.Errorf("Delete: %v", err)
+			}
+			// A guest killed for its memory limit is reported as OOM-killed, before its exit.
+			p.events.event(t, "/tasks/exit")
+			topics := p.events.topics()
+			oom := slices.Index(topics, "wktest /tasks/oom")
+			if exit := slices.Index(topics, "wktest /tasks/exit"); (tc.exit == 137) != (oom >= 0) || oom > exit {
+				t.Errorf("events %v: want /tasks/oom before /tasks/exit exactly when the guest was killed for its memory", topics)
 			}
 		})
 	}
@@ -291,43 +299,76 @@ func TestKill(t *testing.T) {
 	}
 }
 
-// TestCgroup checks that the shim joins the container's cgroup with its CPU limit (or none) and
-// leaves and removes it at Delete.
+// TestCgroup checks that the shim joins the container's cgroup with its CPU limit (or none), in
+// the cgroupfs driver's form and in the systemd driver's (below slices made as kubelet and systemd
+// would make them: this host has no systemd), leaves and removes it at Delete, and that a container
+// whose cgroup cannot be joined fails to be created, with an error naming the path.
 func TestCgroup(t *testing.T) {
 	t.Parallel()
 	testenv.Integration(t)
 	quota, period := int64(50000), uint64(100000)
+	unique := fmt.Sprintf("%d%d", os.Getpid(), time.Now().UnixNano())
+	slice := "/wktest" + unique + ".slice/wktest" + unique + "-pod1.slice"
+	for _, controller := range []string{"cpu", "cpuacct", "memory", "pids"} {
+		makeCgroup(t, controller, slice)
+	}
+	// Every v1 cgroup directory has a file "tasks": no cgroup can be made there.
+	unjoinable := "/wktest" + unique + "-unjoinable/tasks"
+	t.Cleanup(func() {
+		removeCgroupTree(t, "/wktest"+unique+".slice")
+		removeCgroupTree(t, path.Dir(unjoinable))
+	})
 	for _, tc := range []struct {
-		name      string
-		resources *specs.LinuxResources
-		quota     string // cpu.cfs_quota_us
+		name        string
+		cgroupsPath string
+		path        string // the cgroupfs path the shim must join; "" when Create must fail
+		resources   *specs.LinuxResources
+		quota       string // cpu.cfs_quota_us
+		createErr   string
 	}{
-		{"cpu quota", &specs.LinuxResources{CPU: &specs.LinuxCPU{Quota: &quota, Period: &period}}, "50000"},
-		{"no resources", nil, "-1"},
+		{name: "cpu quota", cgroupsPath: "/wazeroshim-cgroup-" + unique + "-a", path: "/wazeroshim-cgroup-" + unique + "-a",
+			resources: &specs.LinuxResources{CPU: &specs.LinuxCPU{Quota: &quota, Period: &period}}, quota: "50000"},
+		{name: "no resources", cgroupsPath: "/wazeroshim-cgroup-" + unique + "-b", path: "/wazeroshim-cgroup-" + unique + "-b", quota: "-1"},
+		{name: "systemd driver", cgroupsPath: "wktest" + unique + "-pod1.slice:cri-containerd:c", path: slice + "/cri-containerd-c.scope",
+			resources: &specs.LinuxResources{CPU: &specs.LinuxCPU{Quota: &quota, Period: &period}}, quota: "50000"},
+		{name: "cannot join", cgroupsPath: unjoinable, createErr: "join the container's cgroup " + unjoinable},
+		{name: "bad systemd path", cgroupsPath: "wktest" + unique + "--x.slice:cri-containerd:e",
+			createErr: `invalid slice name "wktest` + unique + `--x.slice"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			id := strings.ReplaceAll(tc.name, " ", "-")
-			path := fmt.Sprintf("/wazeroshim-cgroup-%d-%d", os.Getpid(), time.Now().UnixNano())
 			bundle := newBundle(t, map[string][]byte{"app.wasm": guestWasm}, func(s *specs.Spec) {
 				s.Process.Args = []string{"/app.wasm", "sleep"}
-				s.Linux.CgroupsPath = path
+				s.Linux.CgroupsPath = tc.cgroupsPath
 				s.Linux.Resources = tc.resources
 			})
 			p := startShim(t, bundle, id)
 			io := newStdio(t)
-			if _, err := p.create(t, id, io, t.TempDir()); err != nil {
+			_, err := p.create(t, id, io, t.TempDir())
+			if tc.createErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.createErr) {
+					t.Fatalf("Create: got %v, want an error containing %q", err, tc.createErr)
+				}
+				if got := cgroupOf(t, p.pid, "cpu"); strings.Contains(got, unique) {
+					t.Errorf("the shim is in cpu cgroup %s after a failed Create", got)
+				}
+				return
+			}
+			if err != nil {
 				t.Fatalf("Create: %v", err)
 			}
 			t.Cleanup(func() {
-				if cg, err := cgroup1.Load(cgroup1.StaticPath(path)); err == nil {
+				if cg, err := cgroup1.Load(cgroup1.StaticPath(tc.path)); err == nil {
 					_ = cg.Delete()
 				}
 			})
-			if got := cgroupOf(t, p.pid, "cpu"); got != path {
-				t.Fatalf("the shim's cpu cgroup is %q, want %q", got, path)
+			for _, controller := range []string{"cpu", "memory", "pids"} {
+				if got := cgroupOf(t, p.pid, controller); got != tc.path {
+					t.Fatalf("the shim's %s cgroup is %q, want %q", controller, got, tc.path)
+				}
 			}
-			cpuDir := cgroupDir(t, "cpu", path)
+			cpuDir := cgroupDir(t, "cpu", tc.path)
 			if b, err := os.ReadFile(filepath.Join(cpuDir, "cpu.cfs_quota_us")); err != nil || strings.TrimSpace(string(b)) != tc.quota {
 				t.Errorf("cpu.cfs_quota_us = %q, %v; want %s", b, err, tc.quota)
 			}
@@ -341,14 +382,24 @@ func TestCgroup(t *testing.T) {
 			if _, err := p.task.Delete(p.ctx, &taskapi.DeleteRequest{ID: id}); err != nil {
 				t.Fatal(err)
 			}
-			if got := cgroupOf(t, p.pid, "cpu"); got == path {
-				t.Errorf("the shim is still in %s after Delete", path)
+			if got := cgroupOf(t, p.pid, "cpu"); got == tc.path {
+				t.Errorf("the shim is still in %s after Delete", tc.path)
 			}
 			if _, err := os.Stat(cpuDir); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("cgroup %s still exists after Delete: %v", cpuDir, err)
 			}
 		})
 	}
+}
+
+// makeCgroup creates the cgroup at path (and its parents) in the v1 hierarchy that has controller.
+func makeCgroup(t *testing.T, controller, path string) string {
+	t.Helper()
+	dir := cgroupDir(t, controller, path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // cgroupOf returns pid's cgroup in the v1 hierarchy that has controller.

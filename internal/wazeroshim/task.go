@@ -58,11 +58,11 @@ type task struct {
 	done       chan struct{}           // closed once the task has exited
 }
 
-// newTask prepares everything a container needs before Start: rootfs, cgroup (when joinCg: the
-// first container of a shim process), the module and its stdio. The module's compilation goes on
+// newTask prepares everything a container needs before Start: cgroup (when join is set: the first
+// container of a shim process), rootfs, the module and its stdio. The module's compilation goes on
 // after Create returns, so containerd's Create-to-Start round trip overlaps it; Start waits for it
 // and reports its errors. Errors leave nothing behind.
-func newTask(ctx context.Context, req *taskapi.CreateTaskRequest, fromImage imageSource, gc *gcPause, joinCg bool) (_ *task, err error) {
+func newTask(ctx context.Context, req *taskapi.CreateTaskRequest, fromImage imageSource, gc *gcPause, join *cgroupHost) (_ *task, err error) {
 	if req.Terminal {
 		return nil, fmt.Errorf("container %s: a terminal (tty) is not supported by the wazero shim: %w", req.ID, errdefs.ErrNotImplemented)
 	}
@@ -92,34 +92,21 @@ func newTask(ctx context.Context, req *taskapi.CreateTaskRequest, fromImage imag
 			}
 		}
 	}()
+	// The cgroup comes first: memory is charged to the cgroup of the process that first touches it,
+	// so the module's bytes, its compiled code and the guest's memory must all come after the move.
+	if join != nil && spec.Linux != nil && spec.Linux.CgroupsPath != "" {
+		if t.cg, err = join.joinCgroup(spec.Linux.CgroupsPath, spec.Linux.Resources); err != nil {
+			return nil, fmt.Errorf("container %s: %w", req.ID, err)
+		}
+	}
 	var rootfs string
 	if rootfs, t.mounted, err = mountRootfs(req.Bundle, spec, req.Rootfs); err != nil {
 		return nil, err
 	}
-	// Joining a cgroup takes milliseconds (on cgroup v1 one migration per hierarchy), so it runs
-	// beside reading the module; Create returns once both are done.
-	joined := make(chan error, 1)
-	if joinCg && spec.Linux != nil && spec.Linux.CgroupsPath != "" {
-		go func() {
-			cg, err := joinCgroup(spec.Linux.CgroupsPath, spec.Linux.Resources)
-			t.cg = cg
-			joined <- err
-		}()
-	} else {
-		joined <- nil
-	}
-	var loadErr error
 	if !t.sandbox {
-		loadErr = t.load(ctx, spec, rootfs, opts, fromImage)
-	}
-	if err := <-joined; err != nil {
-		if !errors.Is(err, errSystemdCgroup) {
+		if err := t.load(ctx, spec, rootfs, opts, fromImage); err != nil {
 			return nil, fmt.Errorf("container %s: %w", req.ID, err)
 		}
-		log.G(ctx).WithError(err).Warn("the guest's CPU time is not accounted to the container")
-	}
-	if loadErr != nil {
-		return nil, fmt.Errorf("container %s: %w", req.ID, loadErr)
 	}
 	ioCtx, stopIO := context.WithCancel(context.WithoutCancel(ctx))
 	t.stopIO = stopIO
@@ -240,9 +227,10 @@ func readSpec(bundle string) (*specs.Spec, error) {
 // start waits for the module's compilation (begun at Create), marks the task running and
 // launches it. The guest runs at once, but its exit is held back until the caller, having
 // published the start event, calls release: the start event always precedes the exit event, and
-// publishing it does not delay the guest. onExit runs once the task has exited. A module that
-// failed to compile fails Start with the reason.
-func (t *task) start(ctx context.Context, onExit func(status uint32, at time.Time)) (release func(), err error) {
+// publishing it does not delay the guest. onExit runs once the task has exited; oom is true when
+// the guest was killed for exceeding its memory limit. A module that failed to compile fails Start
+// with the reason.
+func (t *task) start(ctx context.Context, onExit func(status uint32, at time.Time, oom bool)) (release func(), err error) {
 	if t.loaded != nil {
 		select {
 		case <-t.loaded:
@@ -266,14 +254,15 @@ func (t *task) start(ctx context.Context, onExit func(status uint32, at time.Tim
 }
 
 // run runs the guest (or, for a sandbox, waits for a kill) and records its exit once started is closed.
-func (t *task) run(ctx context.Context, started <-chan struct{}, onExit func(uint32, time.Time)) {
+func (t *task) run(ctx context.Context, started <-chan struct{}, onExit func(uint32, time.Time, bool)) {
 	var code int
+	var oom bool
 	if t.sandbox {
 		<-ctx.Done()
 		code = sandboxExitCode(signalOf(ctx))
 	} else {
 		res, err := t.module.Run(ctx, t.proc)
-		code = res.ExitCode
+		code, oom = res.ExitCode, res.MemoryLimitExceeded
 		if err != nil {
 			fmt.Fprintf(stderrOf(t.proc), "wazero: %v\n", err)
 			code = wazerorun.ExitTrap
@@ -286,7 +275,7 @@ func (t *task) run(ctx context.Context, started <-chan struct{}, onExit func(uin
 	}
 	at := t.exitedLocked(uint32(code))
 	t.mu.Unlock()
-	onExit(uint32(code), at)
+	onExit(uint32(code), at, oom)
 }
 
 // exitedLocked records the exit; t.mu is held.

@@ -12,13 +12,17 @@
 // append DIR PATH TEXT, create-excl DIR PATH, truncate DIR PATH, symlink TARGET DIR PATH,
 // link DIR OLD DIR NEW (following a final symlink of OLD), rename DIR OLD DIR NEW, mkdir DIR PATH,
 // rmdir DIR PATH, unlink DIR PATH, stat DIR PATH, lstat DIR PATH, readlink DIR PATH,
-// settimes DIR PATH, settimes-nofollow DIR PATH, fd-settimes DIR PATH, readdir DIR PATH.
+// settimes DIR PATH, settimes-nofollow DIR PATH, fd-settimes DIR PATH, readdir DIR PATH; and for
+// resource tests: alloc MIB (allocate and touch that much memory, and keep it), burn SECONDS (busy
+// loop), sleep SECONDS.
 package main
 
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 	"unsafe"
 )
 
@@ -49,7 +53,11 @@ var arities = map[string]int{
 	"read": 2, "read-nofollow": 2, "write": 3, "append": 3, "create-excl": 2, "truncate": 2,
 	"symlink": 3, "link": 4, "rename": 4, "mkdir": 2, "rmdir": 2, "unlink": 2, "stat": 2,
 	"lstat": 2, "readlink": 2, "settimes": 2, "settimes-nofollow": 2, "fd-settimes": 2, "readdir": 2,
+	"alloc": 1, "burn": 1, "sleep": 1,
 }
+
+// held keeps what alloc allocated.
+var held [][]byte
 
 // WASI preview1 constants.
 const (
@@ -75,6 +83,23 @@ const (
 
 func run(op string, a []string) (string, uint32) {
 	switch op {
+	case "alloc":
+		for range atoi(a[0]) {
+			b := make([]byte, 1<<20)
+			for i := range b {
+				b[i] = byte(i)
+			}
+			held = append(held, b)
+		}
+		return fmt.Sprintf("holding %d MiB", len(held)), 0
+	case "burn":
+		n := 0
+		for end := time.Now().Add(time.Duration(atoi(a[0])) * time.Second); time.Now().Before(end); n++ {
+		}
+		return fmt.Sprintf("%d iterations", n), 0
+	case "sleep":
+		time.Sleep(time.Duration(atoi(a[0])) * time.Second)
+		return "", 0
 	case "read", "read-nofollow":
 		flags := uint32(lookupSymlinkFollow)
 		if op == "read-nofollow" {
@@ -264,6 +289,15 @@ func readdir(fd int32) (string, uint32) {
 		b = b[24+nameLen:]
 	}
 	return strings.Join(names, ","), 0
+}
+
+func atoi(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(64)
+	}
+	return n
 }
 
 func le32(b []byte) uint32 {
