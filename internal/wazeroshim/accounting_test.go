@@ -70,7 +70,7 @@ func TestCRIAccounting(t *testing.T) {
 	} {
 		t.Run(driver.name, func(t *testing.T) {
 			t.Cleanup(func() { removeCgroupTree(t, driver.root) }) // after the daemon's cleanup has removed the pods
-			p := runPodSandbox(t, d, "acct-"+driver.name, func(uid string) string {
+			p := runPodSandbox(t, d, handler, "acct-"+driver.name, func(uid string) string {
 				parent := driver.parent(uid)
 				makePodCgroup(t, parent)
 				return parent
@@ -84,7 +84,7 @@ func TestCRIAccounting(t *testing.T) {
 			}
 
 			t.Run("memory is charged to the pod", func(t *testing.T) {
-				id := p.start(t, "hold", probeImage, &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: holdLimit},
+				id := p.start(t, "hold", probeImage, withResources(&runtimeapi.LinuxContainerResources{MemoryLimitInBytes: holdLimit}),
 					"alloc", strconv.Itoa(holdMiB), "sleep", "600")
 				waitFor(t, 2*time.Minute, "the guest to hold its memory", func() bool {
 					b, _ := os.ReadFile(filepath.Join(p.logDir, "hold", "0.log"))
@@ -103,7 +103,7 @@ func TestCRIAccounting(t *testing.T) {
 			})
 
 			t.Run("over its memory limit a guest is OOMKilled", func(t *testing.T) {
-				id := p.start(t, "oom", guestImage, &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: oomLimit}, "grow", "256")
+				id := p.start(t, "oom", guestImage, withResources(&runtimeapi.LinuxContainerResources{MemoryLimitInBytes: oomLimit}), "grow", "256")
 				st := p.waitExited(t, id)
 				waitFor(t, 30*time.Second, "the OOMKilled reason", func() bool {
 					resp, err := p.rt.ContainerStatus(context.Background(), &runtimeapi.ContainerStatusRequest{ContainerId: id})
@@ -122,7 +122,7 @@ func TestCRIAccounting(t *testing.T) {
 				usage0 := readCgroupInt(t, "cpuacct", p.cgroupDir, "cpuacct.usage")
 				throttled0 := cpuStat(t, p.cgroupDir, "nr_throttled")
 				start := time.Now()
-				id := p.start(t, "burn", guestImage, &runtimeapi.LinuxContainerResources{CpuQuota: podCPUQuota, CpuPeriod: 100000},
+				id := p.start(t, "burn", guestImage, withResources(&runtimeapi.LinuxContainerResources{CpuQuota: podCPUQuota, CpuPeriod: 100000}),
 					"burn", strconv.Itoa(burnSeconds))
 				if st := p.waitExited(t, id); st.GetExitCode() != 0 {
 					t.Fatalf("status %v", st)
@@ -147,6 +147,10 @@ func TestCRIAccounting(t *testing.T) {
 			}
 		})
 	}
+}
+
+func withResources(res *runtimeapi.LinuxContainerResources) func(*runtimeapi.ContainerConfig) {
+	return func(c *runtimeapi.ContainerConfig) { c.Linux.Resources = res }
 }
 
 // makePodCgroup makes a pod's cgroup as the kubelet does before it asks for the sandbox: in the

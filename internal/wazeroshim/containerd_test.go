@@ -106,9 +106,10 @@ type criPod struct {
 	cgroupDir string // the pod's cgroup parent
 }
 
-// runPodSandbox starts a sandbox with the wazero handler whose cgroup parent is cgroupParent(uid)
-// (the pod's uid is digits only, so that it fits in a systemd slice name).
-func runPodSandbox(t *testing.T, d *containerdtest.Daemon, name string, cgroupParent func(uid string) string) *criPod {
+// runPodSandbox starts a sandbox with the runtime handler (the wazero shim's, or "" for runc) whose
+// cgroup parent is cgroupParent(uid) (the pod's uid is digits only, so that it fits in a systemd
+// slice name).
+func runPodSandbox(t *testing.T, d *containerdtest.Daemon, handler, name string, cgroupParent func(uid string) string) *criPod {
 	t.Helper()
 	uid := fmt.Sprint(time.Now().UnixNano())
 	p := &criPod{
@@ -134,7 +135,7 @@ func runPodSandbox(t *testing.T, d *containerdtest.Daemon, name string, cgroupPa
 	ctx := context.Background()
 	resp, err := p.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: p.config, RuntimeHandler: handler})
 	if err != nil {
-		t.Fatalf("RunPodSandbox with handler %s: %v\n%s", handler, err, d.Logs())
+		t.Fatalf("RunPodSandbox with handler %q: %v\n%s", handler, err, d.Logs())
 	}
 	p.id = resp.GetPodSandboxId()
 	return p
@@ -144,12 +145,15 @@ func runPodSandbox(t *testing.T, d *containerdtest.Daemon, name string, cgroupPa
 // (command = image entrypoint, args, a log path under the pod's log directory, resources).
 func (p *criPod) container(t *testing.T, name string, memory int64, args ...string) string {
 	t.Helper()
-	return p.start(t, name, guestImage, &runtimeapi.LinuxContainerResources{
-		CpuShares: 102, CpuQuota: 50000, CpuPeriod: 100000, MemoryLimitInBytes: memory, OomScoreAdj: 1000}, args...)
+	return p.start(t, name, guestImage, func(c *runtimeapi.ContainerConfig) {
+		c.Linux.Resources = &runtimeapi.LinuxContainerResources{
+			CpuShares: 102, CpuQuota: 50000, CpuPeriod: 100000, MemoryLimitInBytes: memory, OomScoreAdj: 1000}
+	}, args...)
 }
 
-// start creates and starts a container of image with args and resources.
-func (p *criPod) start(t *testing.T, name, image string, res *runtimeapi.LinuxContainerResources, args ...string) string {
+// start creates and starts a container of image with args; edit (if not nil) completes its config
+// (resources, mounts, security context).
+func (p *criPod) start(t *testing.T, name, image string, edit func(*runtimeapi.ContainerConfig), args ...string) string {
 	t.Helper()
 	ctx := context.Background()
 	cfg := &runtimeapi.ContainerConfig{
@@ -161,11 +165,13 @@ func (p *criPod) start(t *testing.T, name, image string, res *runtimeapi.LinuxCo
 		Labels:     map[string]string{"io.kubernetes.container.name": name},
 		WorkingDir: "/",
 		Linux: &runtimeapi.LinuxContainerConfig{
-			Resources: res,
 			SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
 				NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_POD, Pid: runtimeapi.NamespaceMode_CONTAINER, Ipc: runtimeapi.NamespaceMode_POD},
 			},
 		},
+	}
+	if edit != nil {
+		edit(cfg)
 	}
 	c, err := p.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: p.id, Config: cfg, SandboxConfig: p.config})
 	if err != nil {
@@ -208,7 +214,7 @@ func TestCRIPod(t *testing.T) {
 	t.Cleanup(func() { removeCgroupTree(t, testRoot) }) // after the daemon's cleanup has removed the pods
 	d, _ := startContainerd(t)
 	d.ImportImage(ordinaryImageTarball(t), guestImage)
-	p := runPodSandbox(t, d, "wasm-pod", func(uid string) string { return testRoot + "/pod" + uid })
+	p := runPodSandbox(t, d, handler, "wasm-pod", func(uid string) string { return testRoot + "/pod" + uid })
 
 	sb, err := p.rt.PodSandboxStatus(context.Background(), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: p.id})
 	if err != nil || sb.GetStatus().GetState() != runtimeapi.PodSandboxState_SANDBOX_READY || sb.GetStatus().GetRuntimeHandler() != handler {

@@ -18,6 +18,7 @@ import (
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/wasmkube/wasmkube/internal/wazerofs"
 	"github.com/wasmkube/wasmkube/internal/wazeromodule"
 	"github.com/wasmkube/wasmkube/internal/wazerorun"
 )
@@ -153,6 +154,10 @@ func (t *task) load(ctx context.Context, spec *specs.Spec, rootfs string, opts O
 	t.module = p.m
 	t.proc.Args, t.proc.Env, t.proc.Entry = args, spec.Process.Env, entry
 	t.proc.Mounts = guestMounts(rootfs, spec)
+	// The guest's file operations run as the container's user (runAsUser, runAsGroup, and the
+	// supplementary groups, fsGroup among them), as a runc container's process would.
+	u := spec.Process.User
+	t.proc.Creds, t.proc.Umask = wazerofs.NewCreds(u.UID, u.GID, u.AdditionalGids), u.Umask
 	t.loaded = make(chan struct{})
 	go func() {
 		defer close(t.loaded)

@@ -65,6 +65,20 @@ func main() {
 			os.Exit(3)
 		}
 		fmt.Println("wrote", args[0])
+	case "create": // create DIR...: in each DIR a file, a directory and a file in that directory
+		for _, dir := range args {
+			for _, err := range []error{
+				os.WriteFile(dir+"/file", []byte("x"), 0o666),
+				os.Mkdir(dir+"/dir", 0o777),
+				os.WriteFile(dir+"/dir/file", []byte("x"), 0o666),
+			} {
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "create:", err)
+					os.Exit(3)
+				}
+			}
+		}
+		fmt.Println("created")
 	case "env": // env NAME...
 		for _, k := range args {
 			fmt.Printf("%s=%s\n", k, os.Getenv(k))
