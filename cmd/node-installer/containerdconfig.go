@@ -82,7 +82,7 @@ type runtimeFlags struct {
 func (f *runtimeFlags) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&f.runtimeType, "runtime-type", "", "containerd runtime_type (e.g. io.containerd.wazero.v1)")
 	fs.StringVar(&f.runtimePath, "runtime-path", "", "runtime_path, the shim binary (omitted when empty)")
-	fs.StringArrayVar(&f.options, "option", nil, `runtime option key=value (repeatable): true/false, integers and floats are typed, "quoted" values are strings`)
+	fs.StringArrayVar(&f.options, "option", nil, `runtime option key=value (repeatable): a TOML value (true/false, integers, floats, "strings", ["arrays", "of strings"]) or else a plain string`)
 }
 
 func (f *runtimeFlags) runtime(handler string) (containerdcfg.Runtime, error) {

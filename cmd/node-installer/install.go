@@ -249,7 +249,7 @@ func runInstall(ctx context.Context, args []string, env cli.LookupEnv, streams c
 	fs.StringVar(&spec.Shim, "shim-name", "", "name of the Shim (required)")
 	fs.StringVar(&spec.Handler, "handler", "", "containerd runtime name = RuntimeClass handler (default: the shim name)")
 	fs.StringVar(&spec.RuntimeType, "runtime-type", "", "containerd runtime_type, e.g. io.containerd.spin.v2; names the binary containerd-shim-spin-v2 (required)")
-	fs.StringArrayVar(&options, "option", nil, "runtime option key=value, repeatable (typed: true/false, numbers, \"quoted strings\"); from the environment one per line")
+	fs.StringArrayVar(&options, "option", nil, `runtime option key=value, repeatable; the value is a TOML value (true/false, integers, floats, "strings" with TOML escapes, ["arrays", "of strings"]) or else a plain string; from the environment one per line`)
 	fs.StringVar(&spec.SpecHash, "spec-hash", "", "hash of the Shim spec, recorded in the state file and the result")
 	fs.BoolVar(&dryRun, "dry-run", false, "print the plan and the config diff; change nothing")
 	if err := cli.Parse(fs, args, env); err != nil {

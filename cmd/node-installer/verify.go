@@ -44,8 +44,9 @@ func runVerify(ctx context.Context, args []string, env cli.LookupEnv, streams cl
 		r.Fail(result.ReasonInvalidArguments, errors.New("verify: --handler is required"))
 		return report(streams, nf.resultFile, r)
 	}
-	// With an explicit socket, verify needs no distro profile.
-	in := installer.Installer{Host: installer.Host{CRI: criWaiter(filepath.Join(nf.hostRoot, nf.overrides.CRISocket))}}
+	// With an explicit socket, verify needs no distro profile (and takes the node lock only with --state-file).
+	in := installer.Installer{Target: installer.Target{StateFile: nf.stateFile},
+		Host: installer.Host{CRI: criWaiter(filepath.Join(nf.hostRoot, nf.overrides.CRISocket)), Files: installer.DirFS{Root: nf.hostRoot}}}
 	if nf.overrides.CRISocket == "" {
 		var err error
 		if _, in, err = nf.node(); err != nil {

@@ -10,6 +10,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Files are the file operations the transaction performs on the host. Every path is a host path (as
@@ -20,8 +23,12 @@ type Files interface {
 	// Stat describes a file.
 	Stat(path string) (fs.FileInfo, error)
 	// WriteFile replaces a file atomically: temp file in the same directory, fsync, rename, fsync of
-	// the directory. Missing parent directories are created.
+	// the directory. A file it replaces keeps its owner, group, mode and extended attributes (an
+	// SELinux label, ACLs); a new file gets perm. Missing parent directories are created.
 	WriteFile(path string, data []byte, perm fs.FileMode) error
+	// RemoveTemps removes the temporary files that an interrupted WriteFile of path left beside it.
+	// Only call it while no WriteFile of path can run (under the node lock).
+	RemoveTemps(path string) error
 	// Rename moves a file within one filesystem, atomically, and syncs the target directory.
 	Rename(from, to string) error
 	// Remove deletes a file or an empty directory; a missing one is not an error.
@@ -95,6 +102,9 @@ func (d DirFS) Remove(path string) error {
 // RemoveAll implements Files.
 func (d DirFS) RemoveAll(path string) error { return os.RemoveAll(d.HostPath(path)) }
 
+// tempPrefix is the name prefix of WriteFile's temporary files for a file named base.
+func tempPrefix(base string) string { return "." + base + ".wasmkube-" }
+
 // WriteFile implements Files.
 func (d DirFS) WriteFile(path string, data []byte, perm fs.FileMode) error {
 	full := d.HostPath(path)
@@ -102,7 +112,11 @@ func (d DirFS) WriteFile(path string, data []byte, perm fs.FileMode) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(full)+".wasmkube-*")
+	old, err := os.Stat(full)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	f, err := os.CreateTemp(dir, tempPrefix(filepath.Base(full))+"*")
 	if err != nil {
 		return err
 	}
@@ -117,7 +131,12 @@ func (d DirFS) WriteFile(path string, data []byte, perm fs.FileMode) error {
 	if _, err := f.Write(data); err != nil {
 		return err
 	}
-	if err := f.Chmod(perm); err != nil {
+	if old != nil {
+		err = keepMetadata(f, full, old)
+	} else {
+		err = f.Chmod(perm)
+	}
+	if err != nil {
 		return err
 	}
 	if err := f.Sync(); err != nil {
@@ -131,6 +150,94 @@ func (d DirFS) WriteFile(path string, data []byte, perm fs.FileMode) error {
 	}
 	ok = true
 	return syncDir(dir)
+}
+
+// keepMetadata gives f the owner, group, mode and extended attributes of the file it replaces.
+func keepMetadata(f *os.File, file string, fi fs.FileInfo) error {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("read the owner of %s: no stat data", file)
+	}
+	// chown first: it clears set-user-ID and set-group-ID bits that chmod then sets again.
+	if err := f.Chown(int(st.Uid), int(st.Gid)); err != nil {
+		return fmt.Errorf("keep the owner %d:%d of %s: %w", st.Uid, st.Gid, file, err)
+	}
+	if err := f.Chmod(fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)); err != nil {
+		return fmt.Errorf("keep the mode %s of %s: %w", fi.Mode(), file, err)
+	}
+	names, err := xattrNames(file)
+	if err != nil {
+		return fmt.Errorf("list the extended attributes of %s: %w", file, err)
+	}
+	for _, name := range names {
+		value, err := xattr(file, name)
+		if err == nil {
+			err = unix.Fsetxattr(int(f.Fd()), name, value, 0)
+		}
+		if err != nil {
+			return fmt.Errorf("keep the extended attribute %s of %s: %w", name, file, err)
+		}
+	}
+	return nil
+}
+
+// xattrNames lists a file's extended attributes.
+func xattrNames(file string) ([]string, error) {
+	buf, err := growing(func(b []byte) (int, error) { return unix.Listxattr(file, b) })
+	if err != nil || len(buf) == 0 {
+		return nil, err
+	}
+	return strings.Split(strings.TrimSuffix(string(buf), "\x00"), "\x00"), nil
+}
+
+// xattr reads one extended attribute.
+func xattr(file, name string) ([]byte, error) {
+	return growing(func(b []byte) (int, error) { return unix.Getxattr(file, name, b) })
+}
+
+// growing calls an xattr syscall with a buffer large enough for its answer (asking for the size first;
+// the value can grow in between, which ERANGE reports).
+func growing(call func([]byte) (int, error)) ([]byte, error) {
+	for {
+		n, err := call(nil)
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return nil, nil
+		}
+		buf := make([]byte, n)
+		n, err = call(buf)
+		if errors.Is(err, unix.ERANGE) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return buf[:n], nil
+	}
+}
+
+// RemoveTemps implements Files.
+func (d DirFS) RemoveTemps(path string) error {
+	full := d.HostPath(path)
+	entries, err := os.ReadDir(filepath.Dir(full))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	prefix := tempPrefix(filepath.Base(full))
+	var errs []error
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), prefix) && !e.IsDir() {
+			if err := os.Remove(filepath.Join(filepath.Dir(full), e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Rename implements Files.

@@ -3,16 +3,16 @@ package installer
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/wasmkube/wasmkube/internal/installer/result"
+	"github.com/wasmkube/wasmkube/pkg/containerdcfg"
 )
 
 const defaultRollbackTimeout = 2 * time.Minute
@@ -29,7 +29,23 @@ func (in *Installer) Install(ctx context.Context, spec Spec) (r result.Result) {
 		r.DurationMS = in.now().Sub(start).Milliseconds()
 	}()
 	s := in.begin(&r)
+	// A plan without the lock first: a config or state that cannot be used fails here, before anything
+	// on the host (not even the lock file) is created. Under the lock the plan is made again.
+	if _, err := in.plan(spec); err != nil {
+		s.done(StepPlan, err)
+		r.Fail(reasonOf(err), err)
+		return r
+	}
+	lock, err := in.lockNode(ctx, fmt.Sprintf("install of Shim %s, handler %s", spec.Shim, spec.Handler))
+	if s.done(StepLock, err) != nil {
+		r.Fail(reasonOf(err), err)
+		return r
+	}
+	defer lock.unlock()
 	p, err := in.plan(spec)
+	if err == nil {
+		err = in.removeTemps(p.cfgFile, p.binPath, backupDir(in.Target.StateFile, spec.Handler))
+	}
 	if s.done(StepPlan, err) != nil {
 		r.Fail(reasonOf(err), err)
 		return r
@@ -88,7 +104,6 @@ func (in *Installer) open(p *plan) (*Entry, error) {
 	switch {
 	case old != nil && old.Tx != nil: // resume
 		e.Phase, e.NeedRestart, e.Tx = old.Phase, old.NeedRestart, old.Tx
-		e.Original, e.ConfigCreated = old.Original, old.ConfigCreated
 		if e.Phase == PhaseUninstalling || e.Phase == PhaseRemoved {
 			e.Phase = PhasePending
 		}
@@ -97,27 +112,19 @@ func (in *Installer) open(p *plan) (*Entry, error) {
 		e.Tx = &Tx{}
 		if old != nil {
 			e.Tx.Previous = old.clone()
-			e.Original, e.ConfigCreated = old.Original, old.ConfigCreated
 		}
 		if p.exists {
 			e.Tx.ConfigBackup = path.Join(dir, "config.before")
 			if err := files.WriteFile(e.Tx.ConfigBackup, p.current, 0o600); err != nil {
 				return nil, fail(result.ReasonStateFailed, fmt.Errorf("back up %s: %w", p.cfgFile, err))
 			}
+		} else {
+			st.setCreated(p.cfgFile, true)
 		}
 		if _, err := files.Stat(p.binPath); err == nil {
 			e.Tx.BinaryBackup = path.Join(dir, "binary.before")
 			if err := copyFile(files, p.binPath, e.Tx.BinaryBackup); err != nil {
 				return nil, fail(result.ReasonStateFailed, fmt.Errorf("back up %s: %w", p.binPath, err))
-			}
-		}
-		if old == nil {
-			e.ConfigCreated = !p.exists
-			if p.exists {
-				e.Original = path.Join(dir, "config.orig")
-				if err := files.WriteFile(e.Original, p.current, 0o600); err != nil {
-					return nil, fail(result.ReasonStateFailed, fmt.Errorf("back up %s: %w", p.cfgFile, err))
-				}
 			}
 		}
 	}
@@ -300,17 +307,18 @@ func (in *Installer) commit(p *plan, e *Entry, art Artifact) error {
 	if err != nil {
 		return fail(result.ReasonBinaryFailed, fmt.Errorf("stat %s: %w", p.binPath, err))
 	}
-	sum := sha256.Sum256(p.desired)
 	e.Phase, e.NeedRestart, e.Tx = PhaseInstalled, false, nil
 	e.BinarySHA256, e.BinarySize, e.BinaryModNano = art.SHA256, fi.Size(), fi.ModTime().UnixNano()
 	e.SourceDigest, e.Platform = art.Digest, art.Platform
-	e.ConfigSHA256 = hex.EncodeToString(sum[:])
 	if err := p.state.save(files, in.Target.StateFile); err != nil {
 		return fail(result.ReasonStateFailed, err)
 	}
 	in.dropBackups(tx)
-	if prev := tx.Previous; prev != nil && prev.BinaryPath != "" && prev.BinaryPath != e.BinaryPath {
-		files.Remove(prev.BinaryPath) // the previous runtime type's binary; the config no longer names it
+	// The previous binary (another runtime type's, or an older installer's name): the config no longer
+	// names it, and it goes unless another entry still does.
+	if prev := tx.Previous; prev != nil && prev.BinaryPath != "" && prev.BinaryPath != e.BinaryPath &&
+		p.state.binaryUser(e.Handler, prev.BinaryPath) == nil {
+		files.Remove(prev.BinaryPath)
 	}
 	return nil
 }
@@ -338,27 +346,9 @@ func (in *Installer) rollback(ctx context.Context, p *plan, e *Entry, r *result.
 	var errs []error
 	changed, configRestored := false, false
 
-	cur, exists, err := readOptional(files, p.cfgFile)
+	configRestored, err := in.undoConfig(p, e)
 	if err != nil {
-		errs = append(errs, fmt.Errorf("read %s: %w", p.cfgFile, err))
-	}
-	switch {
-	case err != nil:
-	case tx.ConfigBackup != "":
-		before, err := files.ReadFile(tx.ConfigBackup)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("read backup %s: %w", tx.ConfigBackup, err))
-		} else if !exists || !bytes.Equal(cur, before) {
-			if err := files.WriteFile(p.cfgFile, before, p.perm); err != nil {
-				errs = append(errs, fmt.Errorf("restore %s: %w", p.cfgFile, err))
-			}
-			configRestored = true
-		}
-	case exists:
-		if err := files.Remove(p.cfgFile); err != nil {
-			errs = append(errs, fmt.Errorf("remove %s: %w", p.cfgFile, err))
-		}
-		configRestored = true
+		errs = append(errs, err)
 	}
 	changed = configRestored
 
@@ -395,9 +385,7 @@ func (in *Installer) rollback(ctx context.Context, p *plan, e *Entry, r *result.
 			p.state.Shims[e.Handler] = tx.Previous
 		} else {
 			delete(p.state.Shims, e.Handler)
-			if e.Original != "" {
-				files.Remove(e.Original)
-			}
+			p.state.forget(p.cfgFile)
 		}
 		if err := p.state.save(files, in.Target.StateFile); err != nil {
 			errs = append(errs, err)
@@ -413,4 +401,71 @@ func (in *Installer) rollback(ctx context.Context, p *plan, e *Entry, r *result.
 		r.Reason = result.ReasonRollbackFailed
 		r.Error = fmt.Sprintf("%s; rollback failed (state kept in %s for the next run): %v", r.Error, in.Target.StateFile, errors.Join(errs...))
 	}
+}
+
+// undoConfig puts this handler's part of the configuration back as it was before the transaction and
+// leaves everything else in the file as it is now (other Shims' blocks, a person's edits): the block as
+// the transaction's backup holds it, or none. It reports whether it changed the file.
+func (in *Installer) undoConfig(p *plan, e *Entry) (bool, error) {
+	files, tx := in.Host.Files, e.Tx
+	cur, exists, err := readOptional(files, p.cfgFile)
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", p.cfgFile, err)
+	}
+	var before []byte
+	if tx.ConfigBackup != "" {
+		if before, err = files.ReadFile(tx.ConfigBackup); err != nil {
+			return false, fmt.Errorf("read backup %s: %w", tx.ConfigBackup, err)
+		}
+	}
+	want, keep := before, tx.ConfigBackup != ""
+	if exists && in.Target.ConfigMode != ModeDropIn { // a drop-in file holds this handler's runtime only
+		if want, err = containerdcfg.RestoreRuntime(cur, before, e.Handler, in.Target.patchOptions()); err != nil {
+			return false, fmt.Errorf("put runtime %s in %s back as it was: %w", e.Handler, p.cfgFile, err)
+		}
+		keep = in.keepConfig(p.state, e.Handler, p.cfgFile, want)
+	}
+	return in.putConfig(p.cfgFile, cur, exists, want, keep, p.perm)
+}
+
+// keepConfig decides whether a config file stays once handler's block has left it and out remains: a
+// file wasmkube created goes when no other handler's block is in it and nothing but its seed is left.
+func (in *Installer) keepConfig(st *State, handler, file string, out []byte) bool {
+	return len(st.others(handler, file)) > 0 || !st.created(file) ||
+		len(bytes.TrimSpace(out)) > 0 && string(out) != in.Target.Seed
+}
+
+// putConfig makes the config file hold want (keep) or removes it (!keep), given what it holds now,
+// and reports whether that changed it.
+func (in *Installer) putConfig(file string, cur []byte, exists bool, want []byte, keep bool, perm fs.FileMode) (bool, error) {
+	files := in.Host.Files
+	switch {
+	case !keep && !exists, keep && exists && bytes.Equal(cur, want):
+		return false, nil
+	case !keep:
+		if err := files.Remove(file); err != nil {
+			return false, fmt.Errorf("remove %s: %w", file, err)
+		}
+	default:
+		if err := files.WriteFile(file, want, perm); err != nil {
+			return false, fmt.Errorf("write %s: %w", file, err)
+		}
+	}
+	return true, nil
+}
+
+// removeTemps removes what interrupted writes left beside the files an operation writes (their
+// temporary files) and in a handler's backup directory.
+func (in *Installer) removeTemps(cfgFile, binPath, backups string) error {
+	files := in.Host.Files
+	var errs []error
+	for _, f := range []string{cfgFile, in.Target.StateFile, binPath, path.Join(backups, "config.before"), path.Join(backups, "binary.before")} {
+		if err := files.RemoveTemps(f); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fail(result.ReasonStateFailed, fmt.Errorf("remove temporary files of an interrupted write: %w", err))
+	}
+	return nil
 }

@@ -22,6 +22,7 @@ const (
 
 // Steps, as named in Result.Steps and in Host.AfterStep.
 const (
+	StepLock    = "lock"
 	StepPlan    = "plan"
 	StepIntent  = "intent"
 	StepFetch   = "fetch"
@@ -55,8 +56,8 @@ type Target struct {
 type Spec struct {
 	Shim    string
 	Handler string
-	// RuntimeType is containerd's runtime_type, e.g. io.containerd.spin.v2; it names the binary
-	// (containerd-shim-spin-v2).
+	// RuntimeType is the shim's runtime type, e.g. io.containerd.spin.v2; its version names the binary
+	// with the handler (BinaryName). containerd's runtime_type is the binary's absolute path.
 	RuntimeType string
 	Options     []containerdcfg.Option
 	// SpecHash identifies the Shim spec. An installed entry with the same non-empty hash, an unchanged
@@ -191,16 +192,25 @@ func configReason(err error) string {
 	return result.ReasonInvalidArguments
 }
 
-var shimPart = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+var (
+	shimName    = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	shimVersion = regexp.MustCompile(`^[A-Za-z0-9_]+$`)
+)
 
-// BinaryName returns the shim binary containerd runs for a runtime type:
-// io.containerd.spin.v2 -> containerd-shim-spin-v2.
-func BinaryName(runtimeType string) (string, error) {
+// BinaryName returns the file name of a handler's shim binary: containerd-shim-<handler>-<version>,
+// with the version from the runtime type (handler spin-fast, io.containerd.spin.v2 ->
+// containerd-shim-spin-fast-v2). The handler makes the name unique per Shim on a node, so Shims that
+// share a runtime type never share a binary; the version has no '-', so no two (handler, version)
+// pairs give one name. containerd finds the binary by the absolute path in runtime_type, not by name.
+func BinaryName(handler, runtimeType string) (string, error) {
 	parts := strings.Split(runtimeType, ".")
-	if len(parts) < 3 || !shimPart.MatchString(parts[len(parts)-2]) || !shimPart.MatchString(parts[len(parts)-1]) {
+	if len(parts) < 3 || !shimName.MatchString(parts[len(parts)-2]) || !shimVersion.MatchString(parts[len(parts)-1]) {
 		return "", fmt.Errorf("%w: runtime type %q: want a dotted name ending in <name>.<version>, e.g. io.containerd.spin.v2", ErrInvalid, runtimeType)
 	}
-	return "containerd-shim-" + parts[len(parts)-2] + "-" + parts[len(parts)-1], nil
+	if !shimName.MatchString(handler) {
+		return "", fmt.Errorf("%w: handler %q: want letters, digits, '-' and '_'", ErrInvalid, handler)
+	}
+	return "containerd-shim-" + handler + "-" + parts[len(parts)-1], nil
 }
 
 // configFile is the file holding the handler's runtime: the config file, or our drop-in file.

@@ -30,12 +30,13 @@ type node struct {
 	fetchErr  error
 	finishErr error // the fetched binary cannot be made durable
 	verifyErr error
+	hides     string // the CRI never reports this handler present
 	breaks    string // a restart fails while the config contains this text
 
 	fetches, restarts int
 	prepares          int // Prepare calls (the restarter is a Preparer)
 	down              bool
-	loaded            bool // the handler was present at the last restart
+	loaded            map[string]bool // the handlers present at the last restart
 	writeFails        string
 	renameFails       string
 }
@@ -126,25 +127,28 @@ func (n *node) Prepare() error {
 	return nil
 }
 
+// handlers are the handlers the containerd stand-in looks for in its config.
+var handlers = []string{handler, "other", "third"}
+
 func (n *node) Restart(context.Context) error {
 	n.restarts++
-	present := false
-	if n.target.ConfigMode == ModeDropIn {
-		data, exists, _ := readOptional(n.files, n.target.configFile(handler))
-		present = exists
-		n.down = n.breaks != "" && bytes.Contains(data, []byte(n.breaks))
-	} else {
-		data, _ := n.files.ReadFile(n.target.ConfigPath)
-		var err error
-		if present, err = containerdcfg.Owned(data, handler, n.target.patchOptions()); err != nil {
-			n.t.Fatalf("containerd stand-in cannot read the config: %v", err)
+	n.loaded = map[string]bool{}
+	n.down = false
+	for _, h := range handlers {
+		data, exists, _ := readOptional(n.files, n.target.configFile(h))
+		present := exists
+		if exists && n.target.ConfigMode != ModeDropIn {
+			var err error
+			if present, err = containerdcfg.Owned(data, h, n.target.patchOptions()); err != nil {
+				n.t.Fatalf("containerd stand-in cannot read the config: %v", err)
+			}
 		}
-		n.down = n.breaks != "" && bytes.Contains(data, []byte(n.breaks))
+		n.loaded[h] = present
+		n.down = n.down || n.breaks != "" && bytes.Contains(data, []byte(n.breaks))
 	}
 	if n.down {
 		return errors.New("containerd exited during start")
 	}
-	n.loaded = present
 	return nil
 }
 
@@ -154,8 +158,10 @@ func (n *node) WaitReady(_ context.Context, h string, present bool) error {
 		return n.verifyErr
 	case n.down:
 		return errors.New("runtime not ready")
-	case h == handler && n.loaded != present:
-		return fmt.Errorf("handler %s present=%t", h, n.loaded)
+	case present && h == n.hides:
+		return fmt.Errorf("handler %s never appears", h)
+	case n.loaded[h] != present:
+		return fmt.Errorf("handler %s present=%t", h, n.loaded[h])
 	}
 	return nil
 }
@@ -342,7 +348,7 @@ func TestInstallFailureRollsBack(t *testing.T) {
 			if after := n.read(n.target.ConfigPath); !bytes.Equal(after, before) {
 				t.Errorf("config not restored:\n%s", after)
 			}
-			if !n.down && n.loaded {
+			if !n.down && n.loaded[handler] {
 				t.Error("containerd still has the handler loaded after rollback")
 			}
 		})
@@ -378,8 +384,8 @@ func TestUpgradeFailureRestoresPreviousBinary(t *testing.T) {
 	if !bytes.Equal(n.read(binPath), n.binary) || n.restarts != 1 {
 		t.Errorf("upgrade: binary not replaced or containerd restarted (%d)", n.restarts)
 	}
-	if entries, _ := os.ReadDir(n.files.HostPath("/opt/wasmkube/backup/" + handler)); len(entries) != 1 {
-		t.Errorf("backups after upgrade: %v, want only config.orig", entries)
+	if entries, _ := os.ReadDir(n.files.HostPath("/opt/wasmkube/backup/" + handler)); len(entries) != 0 {
+		t.Errorf("backups after upgrade: %v, want none", entries)
 	}
 }
 
@@ -452,8 +458,8 @@ func TestCrashAfterEachStepConverges(t *testing.T) {
 			if restartsBefore == 1 && r.Restarted {
 				t.Errorf("re-run restarted containerd again after crash at %s", step)
 			}
-			if n.restarts != 1 || !n.loaded {
-				t.Errorf("after crash at %s: %d restarts in total, handler loaded=%t", step, n.restarts, n.loaded)
+			if n.restarts != 1 || !n.loaded[handler] {
+				t.Errorf("after crash at %s: %d restarts in total, handler loaded=%t", step, n.restarts, n.loaded[handler])
 			}
 			if e := n.state().Shims[handler]; e == nil || e.Phase != PhaseInstalled || e.Tx != nil {
 				t.Errorf("state: %+v", e)
@@ -483,8 +489,8 @@ func TestCrashAfterEachStepConverges(t *testing.T) {
 			}()
 			in.Host.AfterStep = nil
 			r := in.Uninstall(context.Background(), spec.Shim, handler, "")
-			if !r.Success || n.restarts != 2 || n.loaded {
-				t.Fatalf("re-run after crash at %s: %+v restarts=%d loaded=%t", step, r, n.restarts, n.loaded)
+			if !r.Success || n.restarts != 2 || n.loaded[handler] {
+				t.Fatalf("re-run after crash at %s: %+v restarts=%d loaded=%t", step, r, n.restarts, n.loaded[handler])
 			}
 			if !bytes.Equal(n.read(n.target.ConfigPath), before) || n.exists(binPath) || n.exists(n.target.StateFile) {
 				t.Error("uninstall did not converge")
@@ -513,16 +519,20 @@ func TestDryRunChangesNothing(t *testing.T) {
 
 func TestBinaryName(t *testing.T) {
 	t.Parallel()
-	for in, want := range map[string]string{
-		"io.containerd.spin.v2":   "containerd-shim-spin-v2",
-		"io.containerd.wazero.v1": "containerd-shim-wazero-v1",
-		"spin.v2":                 "",
-		"io.containerd.a/b.v2":    "",
-		"":                        "",
+	for _, c := range []struct{ handler, runtimeType, want string }{
+		{"spin", "io.containerd.spin.v2", "containerd-shim-spin-v2"},
+		{"wazero", "io.containerd.wazero.v1", "containerd-shim-wazero-v1"},
+		// Two Shims with one runtime type get two binaries.
+		{"spin-fast", "io.containerd.spin.v2", "containerd-shim-spin-fast-v2"},
+		{"spin", "spin.v2", ""},
+		{"spin", "io.containerd.a/b.v2", ""},
+		{"spin", "io.containerd.spin.v-2", ""}, // a '-' in the version would make names ambiguous
+		{"a/b", "io.containerd.spin.v2", ""},
+		{"spin", "", ""},
 	} {
-		got, err := BinaryName(in)
-		if got != want || (want == "") != errors.Is(err, ErrInvalid) {
-			t.Errorf("BinaryName(%q) = %q, %v; want %q", in, got, err, want)
+		got, err := BinaryName(c.handler, c.runtimeType)
+		if got != c.want || (c.want == "") != errors.Is(err, ErrInvalid) {
+			t.Errorf("BinaryName(%q, %q) = %q, %v; want %q", c.handler, c.runtimeType, got, err, c.want)
 		}
 	}
 }

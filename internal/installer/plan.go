@@ -41,7 +41,7 @@ func (in *Installer) plan(spec Spec) (*plan, error) {
 	if spec.Shim == "" || spec.Handler == "" {
 		return nil, fmt.Errorf("%w: shim name and handler are required", ErrInvalid)
 	}
-	bin, err := BinaryName(spec.RuntimeType)
+	bin, err := BinaryName(spec.Handler, spec.RuntimeType)
 	if err != nil {
 		return nil, err
 	}
@@ -51,6 +51,14 @@ func (in *Installer) plan(spec Spec) (*plan, error) {
 		return nil, fail(result.ReasonStateFailed, err)
 	}
 	p.entry = p.state.Shims[spec.Handler]
+	if e := p.entry; e != nil && e.Shim != spec.Shim {
+		return nil, fail(result.ReasonHandlerConflict, fmt.Errorf("handler %s on this node belongs to Shim %s (state file %s); Shim %s cannot take it over: give it another handler, or uninstall Shim %s first",
+			spec.Handler, e.Shim, t.StateFile, spec.Shim, e.Shim))
+	}
+	if e := p.state.binaryUser(spec.Handler, p.binPath); e != nil {
+		return nil, fail(result.ReasonHandlerConflict, fmt.Errorf("shim binary %s is in use by handler %s of Shim %s (installed by an older installer, which named binaries by runtime type only); reinstall Shim %s first, which moves it to a binary of its own",
+			p.binPath, e.Handler, e.Shim, e.Shim))
+	}
 	if p.current, p.exists, err = readOptional(files, p.cfgFile); err != nil {
 		return nil, fail(result.ReasonConfigWriteFailed, fmt.Errorf("read containerd config %s: %w", p.cfgFile, err))
 	}

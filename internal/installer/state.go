@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 )
 
 // StateVersion is the schema version of the state file.
@@ -29,13 +30,18 @@ const (
 	PhaseRemoved Phase = "removed"
 )
 
-// State is the content of the state file: what wasmkube installed on this node.
+// State is the content of the state file: what wasmkube installed on this node. Each entry belongs to
+// one Shim and names what that Shim owns here: its config block (found by handler), its binary and its
+// backups (backupDir). Nothing in an entry is shared with another entry.
 type State struct {
 	Version int               `json:"version"`
 	Shims   map[string]*Entry `json:"shims"` // by handler
+	// Created lists the config files wasmkube created (a template from its seed, a drop-in file). When
+	// the last wasmkube block leaves such a file and nothing else is left in it, the file goes.
+	Created []string `json:"createdConfigs,omitempty"`
 }
 
-// Entry is one installed (or being installed) runtime handler.
+// Entry is one installed (or being installed) runtime handler of one Shim.
 type Entry struct {
 	Shim        string `json:"shim"`
 	Handler     string `json:"handler"`
@@ -54,13 +60,6 @@ type Entry struct {
 
 	// ConfigPath is the host path of the file holding our runtime (the drop-in file in drop-in mode).
 	ConfigPath string `json:"configPath"`
-	// ConfigSHA256 is the hash of that file as the last finished transaction left it.
-	ConfigSHA256 string `json:"configSHA256,omitempty"`
-	// Original is the backup of the configuration before wasmkube first added this handler ("" when
-	// the file did not exist): what Uninstall restores when nobody else edited the file since.
-	Original string `json:"original,omitempty"`
-	// ConfigCreated says the configuration file did not exist before wasmkube first wrote it.
-	ConfigCreated bool `json:"configCreated,omitempty"`
 
 	// NeedRestart records, before the configuration is written, that containerd must restart.
 	NeedRestart bool `json:"needRestart,omitempty"`
@@ -100,12 +99,75 @@ func loadState(files Files, file string) (*State, error) {
 	if st.Shims == nil {
 		st.Shims = map[string]*Entry{}
 	}
+	// Installers before issue 13 recorded per entry whether wasmkube created the config file.
+	var legacy struct {
+		Shims map[string]struct {
+			ConfigPath    string `json:"configPath"`
+			ConfigCreated bool   `json:"configCreated"`
+		} `json:"shims"`
+	}
+	if json.Unmarshal(data, &legacy) == nil {
+		for _, e := range legacy.Shims {
+			if e.ConfigCreated {
+				st.setCreated(e.ConfigPath, true)
+			}
+		}
+	}
 	return st, nil
+}
+
+// created reports whether wasmkube created the config file.
+func (st *State) created(file string) bool { return slices.Contains(st.Created, file) }
+
+// setCreated records whether wasmkube created the config file.
+func (st *State) setCreated(file string, created bool) {
+	st.Created = slices.DeleteFunc(st.Created, func(f string) bool { return f == file })
+	if created {
+		st.Created = append(st.Created, file)
+		slices.Sort(st.Created)
+	}
+}
+
+// forget drops what the state knows about a config file once no entry's block is in it any more (the
+// file was removed, or what is left in it is no longer wasmkube's).
+func (st *State) forget(file string) {
+	for _, e := range st.Shims {
+		if e.ConfigPath == file {
+			return
+		}
+	}
+	st.setCreated(file, false)
+}
+
+// others returns the entries of other handlers whose block lives in the config file.
+func (st *State) others(handler, configFile string) []*Entry {
+	var out []*Entry
+	for h, e := range st.Shims {
+		if h != handler && e.ConfigPath == configFile {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// binaryUser returns another handler's entry that names the binary path (now or before its open
+// transaction), or nil. Installers before issue 13 named binaries by runtime type alone, so two Shims
+// with one runtime type shared a binary.
+func (st *State) binaryUser(handler, binPath string) *Entry {
+	for h, e := range st.Shims {
+		if h == handler {
+			continue
+		}
+		if e.BinaryPath == binPath || e.Tx != nil && e.Tx.Previous != nil && e.Tx.Previous.BinaryPath == binPath {
+			return e
+		}
+	}
+	return nil
 }
 
 // save writes the state file atomically; an empty state removes the file.
 func (st *State) save(files Files, file string) error {
-	if len(st.Shims) == 0 {
+	if len(st.Shims) == 0 && len(st.Created) == 0 {
 		if err := files.Remove(file); err != nil {
 			return fmt.Errorf("remove state file %s: %w", file, err)
 		}

@@ -11,11 +11,13 @@ import (
 	"github.com/wasmkube/wasmkube/pkg/containerdcfg"
 )
 
-// Uninstall removes a handler: our runtime block (the configuration returns to its bytes before the
-// install when nobody else edited it since), restarts containerd if the configuration changed,
-// verifies the handler is gone, then removes the binary and the state entry. runtimeType is only used
-// when the state file has no entry for the handler (then the binary's name comes from it; "" leaves
-// binaries alone). A failed uninstall keeps its state entry, so running it again finishes the job.
+// Uninstall removes what one Shim installed for a handler: its runtime block and nothing else (other
+// Shims' blocks and other edits of the file stay; a file that held only wasmkube's blocks is byte for
+// byte what it was before them), restarts containerd if the configuration changed, verifies the handler
+// is gone, then removes the Shim's binary, backups and state entry. runtimeType is only used when the
+// state file has no entry for the handler (then the binary's name comes from it; "" leaves binaries
+// alone). A handler that belongs to another Shim is left alone: this Shim has nothing there. A failed
+// uninstall keeps its state entry, so running it again finishes the job.
 func (in *Installer) Uninstall(ctx context.Context, shim, handler, runtimeType string) (r result.Result) {
 	start := in.now()
 	r = result.Result{Operation: result.OpUninstall, Shim: shim, Handler: handler, Distro: in.Target.Distro}
@@ -40,16 +42,24 @@ func (in *Installer) uninstall(ctx context.Context, shim, handler, runtimeType s
 	if handler == "" {
 		return fmt.Errorf("%w: handler is required", ErrInvalid)
 	}
+	lock, err := in.lockNode(ctx, fmt.Sprintf("uninstall of Shim %s, handler %s", shim, handler))
+	if s.done(StepLock, err) != nil {
+		return err
+	}
+	defer lock.unlock()
 	st, err := loadState(files, t.StateFile)
 	if err != nil {
 		return s.done(StepPlan, fail(result.ReasonStateFailed, err))
 	}
 	e := st.Shims[handler]
+	if e != nil && e.Shim != shim {
+		return s.done(StepPlan, nil) // another Shim's handler: nothing of this Shim's is here
+	}
 	if e == nil {
 		// Nothing recorded (state lost, or never installed): remove whatever is marked as ours.
 		e = &Entry{Shim: shim, Handler: handler, RuntimeType: runtimeType, ConfigPath: t.configFile(handler)}
 		if runtimeType != "" {
-			bin, err := BinaryName(runtimeType)
+			bin, err := BinaryName(handler, runtimeType)
 			if err != nil {
 				return s.done(StepPlan, err)
 			}
@@ -57,18 +67,23 @@ func (in *Installer) uninstall(ctx context.Context, shim, handler, runtimeType s
 		}
 	}
 	r.ConfigPath, r.BinaryPath = e.ConfigPath, e.BinaryPath
+	if err := in.removeTemps(e.ConfigPath, e.BinaryPath, backupDir(t.StateFile, handler)); err != nil {
+		return s.done(StepPlan, err)
+	}
 
 	cur, exists, err := readOptional(files, e.ConfigPath)
 	if err != nil {
 		return s.done(StepPlan, fail(result.ReasonConfigWriteFailed, fmt.Errorf("read containerd config %s: %w", e.ConfigPath, err)))
 	}
-	desired, keep, err := in.withoutRuntime(e, cur, exists)
+	desired, keep, err := in.withoutRuntime(st, e, cur, exists)
 	if s.done(StepPlan, err) != nil {
 		return err
 	}
 	configChanges := exists && (!keep || !bytes.Equal(cur, desired))
+	// The binary is this entry's own unless another entry names it too (an older installer's shared name).
+	ownBinary := e.BinaryPath != "" && st.binaryUser(handler, e.BinaryPath) == nil
 	_, binErr := files.Stat(e.BinaryPath)
-	binaryPresent := e.BinaryPath != "" && binErr == nil
+	binaryPresent := ownBinary && binErr == nil
 	recorded := st.Shims[handler] != nil
 
 	if recorded || configChanges {
@@ -84,15 +99,9 @@ func (in *Installer) uninstall(ctx context.Context, shim, handler, runtimeType s
 	s.done(StepIntent, nil)
 
 	if configChanges {
-		if keep {
-			err = files.WriteFile(e.ConfigPath, desired, modeOf(files, e.ConfigPath))
-		} else {
-			err = files.Remove(e.ConfigPath)
+		if r.ConfigChanged, err = in.putConfig(e.ConfigPath, cur, exists, desired, keep, modeOf(files, e.ConfigPath)); err != nil {
+			return s.done(StepConfig, fail(result.ReasonConfigWriteFailed, fmt.Errorf("remove runtime %s: %w", handler, err)))
 		}
-		if err != nil {
-			return s.done(StepConfig, fail(result.ReasonConfigWriteFailed, fmt.Errorf("remove runtime %s from %s: %w", handler, e.ConfigPath, err)))
-		}
-		r.ConfigChanged = true
 	}
 	s.done(StepConfig, nil)
 
@@ -125,6 +134,7 @@ func (in *Installer) uninstall(ctx context.Context, shim, handler, runtimeType s
 
 	if recorded {
 		delete(st.Shims, handler)
+		st.forget(e.ConfigPath)
 		if err := st.save(files, t.StateFile); err != nil {
 			return s.done(StepCommit, fail(result.ReasonStateFailed, err))
 		}
@@ -133,38 +143,19 @@ func (in *Installer) uninstall(ctx context.Context, shim, handler, runtimeType s
 	return s.done(StepCommit, nil)
 }
 
-// withoutRuntime computes the configuration file without our runtime; keep=false means the file
-// should be deleted (our drop-in, or a file wasmkube created that holds nothing else).
-func (in *Installer) withoutRuntime(e *Entry, cur []byte, exists bool) (desired []byte, keep bool, err error) {
-	t, files := in.Target, in.Host.Files
-	if !exists {
-		return nil, false, nil
-	}
-	if t.ConfigMode == ModeDropIn {
+// withoutRuntime computes the configuration file without the handler's block; keep=false means the
+// file should be deleted (the handler's drop-in, or a file wasmkube created that holds nothing else).
+func (in *Installer) withoutRuntime(st *State, e *Entry, cur []byte, exists bool) (desired []byte, keep bool, err error) {
+	t := in.Target
+	if !exists || t.ConfigMode == ModeDropIn {
 		return nil, false, nil
 	}
 	out, err := containerdcfg.RemoveRuntime(cur, e.Handler, t.patchOptions())
 	if err != nil {
 		return nil, false, fail(configReason(err), fmt.Errorf("containerd config %s left untouched: %w", e.ConfigPath, err))
 	}
-	if bytes.Equal(out, cur) {
-		return cur, true, nil
-	}
-	// Unedited since our install: the backup is the exact original.
-	if sum, _ := fileSHA256(files, e.ConfigPath); e.ConfigSHA256 != "" && sum == e.ConfigSHA256 {
-		if e.ConfigCreated && (len(bytes.TrimSpace(out)) == 0 || string(out) == t.Seed) {
-			return nil, false, nil
-		}
-		if e.Original != "" {
-			orig, err := files.ReadFile(e.Original)
-			if err == nil {
-				return orig, true, nil
-			}
-		}
-	}
-	return out, true, nil
+	return out, in.keepConfig(st, e.Handler, e.ConfigPath, out), nil
 }
-
 func modeOf(files Files, p string) fs.FileMode {
 	if fi, err := files.Stat(p); err == nil {
 		return fi.Mode().Perm()

@@ -75,5 +75,38 @@ func FuzzPatch(f *testing.F) {
 		if !hasMarker(doc) && !bytes.Equal(removed, doc) {
 			t.Fatalf("RemoveRuntime(AddRuntime(x)) != x\nx:   %q\nout: %q\ngot: %q", doc, out, removed)
 		}
+		if hasMarker(doc) {
+			return
+		}
+		// A second handler's block survives the first one's removal and the undo of its update.
+		withOther, err := AddRuntime(out, otherRuntime, opts)
+		if err != nil {
+			return // e.g. a foreign runtime of the other handler's name
+		}
+		onlyOther, err := AddRuntime(doc, otherRuntime, opts)
+		if err != nil {
+			return // e.g. a version 2 document without runtimes, which only the first block made safe
+		}
+		if got, err := RemoveRuntime(withOther, testRuntime.Handler, opts); err != nil || !bytes.Equal(got, onlyOther) {
+			t.Fatalf("removing the first of two blocks: %v\n got: %q\nwant: %q", err, got, onlyOther)
+		}
+		if got, err := RestoreRuntime(withOther, doc, testRuntime.Handler, opts); err != nil || !bytes.Equal(got, onlyOther) {
+			t.Fatalf("RestoreRuntime to before the first block: %v\n got: %q\nwant: %q", err, got, onlyOther)
+		}
+		changed, err := AddRuntime(withOther, changedRuntime, opts)
+		if err != nil {
+			t.Fatalf("updating the first block: %v", err)
+		}
+		if got, err := RestoreRuntime(changed, out, testRuntime.Handler, opts); err != nil || !bytes.Equal(got, withOther) {
+			t.Fatalf("RestoreRuntime after an update: %v\n got: %q\nwant: %q", err, got, withOther)
+		}
 	})
 }
+
+// otherRuntime is a second handler beside testRuntime; changedRuntime is testRuntime updated.
+var (
+	otherRuntime = Runtime{Handler: "spin", Type: "/opt/wasmkube/bin/containerd-shim-spin-v2",
+		Options: []Option{{Key: "Args", Value: []string{"a", "b c"}}}}
+	changedRuntime = Runtime{Handler: testRuntime.Handler, Type: "/opt/wasmkube/bin/containerd-shim-wazero-v1",
+		Options: []Option{{Key: "LogLevel", Value: "debug\t\"x\""}}}
+)

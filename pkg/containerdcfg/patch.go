@@ -221,24 +221,29 @@ func AddRuntime(doc []byte, rt Runtime, opts PatchOptions) ([]byte, error) {
 			text = render(st, beginDefault, endDefault, runc, defaultRuntime) + text
 		}
 	}
-	var out []byte
-	if b := t.block; b != nil {
-		if !b.terminated {
-			text = strings.TrimSuffix(text, st.eol)
-		}
-		out = append(append(append(out, doc[:b.start]...), text...), doc[b.end:]...)
-	} else {
-		out = append(out, doc...)
-		if len(doc) > 0 && doc[len(doc)-1] != '\n' {
-			out = append(out, st.eol...)
-			text = strings.TrimSuffix(text, st.eol)
-		}
-		out = append(out, text...)
-	}
+	out := put(doc, t.block, text, st.eol)
 	if err := t.checkAdded(out, p, rt, opts); err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// put writes a block's text (whole lines, each ending in eol) over the block b, or appends it to the
+// document when b is nil. A block at the end of a document without a final line break gets none either.
+func put(doc []byte, b *block, text, eol string) []byte {
+	var out []byte
+	if b != nil {
+		if !b.terminated {
+			text = strings.TrimSuffix(text, eol)
+		}
+		return append(append(append(out, doc[:b.start]...), text...), doc[b.end:]...)
+	}
+	out = append(out, doc...)
+	if len(doc) > 0 && doc[len(doc)-1] != '\n' {
+		out = append(out, eol...)
+		text = strings.TrimSuffix(text, eol)
+	}
+	return append(out, text...)
 }
 
 // commentOut prefixes every line of the given expressions with prefix.
@@ -329,6 +334,88 @@ func removeDefault(doc []byte) ([]byte, error) {
 	}
 	start, end := b.span(doc)
 	return append(doc[:start:start], doc[end:]...), nil
+}
+
+// RestoreRuntime returns doc with wasmkube's managed block for handler put back as it is in before (a
+// version of the document from before an AddRuntime): removed (as RemoveRuntime removes it) when before
+// has no block for handler, else before's block replaces doc's block in place, or is appended when doc
+// has none (with before's block of containerd 1.x's default runtime if doc lost it). Everything else
+// in doc stays as it is, other handlers' blocks and edits made since before included: it undoes one
+// handler's edit without undoing anyone else's. The result is checked like AddRuntime's.
+func RestoreRuntime(doc, before []byte, handler string, opts PatchOptions) ([]byte, error) {
+	var old *target
+	if len(before) > 0 {
+		var err error
+		if old, err = load(before, handler, opts); err != nil {
+			return nil, fmt.Errorf("read the earlier config: %w", err)
+		}
+	}
+	if old == nil || old.block == nil {
+		return RemoveRuntime(doc, handler, opts)
+	}
+	t, err := load(doc, handler, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.checkAfterBlock(); err != nil {
+		return nil, err
+	}
+	text := old.block.text(before, old.doc.style.eol)
+	if t.block == nil {
+		def, err := old.doc.defaultBlock()
+		if err != nil {
+			return nil, err
+		}
+		cur, err := t.doc.defaultBlock()
+		if err != nil {
+			return nil, err
+		}
+		if def != nil && cur == nil {
+			text = def.text(before, old.doc.style.eol) + text
+		}
+	}
+	out := put(doc, t.block, text, t.doc.style.eol)
+
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %w: %s", ErrUnsafeEdit, errOutputCheck, fmt.Sprintf(format, args...))
+	}
+	o, err := load(out, handler, opts)
+	switch {
+	case err != nil:
+		return nil, fail("%v", err)
+	case o.version != t.version:
+		return nil, fail("version changed from %d to %d", t.version, o.version)
+	case o.block == nil:
+		return nil, fail("managed block for %s not found", handler)
+	}
+	path := old.tablePath()
+	if f := o.foreign(path); len(f) > 0 {
+		return nil, fail("line %d: runtime %s also defined outside the managed block", f[0].line, handler)
+	}
+	want, _ := lookup(old.doc.tree, path)
+	if got, _ := lookup(o.doc.tree, path); !equalValues(got, want) {
+		return nil, fail("table %s is %v, want %v as before", style{}.keyPath(path), got, want)
+	}
+	return out, nil
+}
+
+// text returns the block's lines from doc, the last one ending in eol too.
+func (b *block) text(doc []byte, eol string) string {
+	text := string(doc[b.start:b.end])
+	if !b.terminated {
+		text += eol
+	}
+	return text
+}
+
+// tablePath returns the key path of the first table the handler's block defines (its runtime table).
+func (t *target) tablePath() []string {
+	for _, e := range t.doc.exprs {
+		if t.block.contains(e) && e.kind == unstable.Table {
+			return e.path
+		}
+	}
+	return nil
 }
 
 // Owned reports whether doc holds wasmkube's managed block for handler.

@@ -297,39 +297,87 @@ func TestParseOption(t *testing.T) {
 	cases := []struct {
 		in   string
 		want Option
-		err  bool
+		err  string // part of the error, "" for none
 	}{
 		{in: "SystemdCgroup=true", want: Option{"SystemdCgroup", true}},
 		{in: "SystemdCgroup=false", want: Option{"SystemdCgroup", false}},
 		{in: "IoUid=1000", want: Option{"IoUid", int64(1000)}},
 		{in: "Offset=-3", want: Option{"Offset", int64(-3)}},
+		{in: "Max=9223372036854775807", want: Option{"Max", int64(math.MaxInt64)}},
+		{in: "Hex=0x10", want: Option{"Hex", int64(16)}},
 		{in: "Ratio=0.25", want: Option{"Ratio", 0.25}},
 		{in: "Big=1e6", want: Option{"Big", 1e6}},
+		{in: "Inf=-inf", want: Option{"Inf", math.Inf(-1)}},
 		{in: `Name="true"`, want: Option{"Name", "true"}},
 		{in: `Quoted="a=b"`, want: Option{"Quoted", "a=b"}},
+		{in: `Escapes="with \"quotes\", C:\\path\tand tab \u00e9"`, want: Option{"Escapes", "with \"quotes\", C:\\path\tand tab \u00e9"}},
+		{in: `Literal='C:\path'`, want: Option{"Literal", `C:\path`}},
+		{in: `Unicode="日本"`, want: Option{"Unicode", "日本"}},
+		{in: `List=["a", 'b\c', "\""]`, want: Option{"List", []string{"a", `b\c`, `"`}}},
+		{in: "EmptyList=[]", want: Option{"EmptyList", []string{}}},
 		{in: "BinaryName=/usr/bin/runc", want: Option{"BinaryName", "/usr/bin/runc"}},
 		{in: "Empty=", want: Option{"Empty", ""}},
 		{in: "True=True", want: Option{"True", "True"}},
-		{in: "Version=1.2.3", want: Option{"Version", "1.2.3"}},
-		{in: "Hex=0x10", want: Option{"Hex", "0x10"}},
-		{in: "NaN=nan", want: Option{"NaN", "nan"}},
-		{in: "noequals", err: true},
-		{in: "=1", err: true},
-		{in: "Huge=99999999999999999999", err: true},
-		{in: "Ctl\x01=1", err: true},
+		{in: "Spaced=a b", want: Option{"Spaced", "a b"}},
+		{in: "noequals", err: "not key=value"},
+		{in: "=1", err: "non-empty"},
+		{in: "Huge=99999999999999999999", err: "not a TOML value"},
+		{in: "Version=1.2.3", err: `quote a string, e.g. "1.2.3"`},
+		{in: "Date=1979-05-27", err: "LocalDate is not a supported option value"},
+		{in: "Ints=[1, 2]", err: "arrays may hold only strings, element 0 is a integer"},
+		{in: `Open="abc`, err: "not a TOML value"},
+		{in: "Two=1 x", err: "not a TOML value"},
+		{in: "Inject=\"a\"\nx = 2", err: "must be on one line"},
+		{in: "Ctl\x01=1", err: "control characters"},
 	}
 	for _, c := range cases {
 		got, err := ParseOption(c.in)
-		if c.err {
-			if !errors.Is(err, ErrInvalidRuntime) {
-				t.Errorf("ParseOption(%q) = %v, %v; want ErrInvalidRuntime", c.in, got, err)
+		if c.err != "" {
+			if !errors.Is(err, ErrInvalidRuntime) || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("ParseOption(%q) = %v, %v; want ErrInvalidRuntime saying %q", c.in, got, err, c.err)
 			}
 			continue
 		}
-		if err != nil || !reflect.DeepEqual(got, c.want) {
+		if err != nil || !got.Equal(c.want) {
 			t.Errorf("ParseOption(%q) = %#v, %v; want %#v", c.in, got, err, c.want)
+			continue
+		}
+		if again, err := ParseOption(got.String()); err != nil || !again.Equal(got) {
+			t.Errorf("ParseOption(%q.String() = %q) = %#v, %v", c.in, got.String(), again, err)
 		}
 	}
+}
+
+// FuzzOptionRoundTrip checks that every valid option survives String and ParseOption with its type and
+// value: the path an option takes from the manager to the installer.
+func FuzzOptionRoundTrip(f *testing.F) {
+	f.Add("Key", uint8(0), "with \"quotes\", C:\\path, a\ttab, é", int64(0), 0.0)
+	f.Add("K", uint8(2), "", int64(math.MinInt64), 0.5)
+	f.Add("K", uint8(3), "", int64(0), math.Inf(1))
+	f.Add("K", uint8(4), "a\x00b\x7f", int64(3), -0.0)
+	f.Fuzz(func(t *testing.T, key string, kind uint8, s string, i int64, x float64) {
+		var v any
+		switch kind % 5 {
+		case 0:
+			v = s
+		case 1:
+			v = i%2 == 0
+		case 2:
+			v = i
+		case 3:
+			v = x
+		case 4:
+			v = strings.Split(s, ",")
+		}
+		o := Option{Key: key, Value: v}
+		if o.validate() != nil {
+			return
+		}
+		got, err := ParseOption(o.String())
+		if err != nil || !got.Equal(o) {
+			t.Fatalf("ParseOption(%q) = %#v, %v; want %#v", o.String(), got, err, o)
+		}
+	})
 }
 
 func TestAddRuntimeInvalid(t *testing.T) {
@@ -340,7 +388,7 @@ func TestAddRuntimeInvalid(t *testing.T) {
 		{Handler: "wazero", Type: "bad\ntype"},
 		{Handler: "wazero", Type: "t", Path: "/x\n"},
 		{Handler: "wazero", Type: "t", Options: []Option{{Key: "", Value: true}}},
-		{Handler: "wazero", Type: "t", Options: []Option{{Key: "A", Value: []string{"x"}}}},
+		{Handler: "wazero", Type: "t", Options: []Option{{Key: "A", Value: []int{1}}}},
 		{Handler: "wazero", Type: "t", Options: []Option{{Key: "A", Value: true}, {Key: "A", Value: false}}},
 	}
 	for _, rt := range bad {
@@ -464,5 +512,50 @@ func BenchmarkAddRuntime(b *testing.B) {
 		if _, err := AddRuntime(in, testRuntime, PatchOptions{}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestRestoreRuntime undoes one handler's edits while another handler's block and a person's edit stay,
+// on a document without a final line break (the hardest case for the block's line breaks).
+func TestRestoreRuntime(t *testing.T) {
+	in := bytes.TrimSuffix(readInput(t, "kind-v2.toml"), []byte("\n"))
+	before, err := AddRuntime(in, testRuntime, PatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withOther, err := AddRuntime(before, otherRuntime, PatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := append([]byte("# a person's comment\n"), withOther...)
+	changed, err := AddRuntime(edited, changedRuntime, PatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := RestoreRuntime(changed, before, testRuntime.Handler, PatchOptions{})
+	if err != nil || !bytes.Equal(got, edited) {
+		t.Errorf("RestoreRuntime after an update: %v\n got: %q\nwant: %q", err, got, edited)
+	}
+	// The block was removed meanwhile (say by hand): it comes back at the end, the other block stays.
+	gone, err := RemoveRuntime(changed, testRuntime.Handler, PatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err = RestoreRuntime(gone, before, testRuntime.Handler, PatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(got, before[len(in)+1:]) || !bytes.HasSuffix(got, before[len(in)+1:]) {
+		t.Errorf("block not appended as it was:\n%s", got)
+	}
+	if tbl := independentLookup(t, got, []string{"plugins", pluginV2, "containerd", "runtimes", "spin"}); !equalValues(tbl, otherRuntime.table()) {
+		t.Errorf("other handler's table = %#v", tbl)
+	}
+	// Nothing to restore from: the block goes.
+	if got, err := RestoreRuntime(changed, nil, testRuntime.Handler, PatchOptions{}); err != nil || bytes.Contains(got, []byte(beginMarker(testRuntime.Handler))) {
+		t.Errorf("RestoreRuntime without a block before: %v\n%s", err, got)
+	}
+	if _, err := RestoreRuntime(changed, []byte("version = 2\n[x\n"), testRuntime.Handler, PatchOptions{}); !errors.Is(err, ErrParse) {
+		t.Errorf("unparseable earlier config: %v", err)
 	}
 }

@@ -3,79 +3,10 @@ package containerdcfg
 import (
 	"fmt"
 	"math"
-	"regexp"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 )
-
-// Option is one runtime option, written under the runtime's `options` table. Value is a string, bool,
-// int64 or float64 (written as a TOML string, boolean, integer or float); an int is taken as int64.
-type Option struct {
-	Key   string
-	Value any
-}
-
-var (
-	intRE   = regexp.MustCompile(`^[+-]?[0-9]+$`)
-	floatRE = regexp.MustCompile(`^[+-]?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
-)
-
-// ParseOption parses "key=value" as given to a flag: true/false become a bool, decimal integers an int64,
-// decimal floats (with a fraction or exponent) a float64, a value in double quotes the string between
-// them (taken verbatim, so `"true"` is the string true), and anything else the string as written.
-func ParseOption(kv string) (Option, error) {
-	key, value, ok := strings.Cut(kv, "=")
-	if !ok {
-		return Option{}, fmt.Errorf("%w: option %q is not key=value", ErrInvalidRuntime, kv)
-	}
-	o := Option{Key: key}
-	switch {
-	case value == "true" || value == "false":
-		o.Value = value == "true"
-	case intRE.MatchString(value):
-		n, err := strconv.ParseInt(value, 10, 64)
-		if err != nil {
-			return Option{}, fmt.Errorf("%w: option %q: integer out of range: %w", ErrInvalidRuntime, kv, err)
-		}
-		o.Value = n
-	case floatRE.MatchString(value):
-		f, err := strconv.ParseFloat(value, 64)
-		if err != nil {
-			return Option{}, fmt.Errorf("%w: option %q: float out of range: %w", ErrInvalidRuntime, kv, err)
-		}
-		o.Value = f
-	case len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"':
-		o.Value = value[1 : len(value)-1]
-	default:
-		o.Value = value
-	}
-	return o, o.validate()
-}
-
-func (o Option) validate() error {
-	if o.Key == "" || !utf8.ValidString(o.Key) || hasControl(o.Key) {
-		return fmt.Errorf("%w: option key %q must be non-empty UTF-8 without control characters", ErrInvalidRuntime, o.Key)
-	}
-	switch v := o.Value.(type) {
-	case bool, int64, int, float64:
-	case string:
-		if !utf8.ValidString(v) {
-			return fmt.Errorf("%w: option %s: value is not valid UTF-8", ErrInvalidRuntime, o.Key)
-		}
-	default:
-		return fmt.Errorf("%w: option %s: value of type %T (want string, bool, int64 or float64)", ErrInvalidRuntime, o.Key, o.Value)
-	}
-	return nil
-}
-
-// normalized returns the value as go-toml decodes it (int -> int64).
-func (o Option) normalized() any {
-	if n, ok := o.Value.(int); ok {
-		return int64(n)
-	}
-	return o.Value
-}
 
 // Runtime is one containerd runtime handler.
 type Runtime struct {
@@ -117,7 +48,7 @@ func (rt Runtime) table() map[string]any {
 	if len(rt.Options) > 0 {
 		opts := make(map[string]any, len(rt.Options))
 		for _, o := range rt.Options {
-			opts[o.Key] = o.normalized()
+			opts[o.Key] = o.decoded()
 		}
 		t["options"] = opts
 	}
@@ -219,6 +150,12 @@ func (s style) value(v any) string {
 			f += ".0"
 		}
 		return f
+	case []string:
+		parts := make([]string, len(v))
+		for i, e := range v {
+			parts[i] = s.str(e)
+		}
+		return "[" + strings.Join(parts, ", ") + "]"
 	}
 	panic(fmt.Sprintf("containerdcfg: unvalidated option value %T", v)) // validate() rejects other types
 }

@@ -39,6 +39,8 @@ const (
 	ReasonRestartFailed            = "RestartFailed"
 	ReasonVerifyFailed             = "VerifyFailed"
 	ReasonRollbackFailed           = "RollbackFailed"
+	ReasonNodeBusy                 = "NodeBusy"        // another operation held the node lock until the deadline
+	ReasonHandlerConflict          = "HandlerConflict" // the handler or its binary belongs to another Shim here
 	ReasonTimeout                  = "Timeout"
 	ReasonInternal                 = "Internal"
 )
