@@ -10,6 +10,23 @@
 // (Waiter) and a clock. cmd/node-installer wires the real ones (pkg/shimsource, pkg/restart, pkg/cri);
 // unit tests inject failures; the acceptance tests drive real containerd daemons.
 //
+// # Many Shims on one node
+//
+// Every operation (install, uninstall, verify) holds the node lock: an exclusive flock on node.lock
+// beside the state file, which the kernel releases however its holder ends. Waiting for it is bounded
+// by the operation's deadline; an operation that does not get it fails with reason NodeBusy before it
+// changed anything.
+//
+// Each state entry belongs to one Shim and names what that Shim owns on the node: its managed block in
+// the configuration (found by handler), its binary (containerd-shim-<handler>-<version>, so Shims that
+// share a runtime type never share a binary), its backups (backup/<handler>/) and the entry itself. An
+// install for a handler another Shim owns is refused (HandlerConflict). Uninstall removes exactly its
+// own block and binary: the patcher's removal gives back the bytes from before the block, so other
+// Shims' blocks and anyone's edits stay, and the file that held only wasmkube's blocks is byte for byte
+// what it was before them. A rollback puts back only its own block as it was (RestoreRuntime), not the
+// whole file. The configuration keeps its owner, group, mode and extended attributes through every
+// write.
+//
 // # Crash safety
 //
 // The state file (Target.StateFile, JSON, written atomically) records intent before each change: before
@@ -18,8 +35,9 @@
 // a restart is owed; after the restart it records "restarted". A run killed at any point is finished by
 // the next run of the same command: it keeps the backups of the interrupted transaction (so a rollback
 // still restores what was there before it), restarts containerd when a restart is owed and was not
-// done, and otherwise only verifies. The first installation of a handler also keeps the configuration
-// as it was before wasmkube touched it, so Uninstall can restore it byte for byte.
+// done, and otherwise only verifies. The temporary files and fetch directory a killed run left are
+// removed by the next run, under the lock. Another Shim's operation may run in between; it leaves the
+// interrupted transaction's block alone.
 //
 // # Restarts
 //

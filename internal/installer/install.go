@@ -44,7 +44,7 @@ func (in *Installer) Install(ctx context.Context, spec Spec) (r result.Result) {
 	defer lock.unlock()
 	p, err := in.plan(spec)
 	if err == nil {
-		err = in.removeTemps(p.cfgFile, p.binPath, backupDir(in.Target.StateFile, spec.Handler))
+		err = in.removeTemps(spec.Handler, p.cfgFile, p.binPath)
 	}
 	if s.done(StepPlan, err) != nil {
 		r.Fail(reasonOf(err), err)
@@ -454,18 +454,21 @@ func (in *Installer) putConfig(file string, cur []byte, exists bool, want []byte
 	return true, nil
 }
 
-// removeTemps removes what interrupted writes left beside the files an operation writes (their
-// temporary files) and in a handler's backup directory.
-func (in *Installer) removeTemps(cfgFile, binPath, backups string) error {
-	files := in.Host.Files
+// removeTemps removes what interrupted runs for handler left: temporary files beside the files an
+// operation writes, and the handler's fetch directory.
+func (in *Installer) removeTemps(handler, cfgFile, binPath string) error {
+	files, backups := in.Host.Files, backupDir(in.Target.StateFile, handler)
 	var errs []error
 	for _, f := range []string{cfgFile, in.Target.StateFile, binPath, path.Join(backups, "config.before"), path.Join(backups, "binary.before")} {
 		if err := files.RemoveTemps(f); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	if err := files.RemoveAll(in.fetchDir(handler)); err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
-		return fail(result.ReasonStateFailed, fmt.Errorf("remove temporary files of an interrupted write: %w", err))
+		return fail(result.ReasonStateFailed, fmt.Errorf("remove what an interrupted run left: %w", err))
 	}
 	return nil
 }

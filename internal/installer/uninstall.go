@@ -67,7 +67,7 @@ func (in *Installer) uninstall(ctx context.Context, shim, handler, runtimeType s
 		}
 	}
 	r.ConfigPath, r.BinaryPath = e.ConfigPath, e.BinaryPath
-	if err := in.removeTemps(e.ConfigPath, e.BinaryPath, backupDir(t.StateFile, handler)); err != nil {
+	if err := in.removeTemps(handler, e.ConfigPath, e.BinaryPath); err != nil {
 		return s.done(StepPlan, err)
 	}
 
@@ -129,7 +129,6 @@ func (in *Installer) uninstall(ctx context.Context, shim, handler, runtimeType s
 		}
 		r.BinaryChanged = true
 	}
-	files.RemoveAll(in.fetchDir(handler)) // what an install killed while fetching left (best effort)
 	s.done(StepBinary, nil)
 
 	if recorded {

@@ -15,7 +15,14 @@
 //
 // The marker lines make the block findable again: a second AddRuntime rewrites it in place (so
 // AddRuntime(AddRuntime(x)) == AddRuntime(x)), and RemoveRuntime deletes exactly those lines (so
-// RemoveRuntime(AddRuntime(x)) == x byte for byte). Every byte outside the block is kept: comments, key
+// RemoveRuntime(AddRuntime(x)) == x byte for byte, also with other handlers' blocks added after it).
+// RestoreRuntime puts one handler's block back as an earlier version of the document had it, leaving
+// the rest of the document (other handlers' blocks, edits since) alone: the undo of one handler's edit.
+//
+// Option values are strings, booleans, int64 integers, float64 floats and arrays of strings, written as
+// the matching TOML type. ParseOption reads "key=value" with the value as a TOML literal, and
+// Option.String writes one, so an option passed on as a flag keeps its exact value and type (quotes,
+// backslashes, tabs and unicode in strings included). Every byte outside the block is kept: comments, key
 // order, quoting, CRLF line breaks. The block follows the document's conventions: CRLF if the document
 // uses CRLF, and single-quoted keys and strings if its table headers use them (as containerd 2.x writes).
 //

@@ -354,7 +354,7 @@ func FuzzOptionRoundTrip(f *testing.F) {
 	f.Add("Key", uint8(0), "with \"quotes\", C:\\path, a\ttab, é", int64(0), 0.0)
 	f.Add("K", uint8(2), "", int64(math.MinInt64), 0.5)
 	f.Add("K", uint8(3), "", int64(0), math.Inf(1))
-	f.Add("K", uint8(4), "a\x00b\x7f", int64(3), -0.0)
+	f.Add("K", uint8(4), "a\x00b\x7f", int64(3), math.Copysign(0, -1))
 	f.Fuzz(func(t *testing.T, key string, kind uint8, s string, i int64, x float64) {
 		var v any
 		switch kind % 5 {

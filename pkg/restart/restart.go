@@ -244,9 +244,22 @@ func (s *Signal) target() (Process, error) {
 	return s.Find()
 }
 
-// Restart signals containerd and waits for its successor and the CRI socket.
+// settleTimeout bounds how long Restart waits for a containerd that is between two processes (a
+// supervisor starts it again within a second or two).
+const settleTimeout = 10 * time.Second
+
+// Restart signals containerd and waits for its successor and the CRI socket. When no process or no
+// single process is found, containerd may be between two processes (a restart an installer began
+// before it was killed): Restart then waits for the CRI socket, up to settleTimeout, and looks once more.
 func (s *Signal) Restart(ctx context.Context) error {
 	old, err := s.target()
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrAmbiguous) {
+		settle, cancel := context.WithTimeout(ctx, settleTimeout)
+		if waitSocket(settle, s.Socket) == nil {
+			old, err = s.Find()
+		}
+		cancel()
+	}
 	if err != nil {
 		return fmt.Errorf("restart by signal: %w", err)
 	}

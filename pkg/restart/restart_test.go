@@ -291,10 +291,15 @@ func TestSignalAmbiguous(t *testing.T) {
 	}
 }
 
+// TestSignalNotFound: no such process. Restart first waits (within its context) for a containerd that
+// might be between two processes to answer on the socket, then looks again and reports the process
+// missing.
 func TestSignalNotFound(t *testing.T) {
 	t.Parallel()
 	s := &restart.Signal{Process: "wk-no-such-proc", Socket: "/nonexistent.sock"}
-	if err := s.Restart(context.Background()); !errors.Is(err, restart.ErrNotFound) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := s.Restart(ctx); !errors.Is(err, restart.ErrNotFound) {
 		t.Errorf("Restart() error = %v, want ErrNotFound", err)
 	}
 }
