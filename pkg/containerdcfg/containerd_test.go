@@ -142,7 +142,7 @@ func checkRuntime(t *testing.T, got map[string]any, rt Runtime) {
 	}
 	opts, _ := got["options"].(map[string]any)
 	for _, o := range rt.Options {
-		if v, ok := opts[o.Key]; !ok || !equalValues(v, o.normalized()) {
+		if v, ok := opts[o.Key]; !ok || !equalValues(v, o.decoded()) {
 			t.Errorf("dumped option %s = %#v (present %v), want %#v", o.Key, v, ok, o.normalized())
 		}
 	}
