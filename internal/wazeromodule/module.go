@@ -7,12 +7,13 @@ import (
 	"io"
 	"os"
 	"path"
-	"path/filepath"
 	"strings"
 	"sync"
 
-	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/opencontainers/go-digest"
+	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
+
+	"github.com/wasmkube/wasmkube/internal/wazerofs"
 )
 
 // ErrNotWasm: the file or blob is not a WebAssembly binary.
@@ -44,44 +45,54 @@ func ParseEntry(arg0 string) (modulePath, fn string) {
 	return modulePath, fn
 }
 
-// FromRootfs reads the module at modulePath inside rootfs. Symbolic links are resolved as inside the
-// container (an absolute link target starts at rootfs), never escaping it. It returns an error wrapping os.ErrNotExist when there is no such file and
-// ErrNotWasm when the file is not a WebAssembly binary.
+// FromRootfs reads the module at modulePath inside rootfs. The path is resolved as inside the
+// container, by the kernel (internal/wazerofs: an absolute link target starts at rootfs, ".." stops
+// there), so it never leads outside. It returns an error wrapping os.ErrNotExist when there is no
+// such file and ErrNotWasm when the file is not a WebAssembly binary (a directory, FIFO or device
+// node included: none of them is opened for reading).
 func FromRootfs(rootfs, modulePath string) (*Source, error) {
-	root, err := os.OpenRoot(rootfs)
-	if err != nil {
-		return nil, fmt.Errorf("open rootfs %s: %w", rootfs, err)
-	}
-	defer root.Close()
 	if strings.TrimPrefix(path.Clean("/"+modulePath), "/") == "" {
 		return nil, fmt.Errorf("module path %q: %w", modulePath, os.ErrNotExist)
 	}
-	// Resolve links the container's way, then open through os.Root so that a link swapped in
-	// meanwhile still cannot lead outside.
-	resolved, err := securejoin.SecureJoin(rootfs, modulePath)
+	root, err := wazerofs.Open(rootfs, wazerofs.Options{ReadOnly: true})
 	if err != nil {
-		return nil, fmt.Errorf("resolve module %s in rootfs %s: %w", modulePath, rootfs, err)
+		return nil, fmt.Errorf("open rootfs: %w", err)
 	}
-	rel, err := filepath.Rel(rootfs, resolved)
-	if err != nil {
-		return nil, fmt.Errorf("resolve module %s in rootfs %s: %w", modulePath, rootfs, err)
+	defer root.Close()
+	notFound := func(what string, e experimentalsys.Errno) error {
+		if e == experimentalsys.ENOENT || e == experimentalsys.ENOTDIR || e == experimentalsys.ELOOP {
+			return fmt.Errorf("%s module %s in rootfs %s: %w (%v)", what, modulePath, rootfs, os.ErrNotExist, e)
+		}
+		return fmt.Errorf("%s module %s in rootfs %s: %w", what, modulePath, rootfs, e)
 	}
-	f, err := root.Open(rel)
-	if err != nil {
-		return nil, fmt.Errorf("open module %s in rootfs %s: %w", modulePath, rootfs, err)
+	if st, e := root.Stat(modulePath); e != 0 {
+		return nil, notFound("find", e)
+	} else if !st.Mode.IsRegular() {
+		return nil, fmt.Errorf("module %s in rootfs %s is not a regular file: %w", modulePath, rootfs, ErrNotWasm)
+	}
+	// Non-blocking, in case a FIFO was swapped in since the check; the file is checked again.
+	f, e := root.OpenFile(modulePath, experimentalsys.O_RDONLY|experimentalsys.O_NONBLOCK, 0)
+	if e != 0 {
+		return nil, notFound("open", e)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("stat module %s: %w", modulePath, err)
-	} else if !st.Mode().IsRegular() {
+	st, e := f.Stat()
+	if e != 0 {
+		return nil, fmt.Errorf("stat module %s: %w", modulePath, e)
+	} else if !st.Mode.IsRegular() {
 		return nil, fmt.Errorf("module %s in rootfs %s is not a regular file: %w", modulePath, rootfs, ErrNotWasm)
 	}
 	// One buffer of the file's size: growing one while reading costs copies and, in a freshly
 	// started shim, page faults on every new buffer (about 10 ms for a 3 MB module).
-	b := make([]byte, st.Size())
-	if _, err := io.ReadFull(f, b); err != nil {
-		return nil, fmt.Errorf("read module %s in rootfs %s (%d bytes): %w", modulePath, rootfs, st.Size(), err)
+	b := make([]byte, st.Size)
+	for n := 0; n < len(b); {
+		m, e := f.Read(b[n:])
+		if e != 0 {
+			return nil, fmt.Errorf("read module %s in rootfs %s (%d of %d bytes): %w", modulePath, rootfs, n, len(b), e)
+		} else if m == 0 {
+			return nil, fmt.Errorf("read module %s in rootfs %s (%d of %d bytes): %w", modulePath, rootfs, n, len(b), io.ErrUnexpectedEOF)
+		}
+		n += m
 	}
 	return newSource(b, "rootfs "+modulePath, sync.OnceValue(func() digest.Digest { return digest.FromBytes(b) }))
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/containerd/containerd/v2/plugins/content/local"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 
 	"github.com/wasmkube/wasmkube/internal/wazeroguest"
 )
@@ -49,10 +50,19 @@ func TestFromRootfs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for link, target := range map[string]string{"rel.wasm": "app/app.wasm", "abs.wasm": "/app/app.wasm", "escape.wasm": outside} {
+	for link, target := range map[string]string{"rel.wasm": "app/app.wasm", "abs.wasm": "/app/app.wasm", "escape.wasm": outside,
+		"up.wasm": "../../../../app/app.wasm", "dev-link.wasm": "/zero.wasm"} {
 		if err := os.Symlink(target, filepath.Join(root, link)); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// An image can ship a FIFO or a device node where its entrypoint points: neither may be opened
+	// (a FIFO would block Create, a device could be anything on the host).
+	if err := unix.Mkfifo(filepath.Join(root, "fifo.wasm"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mknod(filepath.Join(root, "zero.wasm"), unix.S_IFCHR|0o644, int(unix.Mkdev(1, 5))); err != nil {
+		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		path string
@@ -68,6 +78,10 @@ func TestFromRootfs(t *testing.T) {
 		{"/", os.ErrNotExist},
 		{"/abs.wasm", nil},               // an absolute link starts at the rootfs
 		{"/escape.wasm", os.ErrNotExist}, // ... so this one names a file the rootfs does not have
+		{"/up.wasm", nil},                // ".." stops at the rootfs
+		{"/fifo.wasm", ErrNotWasm},
+		{"/zero.wasm", ErrNotWasm},
+		{"/dev-link.wasm", ErrNotWasm},
 	} {
 		src, err := FromRootfs(root, tc.path)
 		switch {
