@@ -61,4 +61,5 @@ const (
 	ReasonUninstallFailed     = "UninstallFailed"     // Event: a node's uninstall failed
 	ReasonHandlerNotReported  = "HandlerNotReported"  // Event: the kubelet never listed the handler
 	ReasonUnsupportedPlatform = "UnsupportedPlatform" // Event: no artifact for a node's platform
+	ReasonUnsupportedHost     = "UnsupportedHost"     // Event: the installer found a host it cannot configure
 )

@@ -287,9 +287,14 @@ func runInstall(ctx context.Context, args []string, env cli.LookupEnv, streams c
 		r.Fail(result.ReasonInvalidArguments, fmt.Errorf("install: %w", err))
 		return report(streams, nf.resultFile, r)
 	}
-	_, in, err := nf.node()
+	p, in, err := nf.node()
 	if err != nil {
 		detectFailure(&r, err)
+		return report(streams, nf.resultFile, r)
+	}
+	if u := p.Unsupported; u != nil {
+		r.Distro = p.Distro
+		r.Fail(result.ReasonUnsupportedHost, fmt.Errorf("%s node: nothing changed: %s", p.Distro, u))
 		return report(streams, nf.resultFile, r)
 	}
 	if dryRun {
@@ -308,7 +313,9 @@ func runInstall(ctx context.Context, args []string, env cli.LookupEnv, streams c
 }
 
 // report prints the result on stdout, writes it to the result file, and turns a failure into the
-// command's error (exit status 1). A result file that cannot be written is a warning on stderr.
+// command's error (exit status 1). An unsupported node (result.IsUnsupported) is not an error: the run
+// found out what it had to, changed nothing, and a retry cannot help, so it exits 0 (the Job must not
+// retry) and says so on stderr. A result file that cannot be written is a warning on stderr.
 func report(streams cli.Streams, resultFile string, r result.Result) error {
 	doc, err := r.Encode()
 	if err != nil {
@@ -320,7 +327,10 @@ func report(streams cli.Streams, resultFile string, r result.Result) error {
 	if err := result.WriteFile(resultFile, doc); err != nil {
 		fmt.Fprintf(streams.ErrOut, "node-installer: warning: %v\n", err)
 	}
-	if !r.Success {
+	switch {
+	case !r.Success && result.IsUnsupported(r.Reason):
+		fmt.Fprintf(streams.ErrOut, "node-installer: %s: node unsupported (%s): %s\n", r.Operation, r.Reason, r.Error)
+	case !r.Success:
 		return fmt.Errorf("%s failed (%s): %s", r.Operation, r.Reason, r.Error)
 	}
 	return nil

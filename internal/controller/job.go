@@ -209,7 +209,8 @@ type Outcome struct {
 
 // jobOutcome reads a Job and the pods it created. A Job that reports success counts as success even when
 // the installer found nothing to do (a retried pod after a containerd restart); a Job whose result
-// says success=false counts as failed. A pod that succeeded with a successful result settles the Job
+// says success=false counts as failed, unless its reason says the node cannot take the shim at all
+// (result.IsUnsupported), which makes the node unsupported and spends no failure budget. A pod that succeeded with a successful result settles the Job
 // before the job controller marks it Complete (a Job with one completion cannot fail after that), which
 // saves a round trip per node. ok is false while a finished Job's result is not readable yet.
 func jobOutcome(job *cachedJob, pods []*cachedPod) (o Outcome, ok bool) {
@@ -241,6 +242,9 @@ func jobOutcome(job *cachedJob, pods []*cachedPod) (o Outcome, ok bool) {
 	}
 	if !r.Success {
 		o.Phase = rollout.JobFailed
+		if result.IsUnsupported(r.Reason) {
+			o.Phase = rollout.JobUnsupported
+		}
 		o.Detail = strings.TrimSpace(fmt.Sprintf("%s: %s", r.Reason, r.Error))
 		if r.RolledBack {
 			o.Detail += " (rolled back)"

@@ -133,6 +133,7 @@ func TestJobOutcome(t *testing.T) {
 	const ok = `{"operation":"install","success":true,"changed":true,"restarted":true,"platform":"linux/amd64","distro":"kind","durationMs":1500}`
 	const noop = `{"operation":"install","success":true,"changed":false,"restarted":false,"durationMs":40}`
 	const bad = `{"operation":"install","success":false,"rolledBack":true,"reason":"VerifyFailed","error":"handler missing","durationMs":900}`
+	const unsupportedHost = `{"operation":"install","success":false,"reason":"UnsupportedHost","error":"talos node: nothing changed: read-only root","durationMs":40}`
 	for name, tc := range map[string]struct {
 		job      *batchv1.Job
 		pods     []*corev1.Pod
@@ -168,6 +169,10 @@ func TestJobOutcome(t *testing.T) {
 			pods:  []*corev1.Pod{installerPod(corev1.PodSucceeded, bad, now)},
 			phase: rollout.JobFailed, ok: true, duration: 900 * time.Millisecond,
 			detail: "VerifyFailed: handler missing (rolled back)"},
+		"unsupported host": {job: finishedJob(batchv1.JobComplete, "", now),
+			pods:  []*corev1.Pod{installerPod(corev1.PodSucceeded, unsupportedHost, now)},
+			phase: rollout.JobUnsupported, ok: true, duration: 40 * time.Millisecond,
+			detail: "UnsupportedHost: talos node: nothing changed: read-only root"},
 		"deadline without a result": {job: finishedJob(batchv1.JobFailed, "DeadlineExceeded", old),
 			phase: rollout.JobFailed, ok: true, duration: 3 * time.Second, detail: "DeadlineExceeded: msg"},
 		"result not cached yet": {job: finishedJob(batchv1.JobComplete, "", now),

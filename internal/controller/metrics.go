@@ -9,7 +9,7 @@ import (
 // Metrics are the manager's Prometheus metrics.
 type Metrics struct {
 	// Operations counts finished node Jobs by Shim, operation (install, uninstall) and result
-	// (success, failure).
+	// (success, failure, unsupported).
 	Operations *prometheus.CounterVec
 	// Duration observes how long node Jobs took, by Shim and operation.
 	Duration *prometheus.HistogramVec

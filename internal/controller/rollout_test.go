@@ -285,6 +285,40 @@ func TestFailureBudgetPauseAndResume(t *testing.T) {
 	}
 }
 
+// TestUnsupportedHostSpendsNoBudget: installers that find their host unsupported (the Talos and
+// Bottlerocket profiles; KWOK's "unsupported-*" nodes answer as the node-installer does, exit 0 with
+// reason UnsupportedHost) make those nodes unsupported, never failed: with no failure allowed the rollout
+// goes on, and the Shim is Ready with the supported nodes ready. TestFailureBudgetPauseAndResume is the
+// positive control: failing installers pause the rollout.
+func TestUnsupportedHostSpendsNoBudget(t *testing.T) {
+	h := newHarness(t)
+	h.addNodes("amd64", map[string]string{"test-pool": "uh"}, nil, "unsupported-uh-0", "unsupported-uh-1")
+	h.addNodes("amd64", map[string]string{"test-pool": "uh"}, nil, names("ok-uh", 3)...)
+	h.start()
+	h.create(validShim("uh", pool("uh"), maxUnavailable(intstr.FromInt32(2)), func(s *v1alpha1.Shim) {
+		s.Spec.Rollout.MaxFailures = ptr.To(int32(0))
+	}))
+	want := map[string]string{"unsupported-uh-0": unsupported, "unsupported-uh-1": unsupported}
+	for _, n := range names("ok-uh", 3) {
+		want[n] = ready
+	}
+	h.waitStates("uh", want, budgetShort)
+	s := h.waitShim("uh", minute, settled)
+	if n := s.Status.Nodes; n.Unsupported != 2 || n.Failed != 0 || n.Ready != 3 {
+		t.Errorf("status nodes %+v, want 2 unsupported, 0 failed, 3 ready", n)
+	}
+	if c := condition(s, v1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
+		t.Errorf("Ready = %+v, want True", c)
+	}
+	if c := condition(s, v1alpha1.ConditionDegraded); c != nil && c.Status == metav1.ConditionTrue {
+		t.Errorf("Degraded = %+v, want not degraded", c)
+	}
+	msgs := h.events("uh", v1alpha1.ReasonUnsupportedHost, 2)
+	if len(msgs) != 2 || !strings.Contains(msgs[0], "read-only") {
+		t.Errorf("UnsupportedHost events: %q, want two naming the reason", msgs)
+	}
+}
+
 // TestUpgradeAndUninstallOnDeletion: a spec change re-installs every ready node through the budget and
 // moves the hash annotation; deleting the Shim uninstalls every node, then releases the Shim and its
 // RuntimeClass.

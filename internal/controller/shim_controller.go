@@ -506,6 +506,8 @@ func (r *ShimReconciler) observeResult(shim *v1alpha1.Shim, hash string, c rollo
 		op = rollout.Install
 	case v1alpha1.ReasonInstallFailed:
 		op, result = rollout.Install, "failure"
+	case v1alpha1.ReasonUnsupportedHost:
+		op, result = rollout.Install, "unsupported"
 	case v1alpha1.ReasonUninstalled:
 		op = rollout.Uninstall
 	case v1alpha1.ReasonUninstallFailed:

@@ -36,10 +36,11 @@ type JobPhase int
 
 // Job phases.
 const (
-	JobNone      JobPhase = iota // no such Job
-	JobActive                    // created (possibly not yet seen by the cache) and not finished
-	JobSucceeded                 // finished with a successful install/uninstall
-	JobFailed                    // finished without success
+	JobNone        JobPhase = iota // no such Job
+	JobActive                      // created (possibly not yet seen by the cache) and not finished
+	JobSucceeded                   // finished with a successful install/uninstall
+	JobFailed                      // finished without success
+	JobUnsupported                 // finished: the node cannot take the shim (its host cannot be configured)
 )
 
 // Job is the observed Job of one operation on one node.
@@ -179,8 +180,8 @@ func Plan(in Input) Output {
 			}
 			continue
 		}
-		if hashChanged && n.State == v1alpha1.NodeFailed && n.Install.Phase == JobNone {
-			set(n, "", n.Hash, nil) // failed an older spec: retry with the new one
+		if hashChanged && (n.State == v1alpha1.NodeFailed || n.State == v1alpha1.NodeUnsupported) && n.Install.Phase == JobNone {
+			set(n, "", n.Hash, nil) // failed an older spec, or was unsupported for it: try the new one
 		}
 		switch {
 		case n.OtherActive || n.Uninstall.Phase == JobActive:
@@ -193,10 +194,15 @@ func Plan(in Input) Output {
 		case n.Install.Phase == JobFailed && n.State == v1alpha1.NodeInstalling:
 			set(n, v1alpha1.NodeFailed, n.Hash, &Event{Warning: true, Reason: v1alpha1.ReasonInstallFailed,
 				Message: fmt.Sprintf("node %s: install failed: %s", n.Name, n.Install.Detail)})
+		case n.Install.Phase == JobUnsupported && n.State == v1alpha1.NodeInstalling:
+			set(n, v1alpha1.NodeUnsupported, n.Hash, &Event{Reason: v1alpha1.ReasonUnsupportedHost,
+				Message: fmt.Sprintf("node %s: unsupported: %s", n.Name, n.Install.Detail)})
 		case n.State == v1alpha1.NodeReady && n.Hash == in.SpecHash:
 			postCheck(in, n, set, &out)
 		case n.State == v1alpha1.NodeFailed:
 			// Failed this spec: stays failed until the spec changes or someone removes the label.
+		case n.State == v1alpha1.NodeUnsupported:
+			// The installer found the host unsupported: stays so until the spec changes (no failure).
 		case n.Install.Phase != JobNone:
 			// A finished Job from an earlier round (the label says the node has moved on since):
 			// delete it so its name can be used again.

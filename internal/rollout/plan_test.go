@@ -129,6 +129,27 @@ func TestPlan(t *testing.T) {
 			changes: []Change{{Node: "a", State: unsupported, Event: &Event{Reason: v1alpha1.ReasonUnsupportedPlatform,
 				Message: "node a: the source has no artifact for linux/arm64"}}},
 		},
+		"unsupported host makes the node unsupported, not failed": {
+			in: input(node("a", state(installing, "h1"), install(JobUnsupported)), node("b", state(ready, "h2"))),
+			changes: []Change{{Node: "a", State: unsupported, Hash: "h1", Event: &Event{Reason: v1alpha1.ReasonUnsupportedHost,
+				Message: "node a: unsupported: "}}},
+		},
+		"unsupported hosts stay and spend no failure budget": {
+			in: input(node("a", state(unsupported, "")), node("b", state(unsupported, ""), install(JobSucceeded)),
+				node("c", state(ready, "h2")), node("d")),
+			changes: []Change{{Node: "d", State: installing}},
+			starts:  []Start{{"d", Install}},
+		},
+		"spec change retries unsupported hosts": {
+			in: func() Input {
+				in := input(node("a", state(unsupported, "h1")), node("b", state(ready, "h1")))
+				in.PreviousHash = "h1"
+				return in
+			}(),
+			changes: []Change{{Node: "a", State: "", Hash: "h1"}, {Node: "a", State: installing, Hash: "h1"}},
+			starts:  []Start{{"a", Install}},
+			canary:  true,
+		},
 		"opt-out uninstalls": {
 			in:      input(node("a", deselected, state(ready, "h2")), node("b", state(ready, "h2"))),
 			changes: []Change{{Node: "a", State: uninstalling, Hash: "h2"}},
@@ -364,5 +385,32 @@ func assertSettled(t *testing.T, deleting bool, maxFailures int, in Input, out O
 	}
 	if out.Paused && nFailed > maxFailures+in.MaxUnavailable {
 		t.Fatalf("%d failures: the pause came too late (max %d + %d in flight)", nFailed, maxFailures, in.MaxUnavailable)
+	}
+}
+
+// TestUnsupportedSpendsNoFailureBudget: with no failure allowed, two nodes the installer found
+// unsupported do not pause the rollout, and count as unsupported; the same two nodes failed (the
+// positive control) do pause it.
+func TestUnsupportedSpendsNoFailureBudget(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		state  v1alpha1.NodeState
+		paused bool
+	}{{unsupported, false}, {failed, true}} {
+		in := input(node("a", state(tc.state, "")), node("b", state(tc.state, "")), node("c", state(ready, "h2")), node("d"))
+		in.MaxFailures = 0
+		out := Plan(in)
+		if out.Paused != tc.paused || (len(out.Starts) == 1) == tc.paused {
+			t.Errorf("%s nodes: paused %v with starts %v, want paused %v", tc.state, out.Paused, out.Starts, tc.paused)
+		}
+		want := v1alpha1.NodeCounts{Selected: 4, Ready: 1, Installing: int32(len(out.Starts))}
+		if tc.state == unsupported {
+			want.Unsupported = 2
+		} else {
+			want.Failed = 2
+		}
+		if out.Counts != want {
+			t.Errorf("%s nodes: counts %+v, want %+v", tc.state, out.Counts, want)
+		}
 	}
 }

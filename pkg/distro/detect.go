@@ -263,6 +263,27 @@ func (d *detector) templateVersion(p string, def int) (version int, exists bool,
 	return v, true, nil
 }
 
+// osRelease notes the host's /etc/os-release ID and VERSION_ID in the evidence.
+func (d *detector) osRelease() {
+	data, ok, err := d.fs.readFile("/etc/os-release")
+	d.keep(err)
+	if !ok {
+		return
+	}
+	var id, version string
+	for _, l := range strings.Split(string(data), "\n") {
+		k, v, _ := strings.Cut(l, "=")
+		v = strings.Trim(v, `"'`)
+		switch k {
+		case "ID":
+			id = v
+		case "VERSION_ID":
+			version = v
+		}
+	}
+	d.notef("/etc/os-release: ID=%s VERSION_ID=%s", id, version)
+}
+
 // containerdMajor returns containerd's major version from the runtime version hint, else from the
 // first of binaries whose build information names a containerd module; 0 when unknown.
 func (d *detector) containerdMajor(binaries ...string) int {

@@ -10,7 +10,10 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/wasmkube/wasmkube/internal/goldenfile"
+	"github.com/wasmkube/wasmkube/internal/testenv"
 	"github.com/wasmkube/wasmkube/pkg/containerdcfg"
 )
 
@@ -126,6 +129,27 @@ func TestDetect(t *testing.T) {
 		{name: "k0s-managed", check: want("k0s", ModeDropIn, "/etc/k0s/containerd.d", 3, RestartNone)},
 		{name: "k0s-managed-noversion", hints: Hints{ContainerRuntimeVersion: cd1}, check: want("k0s", ModeDropIn, "/etc/k0s/containerd.d", 2, RestartNone)},
 		{name: "k0s-unmanaged", check: want("k0s", ModeInPlace, "/etc/k0s/containerd.toml", 2, RestartSignal)},
+		// Talos on a writable host root: the profile where it can be patched (the read-only case, a real
+		// Talos node, is TestDetectImmutableReadOnly).
+		{name: "talos", hints: Hints{ContainerRuntimeVersion: cd2}, check: func(t *testing.T, p Profile) {
+			want("talos", ModeInPlace, talosConfig, 3, RestartSignal)(t, p)
+			if p.Unsupported != nil || p.Config.Imports != talosMain || p.ShimDir != immutableShimDir || p.Restart.Process != "containerd" {
+				t.Errorf("unsupported %v, imports %s, shim dir %s, process %s", p.Unsupported, p.Config.Imports, p.ShimDir, p.Restart.Process)
+			}
+		}},
+		// Every Bottlerocket variant renders its containerd config from the settings API.
+		{name: "bottlerocket", hints: Hints{ContainerRuntimeVersion: cd1}, check: func(t *testing.T, p Profile) {
+			want("bottlerocket", ModeInPlace, bottlerocketConfig, 2, RestartSystemd)(t, p)
+			if p.Unsupported == nil || !strings.Contains(p.Unsupported.Reason, "settings API") || !strings.Contains(p.Unsupported.Override, "variant") {
+				t.Errorf("want unsupported (settings API, a custom variant), got %+v", p.Unsupported)
+			}
+		}},
+		{name: "bottlerocket-no-template", hints: Hints{ContainerRuntimeVersion: cd1}, check: func(t *testing.T, p Profile) {
+			want("bottlerocket", ModeInPlace, bottlerocketConfig, 2, RestartSystemd)(t, p)
+			if p.Unsupported != nil || p.StateFile != immutableStateFile {
+				t.Errorf("unsupported %v, state file %s", p.Unsupported, p.StateFile)
+			}
+		}},
 		{name: "forced-eks-al2", host: "containerd-v1", hints: Hints{Distro: "eks-al2"}, check: want("eks-al2", ModeInPlace, "/etc/containerd/config.toml", 1, RestartSystemd)},
 		{name: "forced-k3s-on-k3d", host: "k3d", hints: Hints{Distro: "k3s"}, check: want("k3s", ModeTemplate, "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl", 3, RestartSignal)},
 		{name: "forced-unknown-name", host: "kubeadm-v2", hints: Hints{Distro: "openshift"}},
@@ -308,5 +332,40 @@ func TestDetectBadRoot(t *testing.T) {
 		if _, err := Detect(root, Hints{}); err == nil {
 			t.Errorf("Detect(%q) succeeded", root)
 		}
+	}
+}
+
+// TestDetectImmutableReadOnly is a Talos node as it is: /etc/cri/conf.d on a read-only file system (a
+// read-only bind mount of the fixture's directory). The profile is unsupported with the reason and
+// Talos' documented route; the same host writable (the positive control) is patchable.
+func TestDetectImmutableReadOnly(t *testing.T) {
+	testenv.Integration(t)
+	root := t.TempDir()
+	if err := os.CopyFS(root, os.DirFS(filepath.Join(hostsDir, "talos"))); err != nil {
+		t.Fatal(err)
+	}
+	hints := Hints{ContainerRuntimeVersion: cd2}
+	p, err := Detect(root, hints)
+	if err != nil || p.Unsupported != nil {
+		t.Fatalf("writable Talos root: %+v, %v; want a patchable profile", p.Unsupported, err)
+	}
+	dir := filepath.Join(root, "etc/cri/conf.d")
+	if err := unix.Mount(dir, dir, "", unix.MS_BIND, ""); err != nil {
+		t.Fatalf("bind mount %s: %v", dir, err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, 0); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+	if err := unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
+		t.Fatalf("remount %s read-only: %v", dir, err)
+	}
+	p, err = Detect(root, hints)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Unsupported == nil || !strings.Contains(p.Unsupported.Reason, "read-only") || !strings.Contains(p.Unsupported.Override, "CRICustomizationConfig") {
+		t.Errorf("read-only Talos root: unsupported = %+v, want the read-only reason and the machine configuration route", p.Unsupported)
 	}
 }

@@ -3,6 +3,7 @@ package distro
 import (
 	"bytes"
 	"fmt"
+	"path"
 	"slices"
 	"sort"
 )
@@ -28,6 +29,8 @@ func detectionOrder() []distroDef {
 		{"microk8s", []string{microk8sTemplate, "/snap/microk8s/current"}},
 		{"rke2", []string{"/var/lib/rancher/rke2/agent/etc/containerd", "/usr/local/bin/rke2", "/usr/bin/rke2"}},
 		{"k3s", []string{"/var/lib/rancher/k3s/agent/etc/containerd", "/usr/local/bin/k3s", "/bin/k3s"}},
+		{"talos", []string{talosMain}},
+		{"bottlerocket", []string{"/usr/bin/apiclient", path.Join(bottlerocketTemplates, bottlerocketTemplateNames()[0])}},
 		{"eks-al2023", []string{"/usr/bin/nodeadm", "/etc/eks/nodeadm"}},
 		{"containerd", []string{containerdConfig, "/usr/bin/containerd", "/usr/local/bin/containerd", socketContainerd}},
 	}
@@ -53,13 +56,15 @@ type builder func(d *detector, name string) (Profile, error)
 // builders maps every distribution name (including containerd flavours) to its profile builder.
 func builders() map[string]builder {
 	m := map[string]builder{
-		"k0s":        buildK0s,
-		"microk8s":   buildMicrok8s,
-		"rke2":       rke2().build,
-		"k3s":        k3s().build,
-		"k3d":        k3s().build,
-		"eks-al2023": buildAL2023,
-		"containerd": buildContainerd,
+		"k0s":          buildK0s,
+		"microk8s":     buildMicrok8s,
+		"rke2":         rke2().build,
+		"k3s":          k3s().build,
+		"k3d":          k3s().build,
+		"eks-al2023":   buildAL2023,
+		"talos":        buildTalos,
+		"bottlerocket": buildBottlerocket,
+		"containerd":   buildContainerd,
 	}
 	for _, f := range containerdFlavours() {
 		m[f.name] = buildContainerd

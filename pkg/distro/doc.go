@@ -13,8 +13,10 @@
 //  3. rke2       /var/lib/rancher/rke2/agent/etc/containerd, /usr/local/bin/rke2, /usr/bin/rke2
 //  4. k3s        /var/lib/rancher/k3s/agent/etc/containerd, /usr/local/bin/k3s, /bin/k3s
 //     (reported as k3d when the host does not run systemd: k3s inside a container)
-//  5. eks-al2023 /usr/bin/nodeadm, /etc/eks/nodeadm
-//  6. containerd a stand-alone containerd (/etc/containerd/config.toml, /usr/bin/containerd,
+//  5. talos      /etc/cri/containerd.toml
+//  6. bottlerocket /usr/bin/apiclient, /usr/share/templates/containerd-config-toml_k8s_containerd_sock
+//  7. eks-al2023 /usr/bin/nodeadm, /etc/eks/nodeadm
+//  8. containerd a stand-alone containerd (/etc/containerd/config.toml, /usr/bin/containerd,
 //     /usr/local/bin/containerd, /run/containerd/containerd.sock), named after the first flavour
 //     marker found: kind (/kind/version), minikube (/var/lib/minikube), eks-al2 (/etc/eks/bootstrap.sh),
 //     aks (/etc/kubernetes/azure.json), gke (/home/kubernetes/bin), kubeadm
@@ -33,6 +35,15 @@
 // containerRuntimeVersion hint, else from the Go build information of the distribution's containerd
 // binary; it decides only what the files cannot: which k3s/rke2 template is read, and whether a drop-in
 // is safe (containerd 1.x replaces a whole plugin table from an imported file instead of merging it).
+//
+// # Hosts that cannot be patched
+//
+// Talos and Bottlerocket generate containerd's configuration from their own settings and keep their
+// root file system read-only. Their profiles say where the host would be patched (Talos:
+// /etc/cri/conf.d/cri.toml, signal; Bottlerocket: /etc/containerd/config.toml, systemd; shims under
+// /var/lib/wasmkube), and set Profile.Unsupported, with the reason and the route their documentation
+// offers instead, when the host shows that mechanism: Talos' CRI configuration directory on a read-only
+// file system, a Bottlerocket containerd config template rendered by its settings API.
 //
 // Paths in a Profile are host paths; callers join them with the host root. All file access here
 // resolves symbolic links inside the host root, so an absolute link on the host never escapes it.

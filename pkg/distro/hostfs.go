@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // maxSymlinks bounds symbolic link resolution, as the kernel does (ELOOP).
@@ -96,4 +98,24 @@ func (h hostFS) readFile(p string) (data []byte, ok bool, err error) {
 		return nil, false, nil
 	}
 	return nil, false, fmt.Errorf("read %s under host root %s: %w", p, h.root, err)
+}
+
+// readOnly reports whether host path p, or the nearest ancestor of it that exists, lies on a file system
+// mounted read-only (a new file cannot be created beside p).
+func (h hostFS) readOnly(p string) (bool, error) {
+	for {
+		real, err := h.resolve(p)
+		if absent(err) && p != "/" {
+			p = filepath.Dir(p)
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("inspect %s under host root %s: %w", p, h.root, err)
+		}
+		var st unix.Statfs_t
+		if err := unix.Statfs(real, &st); err != nil {
+			return false, fmt.Errorf("inspect the file system of %s under host root %s: %w", p, h.root, err)
+		}
+		return st.Flags&unix.ST_RDONLY != 0, nil
+	}
 }

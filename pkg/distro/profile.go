@@ -55,7 +55,8 @@ const TemplateSeed = "{{ template \"base\" . }}\n"
 // prefixed with the host root); callers join them with the host root.
 type Profile struct {
 	// Distro names the distribution: containerd, kind, minikube, kubeadm, aks, eks-al2, gke,
-	// eks-al2023, k3s, k3d, rke2, microk8s, k0s, or custom (no distribution detected, config path given).
+	// eks-al2023, k3s, k3d, rke2, microk8s, k0s, talos, bottlerocket, or custom (no distribution
+	// detected, config path given).
 	Distro string `json:"distro"`
 	// Config is what to edit.
 	Config ConfigTarget `json:"config"`
@@ -69,9 +70,24 @@ type Profile struct {
 	CRISocket string `json:"criSocket"`
 	// ContainerdMajor is containerd's major version (1 or 2) when known from the hint or the binary, else 0.
 	ContainerdMajor int `json:"containerdMajor,omitempty"`
+	// Unsupported is set when wasmkube cannot configure containerd on this host (a read-only root, a
+	// configuration that the OS renders from its own settings): the installer changes nothing and
+	// reports the node unsupported, never failed.
+	Unsupported *Unsupported `json:"unsupported,omitempty"`
 	// Evidence lists what was looked at and found, in order.
 	Evidence []string `json:"evidence"`
 }
+
+// Unsupported says why a host cannot be configured, and what works there instead.
+type Unsupported struct {
+	// Reason is what on the host prevents the edit.
+	Reason string `json:"reason"`
+	// Override is the way the distribution's own documentation offers to add a runtime.
+	Override string `json:"override"`
+}
+
+// String returns the reason and the override in one sentence.
+func (u Unsupported) String() string { return u.Reason + "; instead, " + u.Override }
 
 // ConfigTarget is the containerd configuration to edit.
 type ConfigTarget struct {
@@ -84,7 +100,7 @@ type ConfigTarget struct {
 	Version int `json:"version"`
 	// Seed is the content to start from when a template does not exist yet.
 	Seed string `json:"seed,omitempty"`
-	// Imports is, for drop-in, the main config that imports the directory.
+	// Imports is the main config that imports the directory (drop-in) or the file (Talos' cri.toml).
 	Imports string `json:"imports,omitempty"`
 }
 

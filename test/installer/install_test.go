@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -120,6 +121,34 @@ func TestInstallKeepsRuncOnContainerd1(t *testing.T) {
 	n.uninstall(nil).mustSucceed(t, "uninstall")
 	if after := n.read(configPath); !bytes.Equal(after, before) {
 		t.Errorf("uninstall did not restore the config byte for byte:\n%s\nwant:\n%s", after, before)
+	}
+}
+
+// Issue 15: on a host whose containerd configuration the OS renders itself (Bottlerocket's settings API),
+// install changes nothing, exits 0 (a Job must not retry) and reports the node unsupported with the
+// reason and the route the OS offers instead.
+func TestInstallOnUnsupportedHost(t *testing.T) {
+	t.Parallel()
+	root := hostRoot(t)
+	if err := os.CopyFS(root, os.DirFS("../../pkg/distro/testdata/hosts/bottlerocket")); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, root)
+	builtins := t.TempDir()
+	if err := os.WriteFile(filepath.Join(builtins, "containerd-shim-wazero-v1"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := runInstaller(t, nil, "install", "--host-root="+root, "--result-file=", "--shim-name=wazero", "--runtime-type=io.containerd.wazero.v1",
+		"--source-builtin=wazero", "--builtin-dir="+builtins, "--container-runtime-version=containerd://1.7.27")
+	if r.err != nil || r.result.Success || r.result.Reason != result.ReasonUnsupportedHost || r.result.Distro != "bottlerocket" ||
+		!strings.Contains(r.result.Error, "settings API") || !strings.Contains(r.result.Error, "variant") || r.result.Changed {
+		t.Fatalf("want exit 0 with an unchanged, unsupported bottlerocket result naming the settings API and the override; got %v %+v\n%s", r.err, r.result, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "node unsupported") {
+		t.Errorf("stderr does not say the node is unsupported: %s", r.stderr)
+	}
+	if after := snapshot(t, root); after != before {
+		t.Error("install changed the unsupported host")
 	}
 }
 

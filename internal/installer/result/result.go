@@ -27,6 +27,7 @@ const (
 	ReasonInvalidArguments         = "InvalidArguments"
 	ReasonDetectFailed             = "DetectFailed"
 	ReasonUnsupportedPlatform      = "UnsupportedPlatform"
+	ReasonUnsupportedHost          = "UnsupportedHost"
 	ReasonFetchFailed              = "FetchFailed"
 	ReasonBinaryFailed             = "BinaryFailed"
 	ReasonConfigUnparseable        = "ConfigUnparseable"
@@ -44,6 +45,13 @@ const (
 	ReasonTimeout                  = "Timeout"
 	ReasonInternal                 = "Internal"
 )
+
+// IsUnsupported reports whether a failure reason means that the node cannot take the shim at all (no
+// binary for its platform, a host whose containerd configuration cannot be edited): nothing was
+// changed, retrying cannot help, and the manager marks the node unsupported rather than failed.
+func IsUnsupported(reason string) bool {
+	return reason == ReasonUnsupportedPlatform || reason == ReasonUnsupportedHost
+}
 
 // Step is one timed phase of a run.
 type Step struct {
