@@ -6,7 +6,7 @@
 #   hack/tools.sh env                 print the environment (VAR=value) that points tests at the tools
 #   hack/tools.sh exec -- CMD...      install nothing; run CMD with that environment
 #
-# Tools: debian (containerd 1.6, runc, CNI plugins), containerd, kubernetes, etcd, crictl, kwok, helm,
+# Tools: debian (containerd 1.6, runc, CNI plugins, qemu-user-static), containerd, kubernetes, etcd, crictl, kwok, helm,
 # staticcheck, controller-gen. Everything is built from the Go module proxy or installed from Debian.
 set -euo pipefail
 
@@ -75,11 +75,13 @@ drop_replaces() {
 }
 
 # DEBIAN_PACKAGES: containerd 1.6, runc and the CNI plugins for the daemons; iptables and iproute2 (ip) for
-# the local cluster's pod network and its cleanup.
-DEBIAN_PACKAGES=(containerd runc containernetworking-plugins iptables iproute2)
+# the local cluster's pod network and its cleanup; qemu-user-static (qemu-aarch64-static) to run the arm64
+# binaries on an amd64 machine (test/arm64; called explicitly, no binfmt_misc registration is needed).
+DEBIAN_PACKAGES=(containerd runc containernetworking-plugins iptables iproute2 qemu-user-static)
 
 install_debian() {
   if command -v runc >/dev/null && command -v iptables >/dev/null && command -v ip >/dev/null &&
+    command -v qemu-aarch64-static >/dev/null &&
     [[ -x /usr/bin/containerd && -x /usr/lib/cni/bridge ]] &&
     /usr/bin/containerd --version 2>/dev/null | grep -q ' 1\.6\.'; then
     return 0
@@ -215,6 +217,7 @@ WASMKUBE_CONTAINERD1=/usr/bin/containerd
 WASMKUBE_CONTAINERD2_DIR=$(tool_dir containerd "$CONTAINERD_VERSION")/bin
 WASMKUBE_RUNC=$(command -v runc || echo /usr/sbin/runc)
 WASMKUBE_CNI_DIR=/usr/lib/cni
+WASMKUBE_QEMU_AARCH64=$(command -v qemu-aarch64-static || echo /usr/bin/qemu-aarch64-static)
 WASMKUBE_KUBE_DIR=$k8s
 WASMKUBE_ETCD=$etcd/etcd
 KUBEBUILDER_ASSETS=$assets

@@ -24,6 +24,7 @@ const (
 	EnvKwokDir        = "WASMKUBE_KWOK_DIR"        // kwok, kwokctl under bin/, stage files under stage/
 	EnvHelm           = "WASMKUBE_HELM"            // helm binary
 	EnvCacheDir       = "WASMKUBE_CACHE_DIR"       // the tool cache root
+	EnvQemuAarch64    = "WASMKUBE_QEMU_AARCH64"    // Debian's qemu-aarch64-static, runs linux/arm64 binaries
 )
 
 // Integration skips t under -short. Tests that start real daemons or build binaries call it first.
@@ -65,6 +66,10 @@ func CNIDir(t testing.TB) string { return Path(t, EnvCNIDir) }
 
 // KubeBinary returns the path of one Kubernetes binary (kube-apiserver, kubelet, ...).
 func KubeBinary(t testing.TB, name string) string { return Path(t, EnvKubeDir, name) }
+
+// QemuAarch64 returns the path of qemu-aarch64-static (qemu-user), which runs a linux/arm64 binary
+// given as its first argument.
+func QemuAarch64(t testing.TB) string { return Path(t, EnvQemuAarch64) }
 
 // EnvtestAssets returns the directory holding kube-apiserver and etcd for envtest.
 func EnvtestAssets(t testing.TB) string { return Path(t, EnvEnvtestAssets) }
