@@ -220,7 +220,8 @@ type NodeCounts struct {
 	Installing int32 `json:"installing"`
 	// Failed nodes failed the current spec.
 	Failed int32 `json:"failed"`
-	// Unsupported nodes have a platform the source offers no artifact for.
+	// Unsupported nodes have a platform the source offers no artifact for, or a host whose containerd
+	// configuration wasmkube cannot edit (e.g. Talos, Bottlerocket); they spend no failure budget.
 	Unsupported int32 `json:"unsupported"`
 	// Uninstalling nodes have an uninstall Job running.
 	Uninstalling int32 `json:"uninstalling"`

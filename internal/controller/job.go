@@ -209,10 +209,11 @@ type Outcome struct {
 
 // jobOutcome reads a Job and the pods it created. A Job that reports success counts as success even when
 // the installer found nothing to do (a retried pod after a containerd restart); a Job whose result
-// says success=false counts as failed, unless its reason says the node cannot take the shim at all
-// (result.IsUnsupported), which makes the node unsupported and spends no failure budget. A pod that succeeded with a successful result settles the Job
-// before the job controller marks it Complete (a Job with one completion cannot fail after that), which
-// saves a round trip per node. ok is false while a finished Job's result is not readable yet.
+// says success=false counts as failed, unless its reason says that the node cannot take the shim at all
+// (result.IsUnsupported: the node becomes unsupported and spends no failure budget). A pod that
+// succeeded with a successful result settles the Job before the job controller marks it Complete (a Job
+// with one completion cannot fail after that), which saves a round trip per node. ok is false while a
+// finished Job's result is not readable yet.
 func jobOutcome(job *cachedJob, pods []*cachedPod) (o Outcome, ok bool) {
 	if job == nil || job.DeletionTimestamp != nil {
 		return Outcome{Phase: rollout.JobNone}, true
