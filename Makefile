@@ -76,7 +76,7 @@ bench-installer: ## Median bare restart, install, re-run and uninstall on contai
 # GENERATED lists every path `make generate` writes; verify-generate fails when any of them differs from git.
 # The Helm chart holds copies of the CRDs and the RBAC (see generate-copies), so a stale chart fails too.
 GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac \
-	charts/wasmkube/crds charts/wasmkube/files/rbac
+	charts/wasmkube/crds charts/wasmkube/files/rbac charts/wasmkube/files/policy
 
 # The CRD generator reads only the API package: it would take the controller's cache records, which embed
 # ObjectMeta, for API types and refuse their untagged fields.
@@ -91,11 +91,12 @@ generate: ## Regenerate deepcopy code, the Shim CRD and the manager's RBAC with 
 	$(MAKE) --no-print-directory generate-copies
 
 .PHONY: generate-copies
-generate-copies: # Copies of generated files elsewhere in the tree (e.g. the chart's crds/).
-	rm -rf charts/wasmkube/crds charts/wasmkube/files/rbac
-	mkdir -p charts/wasmkube/crds charts/wasmkube/files/rbac
+generate-copies: # Copies of generated and hand-written manifests in the chart (crds/, files/).
+	rm -rf charts/wasmkube/crds charts/wasmkube/files/rbac charts/wasmkube/files/policy
+	mkdir -p charts/wasmkube/crds charts/wasmkube/files/rbac charts/wasmkube/files/policy
 	cp config/crd/bases/*.yaml charts/wasmkube/crds/
 	cp config/rbac/role.yaml charts/wasmkube/files/rbac/role.yaml
+	cp config/policy/*.yaml charts/wasmkube/files/policy/
 
 .PHONY: verify-generate
 verify-generate: generate ## Fail when generated files are stale (run `make generate` and commit).

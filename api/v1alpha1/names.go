@@ -55,6 +55,12 @@ const (
 	ReasonSourceUnresolvable  = "SourceUnresolvable"  // Degraded=True: the OCI index could not be read
 	ReasonInvalidSpec         = "InvalidSpec"         // Degraded=True: the spec has values admission cannot check
 	ReasonRuntimeClassFailed  = "RuntimeClassFailed"  // Degraded=True: the RuntimeClass could not be applied
+	// ReasonHandlerConflict (Ready, Progressing False, Degraded True, and an Event): another Shim holds the
+	// handler; nothing is installed for this Shim.
+	ReasonHandlerConflict = "HandlerConflict"
+	// ReasonRuntimeClassConflict (as ReasonHandlerConflict): another Shim holds the RuntimeClass name, or
+	// a RuntimeClass wasmkube does not manage has it.
+	ReasonRuntimeClassConflict = "RuntimeClassConflict"
 	ReasonInstalled           = "Installed"           // Event: a node installed the shim
 	ReasonInstallFailed       = "InstallFailed"       // Event: a node's install failed
 	ReasonUninstalled         = "Uninstalled"         // Event: a node's uninstall finished

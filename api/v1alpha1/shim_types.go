@@ -16,6 +16,7 @@ import (
 // +kubebuilder:printcolumn:name="Ready",type=integer,JSONPath=`.status.nodes.ready`,description="Nodes where the shim is installed and ready"
 // +kubebuilder:printcolumn:name="Selected",type=integer,JSONPath=`.status.nodes.selected`,description="Nodes the Shim selects"
 // +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.nodes.failed`,description="Nodes where the install failed"
+// +kubebuilder:printcolumn:name="Degraded",type=string,JSONPath=`.status.conditions[?(@.type=="Degraded")].reason`,description="Why the Shim is degraded (HandlerConflict, RuntimeClassConflict, NodesFailed, ...), or NoFailures"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 58",message="metadata.name must be at most 58 characters: it becomes part of the node label shim.wasmkube.io/<name> and the annotation shim.wasmkube.io/<name>.hash"
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="metadata.name must be a DNS label (lowercase letters, digits and '-', starting and ending with a letter or digit)"
@@ -65,9 +66,11 @@ type ShimSpec struct {
 	Source ShimSource `json:"source"`
 
 	// Options are the containerd runtime options of the handler, e.g. {SystemdCgroup: true}. Names are
-	// TOML bare keys; values are strings, booleans or numbers and keep their type in the containerd
-	// config. (The API server cannot type-check free-form values with CEL; the manager refuses a Shim
-	// with other values with the condition Degraded=True, reason InvalidSpec, before any Job runs.)
+	// TOML bare keys. A value is a string, a boolean, an integer within int64, a number with a fractional
+	// part (a float) or a list of strings, and reaches the containerd config with its exact value and
+	// type. wasmkube's admission policy (installed by the chart) refuses other values, such as an integer
+	// beyond int64 or 2.0 (which the API server stores as the integer 2); without the policy the manager
+	// refuses them with the condition Degraded=True, reason InvalidSpec, before any Job runs.
 	// +optional
 	// +kubebuilder:validation:MaxProperties=32
 	Options map[string]apiextensionsv1.JSON `json:"options,omitempty"`

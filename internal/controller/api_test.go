@@ -17,6 +17,16 @@ import (
 
 const sha = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
+// options sets a Shim's options from raw JSON values.
+func options(raw map[string]string) func(*v1alpha1.Shim) {
+	return func(s *v1alpha1.Shim) {
+		s.Spec.Options = map[string]apiextensionsv1.JSON{}
+		for k, v := range raw {
+			s.Spec.Options[k] = apiextensionsv1.JSON{Raw: []byte(v)}
+		}
+	}
+}
+
 func validShim(name string, mut ...func(*v1alpha1.Shim)) *v1alpha1.Shim {
 	s := &v1alpha1.Shim{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -140,6 +150,32 @@ func TestAPIValidation(t *testing.T) {
 			shim:    validShim("bad.name"),
 			wantErr: "metadata.name must be a DNS label",
 		},
+		// Issue 13: option values must survive storage as the TOML type they were written as
+		// (config/policy/shim-options.yaml).
+		"options of every type": {shim: validShim("ok-options", options(map[string]string{
+			"Str": `"with \"quotes\", C:\\path, a\ttab, \u00e9\u65e5"`, "Max": "9223372036854775807",
+			"Min": "-9223372036854775808", "Ratio": "0.25", "Tiny": "1e-7", "On": "true", "List": `["a", "b c", ""]`,
+			"Empty": "[]"}))},
+		"option integer beyond int64": {
+			shim:    validShim("bad-opt-int", options(map[string]string{"Big": "18446744073709551616"})),
+			wantErr: "spec.options: Big: a value must be a string, a boolean, an integer from -9223372036854775808 to 9223372036854775807",
+		},
+		"option whole-number float": {
+			shim:    validShim("bad-opt-float", options(map[string]string{"Two": "2.0"})),
+			wantErr: "spec.options: Two: a value must be",
+		},
+		"option object": {
+			shim:    validShim("bad-opt-obj", options(map[string]string{"Nested": `{"a":1}`})),
+			wantErr: "spec.options: Nested: a value must be",
+		},
+		"option list of numbers": {
+			shim:    validShim("bad-opt-list", options(map[string]string{"Ints": "[1, 2]", "Ok": `"x"`})),
+			wantErr: "spec.options: Ints: a value must be",
+		},
+		"option name not a bare key": {
+			shim:    validShim("bad-opt-name", options(map[string]string{"with space": "1"})),
+			wantErr: "spec.options: with space: an option name must be a TOML bare key",
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			err := k8s.Create(ctx, tc.shim)
@@ -170,6 +206,18 @@ func TestAPIValidation(t *testing.T) {
 		err := k8s.Update(ctx, s)
 		if err == nil || !strings.Contains(err.Error(), "handler is immutable") {
 			t.Fatalf("update of handler: %v; want 'handler is immutable'", err)
+		}
+	})
+
+	t.Run("changed options are checked again", func(t *testing.T) {
+		s := validShim("upd-options", options(map[string]string{"A": "1"}))
+		if err := k8s.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = k8s.Delete(context.Background(), s) })
+		options(map[string]string{"A": "1", "B": "1.0"})(s)
+		if err := k8s.Update(ctx, s); err == nil || !strings.Contains(err.Error(), "spec.options: B: a value must be") {
+			t.Fatalf("update to a whole-number float: %v; want it refused", err)
 		}
 	})
 

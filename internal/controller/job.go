@@ -205,6 +205,8 @@ type Outcome struct {
 	Duration time.Duration
 	// Detail is a one-line description for Events.
 	Detail string
+	// Busy is true when the installer found the node lock held until its deadline (reason NodeBusy).
+	Busy bool
 }
 
 // jobOutcome reads a Job and the pods it created. A Job that reports success counts as success even when
@@ -242,7 +244,7 @@ func jobOutcome(job *cachedJob, pods []*cachedPod) (o Outcome, ok bool) {
 		o.Duration = time.Duration(r.DurationMS) * time.Millisecond
 	}
 	if !r.Success {
-		o.Phase = rollout.JobFailed
+		o.Phase, o.Busy = rollout.JobFailed, r.Reason == result.ReasonNodeBusy
 		if result.IsUnsupported(r.Reason) {
 			o.Phase = rollout.JobUnsupported
 		}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	nodev1 "k8s.io/api/node/v1"
@@ -450,10 +451,34 @@ func TestHandlerPostCheck(t *testing.T) {
 	}
 }
 
-// TestInvalidOptionsHoldInstalls: option values the API server cannot type-check are refused by the
-// manager with Degraded=InvalidSpec before any Job runs.
+// TestInvalidOptionsHoldInstalls: on a cluster without wasmkube's admission policy (which refuses such
+// options), option values the installer cannot write are refused by the manager with
+// Degraded=InvalidSpec before any Job runs. Once the policy is back, the Shim can still be deleted: the
+// policy checks only options that change.
 func TestInvalidOptionsHoldInstalls(t *testing.T) {
 	h := newHarness(t)
+	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{ObjectMeta: metav1.ObjectMeta{Name: "wasmkube-shim-options"}}
+	if err := k8s.Get(h.ctx, client.ObjectKeyFromObject(binding), binding); err != nil {
+		t.Fatal(err)
+	}
+	restore := func() error {
+		binding.ResourceVersion, binding.UID = "", ""
+		if err := k8s.Create(context.Background(), binding); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("restore the policy binding: %w", err)
+		}
+		return waitPolicyEnforced(h.ctx, true)
+	}
+	if err := k8s.Delete(h.ctx, binding); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := restore(); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := waitPolicyEnforced(h.ctx, false); err != nil {
+		t.Fatalf("policy still enforced after its binding was deleted: %v", err)
+	}
 	h.addNodes("amd64", map[string]string{"test-pool": "inv"}, nil, "inv-0")
 	h.start()
 	h.create(validShim("inv", pool("inv"), func(s *v1alpha1.Shim) {
@@ -470,4 +495,16 @@ func TestInvalidOptionsHoldInstalls(t *testing.T) {
 	if err := k8s.List(h.ctx, &list, client.InNamespace(h.ns)); err != nil || len(list.Items) != 0 {
 		t.Errorf("%d Jobs (%v) for an invalid Shim, want none", len(list.Items), err)
 	}
+
+	if err := restore(); err != nil {
+		t.Fatal(err)
+	}
+	h.update("inv", func(s *v1alpha1.Shim) { s.Labels = map[string]string{"touched": "yes"} })
+	if err := k8s.Delete(h.ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	h.eventually("Shim inv deleted (its finalizer removed under the policy)", 30*time.Second, func(ctx context.Context) (bool, string, error) {
+		err := k8s.Get(ctx, client.ObjectKey{Name: "inv"}, &v1alpha1.Shim{})
+		return apierrors.IsNotFound(err), fmt.Sprint(err), client.IgnoreNotFound(err)
+	})
 }

@@ -51,10 +51,12 @@ type ShimReconciler struct {
 	objects   *store
 	platforms platformCache
 	expect    jobExpectations
+	waiters   nodeWaiters
 }
 
 // jobExpectations remembers Jobs this manager created that its cache has not shown yet, so that a quick
-// second reconcile counts them against the rollout budget instead of starting more.
+// second reconcile counts them against the rollout budget instead of starting more, and other Shims'
+// reconciles see their nodes occupied (see nodeops.go).
 type jobExpectations struct {
 	mu      sync.Mutex
 	created map[jobKey]time.Time // when
@@ -67,21 +69,15 @@ type jobKey struct {
 	hash       string
 }
 
-func (e *jobExpectations) add(key jobKey) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.created == nil {
-		e.created = map[jobKey]time.Time{}
-	}
-	e.created[key] = time.Now()
-}
+// expectationTimeout is how long a created Job is expected before the cache's view counts alone.
+const expectationTimeout = time.Minute
 
 // pending reports whether key was created recently and not seen since; seen clears it.
 func (e *jobExpectations) pending(key jobKey, seen bool) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	at, ok := e.created[key]
-	if ok && (seen || time.Since(at) > time.Minute) {
+	if ok && (seen || time.Since(at) > expectationTimeout) {
 		delete(e.created, key)
 		return false
 	}
@@ -99,9 +95,10 @@ func (r *ShimReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("shim").
 		For(&v1alpha1.Shim{}).
-		Watches(&batchv1.Job{}, handler.EnqueueRequestsFromMapFunc(shimOfRecord)).
-		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(shimOfRecord)).
-		Owns(&nodev1.RuntimeClass{}).
+		Watches(&batchv1.Job{}, handler.EnqueueRequestsFromMapFunc(r.shimsOfRecord)).
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.shimsOfRecord)).
+		Watches(&v1alpha1.Shim{}, handler.EnqueueRequestsFromMapFunc(r.rivals)).
+		Watches(&nodev1.RuntimeClass{}, handler.EnqueueRequestsFromMapFunc(r.shimsOfRuntimeClass)).
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.allShims),
 			builder.WithPredicates(nodeChanged())).
 		Complete(r)
@@ -118,22 +115,6 @@ func (r *ShimReconciler) allShims(ctx context.Context, _ client.Object) []reconc
 		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Name: s.Name}})
 	}
 	return out
-}
-
-// shimOfRecord maps a cached installer Job or pod to its Shim by its Shim label (the cache keeps no
-// owner references; see cachedJob). A pod's result is thus read as soon as it terminates.
-func shimOfRecord(_ context.Context, o client.Object) []reconcile.Request {
-	var name string
-	switch o := o.(type) {
-	case *cachedJob:
-		name = o.Shim
-	case *cachedPod:
-		name = o.Shim
-	}
-	if name != "" {
-		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: name}}}
-	}
-	return nil
 }
 
 // nodeChanged passes node events that can change a rollout: creation, deletion, and updates of labels,
@@ -160,6 +141,7 @@ func (r *ShimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	if err := r.Client.Get(ctx, req.NamespacedName, &shim); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.Metrics.forget(req.Name)
+			r.waiters.set(req.Name, nil)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, fmt.Errorf("get Shim %s: %w", req.Name, err)
@@ -187,14 +169,21 @@ func (r *ShimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 			errs = append(errs, err)
 		}
 	} else {
-		st.RuntimeClassName = rollout.RuntimeClassName(&shim)
-		if err := r.applyRuntimeClass(ctx, &shim); err != nil {
-			st.RuntimeClassError = err.Error()
+		c, err := r.findConflict(ctx, &shim)
+		if err == nil && c == nil {
+			if c, err = r.applyRuntimeClass(ctx, &shim); err != nil {
+				st.RuntimeClassError = err.Error()
+			} else if c == nil {
+				st.RuntimeClassName = rollout.RuntimeClassName(&shim)
+			}
+		}
+		if err != nil {
 			errs = append(errs, err)
 		}
+		st.Conflict = c
 	}
 	var platforms []rollout.Platform // nil holds installs, not uninstalls
-	if !deleting {
+	if !deleting && st.Conflict == nil {
 		var err error
 		if _, err = rollout.OptionFlags(rollout.RawOptions(&shim)); err != nil {
 			st.InvalidSpec = err.Error()
@@ -219,10 +208,23 @@ func (r *ShimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	})
 	errs = append(errs, r.apply(ctx, &shim, hash, plan, outcomes)...)
 	st.Plan = plan
-	if prev := meta.FindStatusCondition(shim.Status.Conditions, v1alpha1.ConditionDegraded); plan.Paused &&
-		(prev == nil || prev.Reason != v1alpha1.ReasonRolloutPaused) {
+	var waiting []string
+	for _, v := range view {
+		if v.BusyWith != "" {
+			waiting = append(waiting, v.Name)
+		}
+	}
+	r.waiters.set(shim.Name, waiting)
+	if plan.Waiting > 0 {
+		requeue = minPositive(requeue, waitRequeue)
+	}
+	prev := meta.FindStatusCondition(shim.Status.Conditions, v1alpha1.ConditionDegraded)
+	if plan.Paused && (prev == nil || prev.Reason != v1alpha1.ReasonRolloutPaused) {
 		r.Recorder.Eventf(&shim, nil, corev1.EventTypeWarning, v1alpha1.ReasonRolloutPaused, "Pause",
 			"rollout paused: %d nodes failed, more than maxFailures %d", plan.Counts.Failed, st.MaxFailures)
+	}
+	if c := st.Conflict; c != nil && (prev == nil || prev.Reason != c.reason) {
+		r.Recorder.Eventf(&shim, nil, corev1.EventTypeWarning, c.reason, "Refuse", "%s", c.message)
 	}
 
 	if len(errs) > 0 {
@@ -265,6 +267,7 @@ func (r *ShimReconciler) observe(shim *v1alpha1.Shim, hash string) ([]rollout.No
 	label, annotation := v1alpha1.NodeStateLabel(shim.Name), v1alpha1.NodeHashAnnotation(shim.Name)
 	outcomes := map[string]Outcome{}
 	jobs := r.jobsByNode(shim.Name, hash)
+	busy := r.busyNodes(shim.Name)
 	nodes := r.objects.allNodes()
 	view := make([]rollout.Node, 0, len(nodes))
 	waitResult := false
@@ -287,6 +290,7 @@ func (r *ShimReconciler) observe(shim *v1alpha1.Shim, hash string) ([]rollout.No
 		v.Install, waitInstall = r.jobState(shim.Name, n.Name, rollout.Install, hash, nj.install, v.State, outcomes)
 		v.Uninstall, waitUninstall = r.jobState(shim.Name, n.Name, rollout.Uninstall, hash, nj.uninstall, v.State, outcomes)
 		waitResult = waitResult || waitInstall || waitUninstall
+		v.BusyWith = busy(n.Name)
 		view = append(view, v)
 	}
 	return view, outcomes, waitResult
@@ -342,7 +346,7 @@ func (r *ShimReconciler) jobState(shim, node string, op rollout.Operation, hash 
 		o.Phase = rollout.JobActive // hold the node until its result is readable
 	}
 	outcomes[job.Name] = o
-	return rollout.Job{Phase: o.Phase, Detail: o.Detail, Finished: o.Finished}, !ok
+	return rollout.Job{Phase: o.Phase, Detail: o.Detail, Finished: o.Finished, Busy: o.Busy}, !ok
 }
 
 // forgetDeletedNodes deletes the running Jobs of nodes that left the cluster.
@@ -460,8 +464,25 @@ func (r *ShimReconciler) applyNode(ctx context.Context, shim *v1alpha1.Shim, has
 		node = cached.node()
 		related = node
 	}
+	// A start claims the node before its label moves: another Shim's Job there makes it wait.
+	var claimed []jobKey
+	release := func() {
+		for _, k := range claimed {
+			r.expect.forget(k)
+		}
+	}
+	for _, s := range w.starts {
+		key := jobKey{shim.Name, s.Node, s.Op, hash}
+		if other := r.claimNode(key); other != "" {
+			release()
+			ctrl.LoggerFrom(ctx).V(1).Info("node busy with another Shim's operation; the Job waits", "node", s.Node, "shim", other)
+			return nil
+		}
+		claimed = append(claimed, key)
+	}
 	for _, c := range w.changes {
 		if err := r.patchNode(ctx, shim.Name, c); err != nil {
+			release()
 			return err // the label did not move: its Job waits for the next reconcile
 		}
 		if c.Event == nil {
@@ -483,16 +504,21 @@ func (r *ShimReconciler) applyNode(ctx context.Context, shim *v1alpha1.Shim, has
 	}
 	for _, s := range w.starts {
 		if node == nil {
+			release()
 			return nil
 		}
 		job, err := BuildJob(r.Jobs, shim, node, s.Op, hash)
+		if err == nil {
+			if err = r.Client.Create(ctx, job); apierrors.IsAlreadyExists(err) {
+				err = nil
+			} else if err != nil {
+				err = fmt.Errorf("create %s Job %s for node %s: %w", s.Op, job.Name, s.Node, err)
+			}
+		}
 		if err != nil {
+			release()
 			return err
 		}
-		if err := r.Client.Create(ctx, job); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("create %s Job %s for node %s: %w", s.Op, job.Name, s.Node, err)
-		}
-		r.expect.add(jobKey{shim.Name, s.Node, s.Op, hash})
 	}
 	return nil
 }
@@ -544,25 +570,35 @@ func (r *ShimReconciler) patchNode(ctx context.Context, shim string, c rollout.C
 	return nil
 }
 
-// applyRuntimeClass server-side applies the Shim's RuntimeClass when the cached one differs, and deletes
-// RuntimeClasses the Shim owned under another name.
-func (r *ShimReconciler) applyRuntimeClass(ctx context.Context, shim *v1alpha1.Shim) error {
+// applyRuntimeClass creates the Shim's RuntimeClass, or server-side applies it when the one the Shim
+// controls differs, and deletes RuntimeClasses the Shim owned under another name. A RuntimeClass of the
+// name that the Shim does not control (created meanwhile) is a conflict: it is left alone.
+func (r *ShimReconciler) applyRuntimeClass(ctx context.Context, shim *v1alpha1.Shim) (*conflict, error) {
 	desired := desiredRuntimeClass(shim)
+	key := client.ObjectKey{Name: desired.Name}
 	var current nodev1.RuntimeClass
-	err := r.Client.Get(ctx, client.ObjectKey{Name: desired.Name}, &current)
-	switch {
-	case apierrors.IsNotFound(err):
-		err = r.Client.Apply(ctx, runtimeClassApply(desired), client.FieldOwner(FieldOwner), client.ForceOwnership)
-	case err == nil && !runtimeClassUpToDate(&current, desired):
-		if owner := metav1.GetControllerOf(&current); owner != nil && owner.UID != shim.UID {
-			return fmt.Errorf("RuntimeClass %s belongs to %s %s: choose another spec.runtimeClass.name", desired.Name, owner.Kind, owner.Name)
+	err := r.Client.Get(ctx, key, &current)
+	if apierrors.IsNotFound(err) {
+		// Create, never apply: an apply would adopt a RuntimeClass someone else created meanwhile.
+		if err = r.Client.Create(ctx, desired.DeepCopy(), client.FieldOwner(FieldOwner)); err == nil {
+			return nil, r.deleteRuntimeClasses(ctx, shim, desired.Name)
 		}
-		err = r.Client.Apply(ctx, runtimeClassApply(desired), client.FieldOwner(FieldOwner), client.ForceOwnership)
+		if apierrors.IsAlreadyExists(err) {
+			err = r.APIReader.Get(ctx, key, &current)
+		}
 	}
 	if err != nil {
-		return fmt.Errorf("apply RuntimeClass %s for Shim %s: %w", desired.Name, shim.Name, err)
+		return nil, fmt.Errorf("apply RuntimeClass %s for Shim %s: %w", desired.Name, shim.Name, err)
 	}
-	return r.deleteRuntimeClasses(ctx, shim, desired.Name)
+	if c := runtimeClassConflict(&current, shim); c != nil {
+		return c, nil
+	}
+	if !runtimeClassUpToDate(&current, desired) {
+		if err := r.Client.Apply(ctx, runtimeClassApply(desired), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+			return nil, fmt.Errorf("apply RuntimeClass %s for Shim %s: %w", desired.Name, shim.Name, err)
+		}
+	}
+	return nil, r.deleteRuntimeClasses(ctx, shim, desired.Name)
 }
 
 // deleteRuntimeClasses deletes the RuntimeClasses the Shim owns, except keep.

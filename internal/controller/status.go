@@ -21,6 +21,9 @@ type statusInput struct {
 	Plan             rollout.Output
 	// InvalidSpec, SourceError and RuntimeClassError describe problems that make the Shim Degraded.
 	InvalidSpec, SourceError, RuntimeClassError string
+	// Conflict is set when another Shim (or a RuntimeClass wasmkube does not manage) holds the Shim's
+	// handler or RuntimeClass name: nothing is installed for it.
+	Conflict *conflict
 }
 
 // computeStatus returns the Shim's new status. Conditions keep their LastTransitionTime unless their
@@ -39,6 +42,8 @@ func computeStatus(old v1alpha1.ShimStatus, in statusInput) v1alpha1.ShimStatus 
 
 	supported := c.Selected - c.Unsupported
 	switch {
+	case in.Conflict != nil:
+		set(v1alpha1.ConditionReady, metav1.ConditionFalse, in.Conflict.reason, in.Conflict.message)
 	case c.Selected == 0:
 		set(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonNoNodesSelected, "the Shim selects no node")
 	case c.Ready == supported:
@@ -50,7 +55,12 @@ func computeStatus(old v1alpha1.ShimStatus, in statusInput) v1alpha1.ShimStatus 
 	}
 
 	progress := fmt.Sprintf("%d installing, %d uninstalling, %d waiting", c.Installing, c.Uninstalling, in.Plan.Pending)
+	if in.Plan.Waiting > 0 {
+		progress += fmt.Sprintf(" (%d for another Shim's operation on the node)", in.Plan.Waiting)
+	}
 	switch {
+	case in.Conflict != nil && in.Plan.InFlight == 0:
+		set(v1alpha1.ConditionProgressing, metav1.ConditionFalse, in.Conflict.reason, "nothing is installed: "+in.Conflict.message)
 	case in.Plan.Paused:
 		set(v1alpha1.ConditionProgressing, metav1.ConditionFalse, v1alpha1.ReasonRolloutPaused, progress)
 	case in.Plan.InFlight > 0 || in.Plan.Pending > 0:
@@ -73,6 +83,8 @@ func computeStatus(old v1alpha1.ShimStatus, in statusInput) v1alpha1.ShimStatus 
 	switch {
 	case in.InvalidSpec != "":
 		set(v1alpha1.ConditionDegraded, metav1.ConditionTrue, v1alpha1.ReasonInvalidSpec, in.InvalidSpec)
+	case in.Conflict != nil:
+		set(v1alpha1.ConditionDegraded, metav1.ConditionTrue, in.Conflict.reason, in.Conflict.message)
 	case in.SourceError != "":
 		set(v1alpha1.ConditionDegraded, metav1.ConditionTrue, v1alpha1.ReasonSourceUnresolvable, in.SourceError)
 	case in.RuntimeClassError != "":

@@ -46,6 +46,20 @@ func TestComputeStatus(t *testing.T) {
 			in:   statusInput{InvalidSpec: "bad option", SourceError: "x", Plan: rollout.Output{Counts: v1alpha1.NodeCounts{Selected: 1}}},
 			want: want{"False/NodesNotReady", "False/RolloutComplete", "True/InvalidSpec"},
 		},
+		"handler conflict": {
+			in: statusInput{Conflict: &conflict{v1alpha1.ReasonHandlerConflict, "handler spin belongs to Shim spin"},
+				Plan: rollout.Output{Counts: v1alpha1.NodeCounts{Selected: 2}}},
+			want: want{"False/HandlerConflict", "False/HandlerConflict", "True/HandlerConflict"},
+		},
+		"RuntimeClass conflict while an uninstall runs": {
+			in: statusInput{Conflict: &conflict{v1alpha1.ReasonRuntimeClassConflict, "RuntimeClass x is not managed by wasmkube"},
+				Plan: rollout.Output{Counts: v1alpha1.NodeCounts{Uninstalling: 1}, InFlight: 1}},
+			want: want{"False/RuntimeClassConflict", "True/RollingOut", "True/RuntimeClassConflict"},
+		},
+		"waiting for another Shim's operation": {
+			in:   statusInput{Plan: rollout.Output{Counts: v1alpha1.NodeCounts{Selected: 2}, Pending: 2, Waiting: 1}},
+			want: want{"False/NodesNotReady", "True/RollingOut", "False/NoFailures"},
+		},
 		"unresolvable source": {
 			in:   statusInput{SourceError: "registry down", Plan: rollout.Output{Counts: v1alpha1.NodeCounts{Selected: 1}}},
 			want: want{"False/NodesNotReady", "False/RolloutComplete", "True/SourceUnresolvable"},

@@ -14,8 +14,9 @@ import (
 
 // Index names of the informer indexes the store adds.
 const (
-	indexShim   = "wasmkube.io/shim"    // Jobs by their Shim
-	indexJobUID = "wasmkube.io/job-uid" // installer pods by their Job's UID
+	indexShim       = "wasmkube.io/shim"        // Jobs by their Shim
+	indexActiveNode = "wasmkube.io/active-node" // unfinished Jobs by their node (finished ones are not indexed)
+	indexJobUID     = "wasmkube.io/job-uid"     // installer pods by their Job's UID
 )
 
 // store reads the manager's informer caches in place. A List through the cached client copies every
@@ -36,7 +37,7 @@ func newStore(ctx context.Context, c cache.Cache) (*store, error) {
 		indexers toolscache.Indexers
 	}{
 		{&corev1.Node{}, &s.nodes, nil},
-		{&batchv1.Job{}, &s.jobs, toolscache.Indexers{indexShim: jobShim}},
+		{&batchv1.Job{}, &s.jobs, toolscache.Indexers{indexShim: jobShim, indexActiveNode: activeJobNode}},
 		{&corev1.Pod{}, &s.pods, toolscache.Indexers{indexJobUID: podJobUID}},
 	} {
 		inf, err := c.GetInformer(ctx, x.obj)
@@ -60,6 +61,15 @@ func newStore(ctx context.Context, c cache.Cache) (*store, error) {
 func jobShim(obj any) ([]string, error) {
 	if j, ok := obj.(*cachedJob); ok && j.Shim != "" {
 		return []string{j.Shim}, nil
+	}
+	return nil, nil
+}
+
+// activeJobNode indexes a Job by its node while it runs: an index entry per running Job only, so the
+// index stays as small as the rollouts' concurrency.
+func activeJobNode(obj any) ([]string, error) {
+	if j, ok := obj.(*cachedJob); ok && j.Node != "" && j.Done == nil && j.DeletionTimestamp == nil {
+		return []string{j.Node}, nil
 	}
 	return nil, nil
 }
@@ -96,6 +106,11 @@ func (s *store) node(name string) *cachedNode {
 // shimJobs returns the cached Jobs of a Shim.
 func (s *store) shimJobs(shim string) []*cachedJob {
 	return indexed[cachedJob](s.jobs, indexShim, shim)
+}
+
+// activeJobs returns the cached Jobs that run on a node.
+func (s *store) activeJobs(node string) []*cachedJob {
+	return indexed[cachedJob](s.jobs, indexActiveNode, node)
 }
 
 // jobPods returns the cached pods of a Job.

@@ -1,9 +1,12 @@
 package controller
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -20,8 +23,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/apimachinery/pkg/watch"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -57,6 +62,9 @@ func TestMain(m *testing.M) {
 			scheme, _ := NewScheme()
 			k8s, setupErr = client.NewWithWatch(cluster.Config, client.Options{Scheme: scheme})
 		}
+		if setupErr == nil {
+			setupErr = applyPolicies()
+		}
 	}
 	code := m.Run()
 	if cluster != nil {
@@ -70,6 +78,63 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "control plane logs kept in %s\n", logDir)
 	}
 	os.Exit(code)
+}
+
+// policyDir holds the admission policies the chart installs beside the CRD.
+var policyDir = filepath.Join("..", "..", "config", "policy")
+
+// applyPolicies creates the admission policies of policyDir and waits until the API server enforces them.
+func applyPolicies() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	objs, err := readManifests(policyDir)
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		if err := k8s.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create %s %s: %w", o.GetKind(), o.GetName(), err)
+		}
+	}
+	return waitPolicyEnforced(ctx, true)
+}
+
+// waitPolicyEnforced waits until a dry-run create of a Shim with an option beyond int64 is refused
+// (enforced) or accepted (!enforced): the API server loads policies and bindings asynchronously.
+func waitPolicyEnforced(ctx context.Context, enforced bool) error {
+	probe := validShim("policy-probe", options(map[string]string{"Big": "18446744073709551616"}))
+	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 45*time.Second, true, func(ctx context.Context) (bool, error) {
+		err := k8s.Create(ctx, probe.DeepCopy(), client.DryRunAll)
+		return (err != nil) == enforced, nil
+	})
+}
+
+// readManifests decodes every YAML document of the directory's .yaml files.
+func readManifests(dir string) ([]*unstructured.Unstructured, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	if err != nil || len(files) == 0 {
+		return nil, fmt.Errorf("no manifests in %s: %v", dir, err)
+	}
+	var out []*unstructured.Unstructured
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+		for {
+			var o unstructured.Unstructured
+			if err := dec.Decode(&o.Object); errors.Is(err, io.EOF) {
+				break
+			} else if err != nil {
+				return nil, fmt.Errorf("decode %s: %w", f, err)
+			}
+			if len(o.Object) > 0 {
+				out = append(out, &o)
+			}
+		}
+	}
+	return out, nil
 }
 
 // managerLog sends the managers' logs to LOGDIR/manager.log.

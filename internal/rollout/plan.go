@@ -50,6 +50,10 @@ type Job struct {
 	Detail string
 	// Finished is when the Job finished (zero if unknown or not finished).
 	Finished time.Time
+	// Busy is true for a failed Job whose installer found the node lock held by another operation
+	// until its deadline (reason NodeBusy): it changed nothing, and the node waits for a new Job
+	// instead of failing.
+	Busy bool
 }
 
 // Node is what Plan needs to know about one node.
@@ -70,6 +74,10 @@ type Node struct {
 	// HandlersReported is true when the kubelet reports node.status.runtimeHandlers at all;
 	// HandlerListed is true when the Shim's handler is among them.
 	HandlersReported, HandlerListed bool
+	// BusyWith names another Shim whose node operation runs on the node: node operations run one at a
+	// time per node, whichever Shim they are for, so this Shim's next Job waits (the node is pending,
+	// not failed, and does not count against this Shim's budget).
+	BusyWith string
 }
 
 // Input is one reconcile's view of a Shim's rollout.
@@ -134,6 +142,8 @@ type Output struct {
 	Paused bool
 	// Pending is the number of nodes still waiting for a Job.
 	Pending int
+	// Waiting is the number of pending nodes that wait for another Shim's operation on the node.
+	Waiting int
 	// Canary is true when the budget was limited to one node because no node is ready at this spec yet.
 	Canary bool
 	// FailedNodes lists up to five failed node names for messages.
@@ -186,6 +196,10 @@ func Plan(in Input) Output {
 		switch {
 		case n.OtherActive || n.Uninstall.Phase == JobActive:
 			// Let the running Job finish before installing this spec.
+		case n.Install.Phase == JobFailed && n.Install.Busy:
+			// The node lock was held by another operation: nothing changed; run the Job again.
+			out.Restarts = append(out.Restarts, Restart{Node: n.Name, Op: Install})
+			out.Pending++
 		case n.Install.Phase == JobActive:
 			set(n, v1alpha1.NodeInstalling, n.Hash, nil)
 		case n.Install.Phase == JobSucceeded && n.State == v1alpha1.NodeInstalling:
@@ -235,6 +249,11 @@ func Plan(in Input) Output {
 		budget = 0
 	}
 	for _, n := range append(uninstalls, installs...) {
+		if n.BusyWith != "" {
+			out.Pending++
+			out.Waiting++
+			continue
+		}
 		if budget <= 0 {
 			out.Pending++
 			continue
@@ -290,6 +309,10 @@ func planLeave(n *Node, busy bool, set func(*Node, v1alpha1.NodeState, string, *
 		n.State == v1alpha1.NodeFailed && n.Hash == "" && n.Uninstall.Phase == JobNone:
 		// Nothing was ever installed here: unsupported, or the first install failed and was rolled back.
 		set(n, "", "", nil)
+	case n.Uninstall.Phase == JobFailed && n.Uninstall.Busy:
+		// The node lock was held by another operation: nothing changed; run the Job again.
+		out.Restarts = append(out.Restarts, Restart{Node: n.Name, Op: Uninstall})
+		out.Pending++
 	case n.Uninstall.Phase == JobSucceeded && n.State == v1alpha1.NodeUninstalling:
 		set(n, "", "", &Event{Reason: v1alpha1.ReasonUninstalled,
 			Message: fmt.Sprintf("node %s: uninstalled (%s)", n.Name, n.Uninstall.Detail)})

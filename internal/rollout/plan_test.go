@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -38,6 +39,18 @@ func state(s v1alpha1.NodeState, hash string) func(*Node) {
 func install(p JobPhase) func(*Node)   { return func(n *Node) { n.Install.Phase = p } }
 func uninstall(p JobPhase) func(*Node) { return func(n *Node) { n.Uninstall.Phase = p } }
 func deselected(n *Node)               { n.Selected = false }
+func busyWith(shim string) func(*Node) { return func(n *Node) { n.BusyWith = shim } }
+
+// busyJob marks the install (or uninstall) Job as failed on a locked node.
+func busyJob(install bool) func(*Node) {
+	return func(n *Node) {
+		if install {
+			n.Install.Busy = true
+		} else {
+			n.Uninstall.Busy = true
+		}
+	}
+}
 
 func input(nodes ...Node) Input {
 	return Input{SpecHash: "h2", PreviousHash: "h2", Platforms: []Platform{amd64}, MaxUnavailable: 2, MaxFailures: 1,
@@ -61,6 +74,33 @@ func TestPlan(t *testing.T) {
 			changes: []Change{{Node: "a", State: installing}},
 			starts:  []Start{{"a", Install}},
 			canary:  true,
+		},
+		// Issue 13: one node operation per node, whichever Shim it is for.
+		"a node busy with another Shim waits; the next node is the canary": {
+			in:      input(node("a", busyWith("spin")), node("b"), node("c")),
+			changes: []Change{{Node: "b", State: installing}},
+			starts:  []Start{{"b", Install}},
+			canary:  true,
+		},
+		"nodes busy with other Shims do not use the budget": {
+			in: input(node("a", state(ready, "h2")), node("b", busyWith("spin")), node("c", busyWith("wasmtime")),
+				node("d"), node("e")),
+			changes: []Change{{Node: "d", State: installing}, {Node: "e", State: installing}},
+			starts:  []Start{{"d", Install}, {"e", Install}},
+		},
+		"an upgrade waits on a busy node, which stays ready": {
+			in: input(node("a", state(ready, "h1"), busyWith("spin")), node("b", state(ready, "h2"))),
+		},
+		"an uninstall waits on a busy node": {
+			in: input(node("a", deselected, state(ready, "h2"), busyWith("spin"))),
+		},
+		"the installer found the node locked: the install runs again": {
+			in:       input(node("a", state(installing, "h1"), install(JobFailed), busyJob(true))),
+			restarts: []Restart{{"a", Install}},
+		},
+		"the installer found the node locked: the uninstall runs again": {
+			in:       input(node("a", deselected, state(uninstalling, "h2"), uninstall(JobFailed), busyJob(false))),
+			restarts: []Restart{{"a", Uninstall}},
 		},
 		"canary holds while running": {
 			in:     input(node("a", state(installing, ""), install(JobActive)), node("b")),
@@ -243,6 +283,15 @@ func TestPlan(t *testing.T) {
 	}
 }
 
+func TestPlanCountsWaiting(t *testing.T) {
+	t.Parallel()
+	out := Plan(input(node("a", busyWith("spin")), node("b", state(installing, "h1"), install(JobFailed), busyJob(true)), node("c")))
+	if out.Pending != 2 || out.Waiting != 1 || out.Counts.Failed != 0 || out.Paused {
+		t.Errorf("pending %d waiting %d failed %d paused %t; want 2 pending (one for another Shim), nothing failed",
+			out.Pending, out.Waiting, out.Counts.Failed, out.Paused)
+	}
+}
+
 func TestPlanCounts(t *testing.T) {
 	t.Parallel()
 	out := Plan(input(
@@ -412,5 +461,117 @@ func TestUnsupportedSpendsNoFailureBudget(t *testing.T) {
 		if out.Counts != want {
 			t.Errorf("%s nodes: counts %+v, want %+v", tc.state, out.Counts, want)
 		}
+	}
+}
+
+// TestPlanSimulationManyShims rolls three Shims out to the same nodes at once (issue 13): in each step
+// every Shim plans in a seeded random order, seeing which nodes another Shim's Job occupies, and some
+// Jobs end on a node the installer found locked (reason NodeBusy). It asserts that no node ever runs two
+// Jobs, that each Shim's budget counts only its own Jobs, that a locked node is never counted as
+// failed, and that every Shim converges.
+func TestPlanSimulationManyShims(t *testing.T) {
+	t.Parallel()
+	for seed := range uint64(20) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			t.Parallel()
+			rng := rand.New(rand.NewPCG(seed, 13))
+			const nodes = 12
+			shims := []string{"spin", "wasmtime", "wazero"}
+			budget := map[string]int{"spin": 1, "wasmtime": 3, "wazero": 12}
+			views := map[string][]Node{}
+			for _, s := range shims {
+				for i := range nodes {
+					views[s] = append(views[s], node(fmt.Sprintf("n%02d", i)))
+				}
+			}
+			for step := 0; ; step++ {
+				if step > 50*nodes {
+					t.Fatalf("no convergence after %d steps", step)
+				}
+				order := slices.Clone(shims)
+				rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+				active, pending := 0, 0
+				for _, s := range order {
+					in := input(views[s]...)
+					in.MaxUnavailable, in.MaxFailures = budget[s], 0
+					for i := range in.Nodes {
+						in.Nodes[i].BusyWith = ""
+						for _, o := range shims {
+							if o != s && views[o][i].Install.Phase == JobActive {
+								in.Nodes[i].BusyWith = o
+							}
+						}
+					}
+					out := Plan(in)
+					if out.Counts.Failed > 0 {
+						t.Fatalf("step %d: %s counts %d failed nodes; only locked nodes ended a Job unsuccessfully", step, s, out.Counts.Failed)
+					}
+					byName := map[string]*Node{}
+					for i := range in.Nodes {
+						byName[in.Nodes[i].Name] = &in.Nodes[i]
+					}
+					for _, c := range out.Changes {
+						byName[c.Node].State, byName[c.Node].Hash = c.State, c.Hash
+					}
+					for _, r := range out.Restarts {
+						byName[r.Node].Install = Job{}
+					}
+					for _, st := range out.Starts {
+						if n := byName[st.Node]; n.BusyWith != "" {
+							t.Fatalf("step %d: %s started a Job on %s, busy with %s", step, s, st.Node, n.BusyWith)
+						}
+						byName[st.Node].Install.Phase = JobActive
+					}
+					own := 0
+					for _, n := range in.Nodes {
+						if n.Install.Phase == JobActive {
+							own++
+						}
+					}
+					if own > budget[s] {
+						t.Fatalf("step %d: %s runs %d Jobs, budget %d", step, s, own, budget[s])
+					}
+					active, pending = active+own, pending+out.Pending
+					views[s] = in.Nodes
+				}
+				for i := range nodes {
+					running := 0
+					for _, s := range shims {
+						if views[s][i].Install.Phase == JobActive {
+							running++
+						}
+					}
+					if running > 1 {
+						t.Fatalf("step %d: node %d runs %d Jobs at once", step, i, running)
+					}
+				}
+				if active == 0 && pending == 0 {
+					for _, s := range shims {
+						for _, n := range views[s] {
+							if n.State != ready || n.Hash != "h2" {
+								t.Fatalf("%s: node %s is %q at %q at the end", s, n.Name, n.State, n.Hash)
+							}
+						}
+					}
+					return
+				}
+				// Finish some running Jobs; one in five found the node locked by a run outside the manager.
+				for _, s := range shims {
+					for i := range views[s] {
+						n := &views[s][i]
+						switch {
+						case n.Install.Phase != JobActive || rng.IntN(2) == 0:
+						case rng.IntN(5) == 0:
+							n.Install = Job{Phase: JobFailed, Busy: true}
+						default:
+							n.Install.Phase = JobSucceeded
+						}
+						if n.Install.Phase == JobSucceeded && n.State != installing {
+							n.Install = Job{} // expired
+						}
+					}
+				}
+			}
+		})
 	}
 }
