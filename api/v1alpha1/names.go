@@ -43,29 +43,25 @@ const (
 
 // Condition reasons of a Shim.
 const (
-	ReasonAllNodesReady       = "AllNodesReady"       // Ready=True
-	ReasonNoNodesSelected     = "NoNodesSelected"     // Ready=True, nothing to do
-	ReasonNodesNotReady       = "NodesNotReady"       // Ready=False
-	ReasonRollingOut          = "RollingOut"          // Progressing=True
-	ReasonUninstalling        = "Uninstalling"        // Progressing=True while the Shim is deleted
-	ReasonRolloutComplete     = "RolloutComplete"     // Progressing=False
-	ReasonRolloutPaused       = "RolloutPaused"       // Progressing=False, Degraded=True: failures exceed maxFailures
-	ReasonNodesFailed         = "NodesFailed"         // Degraded=True within the failure budget
-	ReasonNoFailures          = "NoFailures"          // Degraded=False
-	ReasonSourceUnresolvable  = "SourceUnresolvable"  // Degraded=True: the OCI index could not be read
-	ReasonInvalidSpec         = "InvalidSpec"         // Degraded=True: the spec has values admission cannot check
-	ReasonRuntimeClassFailed  = "RuntimeClassFailed"  // Degraded=True: the RuntimeClass could not be applied
-	// ReasonHandlerConflict (Ready, Progressing False, Degraded True, and an Event): another Shim holds the
-	// handler; nothing is installed for this Shim.
-	ReasonHandlerConflict = "HandlerConflict"
-	// ReasonRuntimeClassConflict (as ReasonHandlerConflict): another Shim holds the RuntimeClass name, or
-	// a RuntimeClass wasmkube does not manage has it.
-	ReasonRuntimeClassConflict = "RuntimeClassConflict"
-	ReasonInstalled           = "Installed"           // Event: a node installed the shim
-	ReasonInstallFailed       = "InstallFailed"       // Event: a node's install failed
-	ReasonUninstalled         = "Uninstalled"         // Event: a node's uninstall finished
-	ReasonUninstallFailed     = "UninstallFailed"     // Event: a node's uninstall failed
-	ReasonHandlerNotReported  = "HandlerNotReported"  // Event: the kubelet never listed the handler
-	ReasonUnsupportedPlatform = "UnsupportedPlatform" // Event: no artifact for a node's platform
-	ReasonUnsupportedHost     = "UnsupportedHost"     // Event: the installer found a host it cannot configure
+	ReasonAllNodesReady        = "AllNodesReady"        // Ready=True
+	ReasonNoNodesSelected      = "NoNodesSelected"      // Ready=True, nothing to do
+	ReasonNodesNotReady        = "NodesNotReady"        // Ready=False
+	ReasonRollingOut           = "RollingOut"           // Progressing=True
+	ReasonUninstalling         = "Uninstalling"         // Progressing=True while the Shim is deleted
+	ReasonRolloutComplete      = "RolloutComplete"      // Progressing=False
+	ReasonRolloutPaused        = "RolloutPaused"        // Progressing=False, Degraded=True: failures exceed maxFailures
+	ReasonNodesFailed          = "NodesFailed"          // Degraded=True within the failure budget
+	ReasonNoFailures           = "NoFailures"           // Degraded=False
+	ReasonSourceUnresolvable   = "SourceUnresolvable"   // Degraded=True: the OCI index could not be read
+	ReasonInvalidSpec          = "InvalidSpec"          // Degraded=True: the spec has values admission cannot check
+	ReasonRuntimeClassFailed   = "RuntimeClassFailed"   // Degraded=True: the RuntimeClass could not be applied
+	ReasonHandlerConflict      = "HandlerConflict"      // Ready, Progressing False, Degraded True, Event: another Shim holds the handler
+	ReasonRuntimeClassConflict = "RuntimeClassConflict" // as HandlerConflict: another Shim or no Shim holds the RuntimeClass name
+	ReasonInstalled            = "Installed"            // Event: a node installed the shim
+	ReasonInstallFailed        = "InstallFailed"        // Event: a node's install failed
+	ReasonUninstalled          = "Uninstalled"          // Event: a node's uninstall finished
+	ReasonUninstallFailed      = "UninstallFailed"      // Event: a node's uninstall failed
+	ReasonHandlerNotReported   = "HandlerNotReported"   // Event: the kubelet never listed the handler
+	ReasonUnsupportedPlatform  = "UnsupportedPlatform"  // Event: no artifact for a node's platform
+	ReasonUnsupportedHost      = "UnsupportedHost"      // Event: the installer found a host it cannot configure
 )
