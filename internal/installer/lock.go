@@ -67,11 +67,23 @@ func (in *Installer) lockNode(ctx context.Context, holder string) (*nodeLock, er
 		case <-t.C:
 		}
 	}
-	// Who holds the lock, for a waiter's message (best effort: the lock works without it).
-	if err := f.Truncate(0); err == nil {
-		f.WriteAt(fmt.Appendf(nil, "%s, pid %d, since %s\n", holder, os.Getpid(), time.Now().UTC().Format(time.RFC3339)), 0)
-	}
+	// Who holds the lock, for a waiter's message (best effort: the lock works without it). The record
+	// has a fixed size, so it is overwritten in place: truncating the file first made ext4 flush it to
+	// disk on close (its replace-by-truncate heuristic), which cost a quarter of a millisecond.
+	f.WriteAt(holderRecord(holder), 0)
 	return &nodeLock{f: f}, nil
+}
+
+// holderRecordSize is the size of the record naming the lock's holder in the lock file.
+const holderRecordSize = 256
+
+// holderRecord describes this process as the lock's holder, padded to holderRecordSize.
+func holderRecord(holder string) []byte {
+	rec := fmt.Sprintf("%s, pid %d, since %s", holder, os.Getpid(), time.Now().UTC().Format(time.RFC3339))
+	if len(rec) > holderRecordSize-1 {
+		rec = rec[:holderRecordSize-1]
+	}
+	return fmt.Appendf(nil, "%-*s\n", holderRecordSize-1, rec)
 }
 
 // unlock releases the lock (closing the file releases the flock).

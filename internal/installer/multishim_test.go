@@ -393,3 +393,22 @@ func metadata(t *testing.T, file string) string {
 	}
 	return fmt.Sprintf("%d:%d %o %s", st.Uid, st.Gid, st.Mode&0o7777, b.String())
 }
+
+// BenchmarkNodeLock measures taking and releasing the node lock when nobody else holds it: what every
+// installer operation pays for it (the file exists after the first operation on a node).
+func BenchmarkNodeLock(b *testing.B) {
+	in := &Installer{Target: Target{StateFile: "/opt/wasmkube/state.json"}, Host: Host{Files: DirFS{Root: b.TempDir()}}}
+	l, err := in.lockNode(context.Background(), "first")
+	if err != nil {
+		b.Fatal(err)
+	}
+	l.unlock()
+	b.ResetTimer()
+	for b.Loop() {
+		l, err := in.lockNode(context.Background(), "benchmark")
+		if err != nil {
+			b.Fatal(err)
+		}
+		l.unlock()
+	}
+}

@@ -230,7 +230,26 @@ func (m *multiNode) randomJSON() json.RawMessage {
 // step runs one random step and updates the model; it describes what it did.
 func (m *multiNode) step() string {
 	s := m.shims[m.rng.IntN(len(m.shims))]
-	switch k := m.rng.IntN(10); {
+	switch k := m.rng.IntN(11); {
+	case k == 10:
+		// Another Shim claims an installed Shim's handler: the installer refuses and changes nothing.
+		var owners []*rshim
+		for _, x := range m.shims {
+			if x.installed != nil {
+				owners = append(owners, x)
+			}
+		}
+		if len(owners) == 0 {
+			return "no takeover attempt (nothing installed)"
+		}
+		owner := owners[m.rng.IntN(len(owners))]
+		thief := &rshim{name: "rnd-thief", runtimeType: owner.runtimeType, builtins: m.t.TempDir()}
+		spec := m.newSpec(thief)
+		r, err := m.exec(op{shim: thief, install: true, spec: spec}, nil, 0, "--handler="+owner.name)
+		if err != nil || r.err == nil || r.result.Reason != "HandlerConflict" || r.result.Changed {
+			m.t.Fatalf("install of Shim rnd-thief with %s's handler: %v, %+v (stderr %s); want HandlerConflict, no change", owner.name, err, r.result, r.stderr)
+		}
+		return "takeover of " + owner.name + "'s handler refused"
 	case k < 4:
 		o := m.randomOp(s)
 		m.mustRun(o, nil, 0)
@@ -313,9 +332,9 @@ func (m *multiNode) settle(o op, r run, err error) {
 	}
 }
 
-// exec runs the node-installer for o, with extra environment, killing it with SIGKILL after delay
-// (if not 0). It is safe from any goroutine (it does not touch t).
-func (m *multiNode) exec(o op, env []string, delay time.Duration) (run, error) {
+// exec runs the node-installer for o, with extra environment and arguments, killing it with SIGKILL
+// after delay (if not 0). It is safe from any goroutine (it does not touch t).
+func (m *multiNode) exec(o op, env []string, delay time.Duration, extra ...string) (run, error) {
 	s := o.shim
 	args := []string{"uninstall", "--shim-name=" + s.name, "--handler=" + s.name}
 	if o.install {
@@ -331,6 +350,7 @@ func (m *multiNode) exec(o op, env []string, delay time.Duration) (run, error) {
 	}
 	args = append(args, "--restart=signal", "--shim-dir="+m.shimDir, "--host-root="+m.root, "--result-file=",
 		"--proc-root=/proc", "--timeout=3m")
+	args = append(args, extra...) // a later flag wins
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, nodeInstaller, args...)
