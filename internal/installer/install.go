@@ -344,13 +344,11 @@ func (in *Installer) rollback(ctx context.Context, p *plan, e *Entry, r *result.
 	defer cancel()
 	files, tx := in.Host.Files, e.Tx
 	var errs []error
-	changed, configRestored := false, false
-
 	configRestored, err := in.undoConfig(p, e)
 	if err != nil {
 		errs = append(errs, err)
 	}
-	changed = configRestored
+	changed := configRestored
 
 	if tx.BinaryBackup != "" {
 		want, _ := fileSHA256(files, tx.BinaryBackup)
@@ -431,7 +429,7 @@ func (in *Installer) undoConfig(p *plan, e *Entry) (bool, error) {
 // keepConfig decides whether a config file stays once handler's block has left it and out remains: a
 // file wasmkube created goes when no other handler's block is in it and nothing but its seed is left.
 func (in *Installer) keepConfig(st *State, handler, file string, out []byte) bool {
-	return len(st.others(handler, file)) > 0 || !st.created(file) ||
+	return st.shared(handler, file) || !st.created(file) ||
 		len(bytes.TrimSpace(out)) > 0 && string(out) != in.Target.Seed
 }
 

@@ -139,15 +139,14 @@ func (st *State) forget(file string) {
 	st.setCreated(file, false)
 }
 
-// others returns the entries of other handlers whose block lives in the config file.
-func (st *State) others(handler, configFile string) []*Entry {
-	var out []*Entry
+// shared reports whether another handler's block lives in the config file too.
+func (st *State) shared(handler, configFile string) bool {
 	for h, e := range st.Shims {
 		if h != handler && e.ConfigPath == configFile {
-			out = append(out, e)
+			return true
 		}
 	}
-	return out
+	return false
 }
 
 // binaryUser returns another handler's entry that names the binary path (now or before its open
@@ -167,7 +166,7 @@ func (st *State) binaryUser(handler, binPath string) *Entry {
 
 // save writes the state file atomically; an empty state removes the file.
 func (st *State) save(files Files, file string) error {
-	if len(st.Shims) == 0 && len(st.Created) == 0 {
+	if len(st.Shims) == 0 {
 		if err := files.Remove(file); err != nil {
 			return fmt.Errorf("remove state file %s: %w", file, err)
 		}

@@ -349,13 +349,7 @@ func TestPlanSimulation(t *testing.T) {
 					t.Fatalf("no convergence after %d steps", step)
 				}
 				out := Plan(in)
-				byName := map[string]*Node{}
-				for i := range in.Nodes {
-					byName[in.Nodes[i].Name] = &in.Nodes[i]
-				}
-				for _, c := range out.Changes {
-					byName[c.Node].State, byName[c.Node].Hash = c.State, c.Hash
-				}
+				byName := applyChanges(in.Nodes, out)
 				for _, r := range out.Restarts {
 					t.Fatalf("unexpected restart %+v", r)
 				}
@@ -414,6 +408,18 @@ func TestPlanSimulation(t *testing.T) {
 			}
 		})
 	}
+}
+
+// applyChanges applies a plan's label changes to the nodes and returns them by name.
+func applyChanges(nodes []Node, out Output) map[string]*Node {
+	byName := map[string]*Node{}
+	for i := range nodes {
+		byName[nodes[i].Name] = &nodes[i]
+	}
+	for _, c := range out.Changes {
+		byName[c.Node].State, byName[c.Node].Hash = c.State, c.Hash
+	}
+	return byName
 }
 
 func assertSettled(t *testing.T, deleting bool, maxFailures int, in Input, out Output) {
@@ -506,13 +512,7 @@ func TestPlanSimulationManyShims(t *testing.T) {
 					if out.Counts.Failed > 0 {
 						t.Fatalf("step %d: %s counts %d failed nodes; only locked nodes ended a Job unsuccessfully", step, s, out.Counts.Failed)
 					}
-					byName := map[string]*Node{}
-					for i := range in.Nodes {
-						byName[in.Nodes[i].Name] = &in.Nodes[i]
-					}
-					for _, c := range out.Changes {
-						byName[c.Node].State, byName[c.Node].Hash = c.State, c.Hash
-					}
+					byName := applyChanges(in.Nodes, out)
 					for _, r := range out.Restarts {
 						byName[r.Node].Install = Job{}
 					}
