@@ -134,10 +134,12 @@ func TestJobOutcome(t *testing.T) {
 	const noop = `{"operation":"install","success":true,"changed":false,"restarted":false,"durationMs":40}`
 	const bad = `{"operation":"install","success":false,"rolledBack":true,"reason":"VerifyFailed","error":"handler missing","durationMs":900}`
 	const unsupportedHost = `{"operation":"install","success":false,"reason":"UnsupportedHost","error":"talos node: nothing changed: read-only root","durationMs":40}`
+	const busy = `{"operation":"install","success":false,"reason":"NodeBusy","error":"node busy: another node-installer operation held the node lock","durationMs":300000}`
 	for name, tc := range map[string]struct {
 		job      *batchv1.Job
 		pods     []*corev1.Pod
 		phase    rollout.JobPhase
+		busy     bool
 		ok       bool
 		detail   string
 		duration time.Duration
@@ -173,6 +175,10 @@ func TestJobOutcome(t *testing.T) {
 			pods:  []*corev1.Pod{installerPod(corev1.PodSucceeded, unsupportedHost, now)},
 			phase: rollout.JobUnsupported, ok: true, duration: 40 * time.Millisecond,
 			detail: "UnsupportedHost: talos node: nothing changed: read-only root"},
+		"node lock held until the deadline": {job: finishedJob(batchv1.JobFailed, "BackoffLimitExceeded", now),
+			pods:  []*corev1.Pod{installerPod(corev1.PodFailed, busy, now)},
+			phase: rollout.JobFailed, busy: true, ok: true, duration: 300 * time.Second,
+			detail: "NodeBusy: node busy: another node-installer operation held the node lock"},
 		"deadline without a result": {job: finishedJob(batchv1.JobFailed, "DeadlineExceeded", old),
 			phase: rollout.JobFailed, ok: true, duration: 3 * time.Second, detail: "DeadlineExceeded: msg"},
 		"result not cached yet": {job: finishedJob(batchv1.JobComplete, "", now),
@@ -193,8 +199,8 @@ func TestJobOutcome(t *testing.T) {
 				pods = append(pods, cached[cachedPod](t, slimPod, p))
 			}
 			o, ok := jobOutcome(job, pods)
-			if o.Phase != tc.phase || ok != tc.ok || o.Detail != tc.detail || o.Duration != tc.duration {
-				t.Fatalf("jobOutcome = %+v, %v; want phase %v ok %v detail %q duration %s", o, ok, tc.phase, tc.ok, tc.detail, tc.duration)
+			if o.Phase != tc.phase || o.Busy != tc.busy || ok != tc.ok || o.Detail != tc.detail || o.Duration != tc.duration {
+				t.Fatalf("jobOutcome = %+v, %v; want phase %v busy %v ok %v detail %q duration %s", o, ok, tc.phase, tc.busy, tc.ok, tc.detail, tc.duration)
 			}
 		})
 	}

@@ -631,3 +631,53 @@ func fileMetadata(t testing.TB, file string) string {
 	}
 	return desc
 }
+
+// TestNodeLockThroughBinary: while another process holds the node lock, an install waits until its
+// deadline and fails with NodeBusy, naming the lock, having changed nothing; when the holder is killed
+// (SIGKILL), the kernel releases the lock and the next install goes ahead at once.
+func TestNodeLockThroughBinary(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, containerdtest.V2, 3)
+	before := n.read(configPath)
+	lock := filepath.Join(n.root, installer.LockFile(stateFile))
+	if err := os.MkdirAll(filepath.Dir(lock), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	holder := exec.Command("flock", lock, "sleep", "600")
+	holder.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := holder.Start(); err != nil {
+		t.Skipf("util-linux flock: %v", err)
+	}
+	t.Cleanup(func() { syscall.Kill(-holder.Process.Pid, syscall.SIGKILL); holder.Wait() })
+	// flock(1) has the lock once the file is locked by someone: wait for that.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		f, err := os.Open(lock)
+		if err == nil {
+			err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+			f.Close()
+		}
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("flock(1) did not take the lock: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// The last --timeout wins: node.install's own comes first.
+	r := runInstaller(t, nil, "install", "--shim-name="+shim, "--runtime-type="+runtimeType, "--source-builtin=wazero",
+		"--builtin-dir="+n.builtins, "--restart=signal", "--shim-dir="+n.shimDir, "--host-root="+n.root, "--result-file=",
+		"--proc-root=/proc", "--timeout=2s")
+	if r.err == nil || r.result.Reason != "NodeBusy" || r.result.Changed || !strings.Contains(r.result.Error, installer.LockFile(stateFile)) {
+		t.Fatalf("install while the node is locked: %v %+v", r.err, r.result)
+	}
+	if !bytes.Equal(n.read(configPath), before) || n.exists(stateFile) || n.exists(n.binPath) || n.d.Restarts() != 0 {
+		t.Error("an install that did not get the node lock changed the node")
+	}
+
+	syscall.Kill(-holder.Process.Pid, syscall.SIGKILL)
+	start := time.Now()
+	n.install(nil).mustSucceed(t, "install after the holder was killed")
+	t.Logf("install after the holder's SIGKILL took %s", time.Since(start).Round(time.Millisecond))
+}
