@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/wasmkube/wasmkube/internal/version"
 )
 
 // ErrMissingPackage means a binary's main package is not in the source tree (yet).
@@ -25,10 +27,13 @@ type Compiler struct {
 	Go string
 	// ModuleDir is the root of the Go module the packages are relative to.
 	ModuleDir string
+	// Version is stamped into the binaries for --version (internal/version); empty leaves the
+	// toolchain's module version.
+	Version string
 }
 
 // Compile builds pkg (relative to the module root, e.g. ./cmd/manager) for platform into out. The build
-// is static (CGO_ENABLED=0), uses -trimpath, -buildvcs=false and LDFlags, and pins GOAMD64/GOARM64 to
+// is static (CGO_ENABLED=0), uses -trimpath, -buildvcs=false and LDFlags (plus the Version stamp), and pins GOAMD64/GOARM64 to
 // the baseline so the caller's environment cannot change the bytes. A package directory without Go
 // files fails with ErrMissingPackage.
 func (c Compiler) Compile(ctx context.Context, pkg string, platform v1.Platform, out string) error {
@@ -41,8 +46,12 @@ func (c Compiler) Compile(ctx context.Context, pkg string, platform v1.Platform,
 	if goCmd == "" {
 		goCmd = "go"
 	}
+	ldflags := LDFlags
+	if c.Version != "" {
+		ldflags += " -X " + version.Variable + "=" + c.Version
+	}
 	cmd := exec.CommandContext(ctx, goCmd, "build", "-trimpath", "-buildvcs=false",
-		"-ldflags="+LDFlags, "-o", out, pkg)
+		"-ldflags="+ldflags, "-o", out, pkg)
 	cmd.Dir = c.ModuleDir
 	cmd.Env = append(os.Environ(),
 		"CGO_ENABLED=0",

@@ -19,8 +19,11 @@ import (
 	"github.com/wasmkube/wasmkube/internal/testenv"
 )
 
-// testTag names the images the integration tests build.
-const testTag = "ghcr.io/wasmkube/%s:test"
+// testTag names the images the integration tests build; testVersion is stamped into their binaries.
+const (
+	testTag     = "ghcr.io/wasmkube/%s:test"
+	testVersion = "v9.9.9-test"
+)
 
 // scratch is a directory for this package's integration builds, removed by TestMain.
 var scratch string
@@ -62,7 +65,7 @@ func moduleDir(t *testing.T) string {
 // buildAll compiles and writes every image under dir, as `make images` does.
 func buildAll(ctx context.Context, mod, dir string) buildResult {
 	r := buildResult{built: map[string]*Built{}, outputs: map[string]Output{}}
-	b := Builder{Compiler: Compiler{ModuleDir: mod}, Epoch: time.Unix(0, 0), WorkDir: filepath.Join(dir, "bin")}
+	b := Builder{Compiler: Compiler{ModuleDir: mod, Version: testVersion}, Epoch: time.Unix(0, 0), WorkDir: filepath.Join(dir, "bin")}
 	for _, def := range Definitions() {
 		built, err := b.Build(ctx, def)
 		if err != nil {
@@ -231,19 +234,19 @@ func TestIntegrationImportIntoContainerd(t *testing.T) {
 	}
 }
 
-// runBinaries starts each of def's binaries from the imported image with --help through runc, proving
-// the image unpacks and the binary runs without a shell.
+// runBinaries starts each of def's binaries from the imported image with --version through runc,
+// proving the image unpacks, the binary runs without a shell, and the build stamped its version.
 func runBinaries(t *testing.T, c *containerd, def Definition, ref string) {
 	t.Helper()
 	for i, bin := range def.Binaries {
 		id := fmt.Sprintf("wk-%s-%d-%d", def.Name, os.Getpid(), i)
-		out, err := c.ctr(context.Background(), "run", "--rm", ref, id, bin.Path, "--help")
+		out, err := c.ctr(context.Background(), "run", "--rm", ref, id, bin.Path, "--version")
 		if err != nil {
 			t.Errorf("run %s from %s: %v", bin.Path, ref, err)
 			continue
 		}
-		if !strings.Contains(strings.ToLower(out), "usage") {
-			t.Errorf("%s --help in %s printed no usage:\n%s", bin.Path, ref, out)
+		if !strings.Contains(out, testVersion) {
+			t.Errorf("%s --version in %s does not name the stamped version %s:\n%s", bin.Path, ref, testVersion, out)
 		}
 	}
 }

@@ -51,13 +51,13 @@ func (f *configFlags) bind(fs *pflag.FlagSet, handler bool) {
 // read checks the flags and reads the file.
 func (f *configFlags) read(fs *pflag.FlagSet, handler bool) ([]byte, error) {
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+		return nil, cli.Usagef("unexpected arguments %q", fs.Args())
 	}
 	if f.file == "" {
-		return nil, fmt.Errorf("--file is required")
+		return nil, cli.Usagef("--file is required")
 	}
 	if handler && f.handler == "" {
-		return nil, fmt.Errorf("--handler is required")
+		return nil, cli.Usagef("--handler is required")
 	}
 	doc, err := os.ReadFile(f.file)
 	if err != nil {
@@ -87,13 +87,13 @@ func (f *runtimeFlags) bind(fs *pflag.FlagSet) {
 
 func (f *runtimeFlags) runtime(handler string) (containerdcfg.Runtime, error) {
 	if f.runtimeType == "" {
-		return containerdcfg.Runtime{}, fmt.Errorf("--runtime-type is required")
+		return containerdcfg.Runtime{}, cli.Usagef("--runtime-type is required")
 	}
 	rt := containerdcfg.Runtime{Handler: handler, Type: f.runtimeType, Path: f.runtimePath}
 	for _, kv := range f.options {
 		o, err := containerdcfg.ParseOption(kv)
 		if err != nil {
-			return containerdcfg.Runtime{}, fmt.Errorf("--option: %w", err)
+			return containerdcfg.Runtime{}, cli.Usagef("--option: %w", err)
 		}
 		rt.Options = append(rt.Options, o)
 	}
@@ -124,11 +124,11 @@ func runContainerdConfigAdd(_ context.Context, args []string, env cli.LookupEnv,
 	}
 	major, err := parseContainerdMajor(containerdVersion)
 	if err != nil {
-		return fmt.Errorf("--containerd-version: %w", err)
+		return cli.Usagef("--containerd-version: %w", err)
 	}
 	if containerd2Only {
 		if major == 1 {
-			return fmt.Errorf("--containerd2-only contradicts --containerd-version %s", containerdVersion)
+			return cli.Usagef("--containerd2-only contradicts --containerd-version %s", containerdVersion)
 		}
 		major = 2
 	}
@@ -218,10 +218,10 @@ func runContainerdConfigDropIn(_ context.Context, args []string, env cli.LookupE
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
+		return cli.Usagef("unexpected arguments %q", fs.Args())
 	}
 	if handler == "" {
-		return fmt.Errorf("--handler is required")
+		return cli.Usagef("--handler is required")
 	}
 	rt, err := rf.runtime(handler)
 	if err != nil {

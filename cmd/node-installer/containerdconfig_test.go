@@ -32,7 +32,8 @@ func fixture(name string) string {
 }
 
 // TestContainerdConfigCommand runs the built binary: stdout carries exactly the patched document on
-// success and nothing on failure, where stderr has one line and the exit code is 1.
+// success and nothing on failure, where stderr has one line and the exit code says whether the command
+// line was wrong (2), the config cannot be edited (3) or something else failed (1).
 func TestContainerdConfigCommand(t *testing.T) {
 	bin := buildNodeInstaller(t)
 	read := func(name string) []byte {
@@ -72,6 +73,7 @@ func TestContainerdConfigCommand(t *testing.T) {
 		env     []string
 		wantOut []byte
 		wantErr string // substring of the one stderr line; "" means success
+		code    int    // exit code on failure
 		usage   bool   // usage text precedes the error line
 	}{
 		{name: "add", args: append([]string{"add", "--file", fixture("kind-v2.toml")}, addArgs...), wantOut: added},
@@ -85,21 +87,21 @@ func TestContainerdConfigCommand(t *testing.T) {
 		{name: "containerd 1.x", args: append([]string{"add", "--file", fixture("debian-v2.toml"), "--containerd-version", "1.6.20"}, addArgs...), wantOut: forMajor[1]},
 		{name: "containerd 2.x", args: append([]string{"add", "--file", fixture("debian-v2.toml"), "--containerd-version", "containerd://2.1.5-k3s1"}, addArgs...), wantOut: forMajor[2]},
 		{name: "containerd2-only", args: append([]string{"add", "--file", fixture("debian-v2.toml"), "--containerd2-only"}, addArgs...), wantOut: forMajor[2]},
-		{name: "containerd version needed", args: append([]string{"add", "--file", fixture("debian-v2.toml")}, addArgs...), wantErr: "pass --containerd-version 1 or 2"},
-		{name: "containerd 1.x and version 3", args: append([]string{"add", "--file", fixture("kind-v3.toml"), "--containerd-version", "1"}, addArgs...), wantErr: "containerd 1.x reads versions 1 and 2 only"},
-		{name: "contradicting flags", args: append([]string{"add", "--file", fixture("debian-v2.toml"), "--containerd2-only", "--containerd-version", "1"}, addArgs...), wantErr: "--containerd2-only contradicts --containerd-version 1"},
-		{name: "bad containerd version", args: append([]string{"add", "--file", fixture("debian-v2.toml"), "--containerd-version", "3.0"}, addArgs...), wantErr: `--containerd-version: "3.0": want containerd 1.x or 2.x`},
-		{name: "template without version", args: append([]string{"add", "--file", fixture("k3s-config.toml.tmpl")}, addArgs...), wantErr: "; pass --default-version"},
-		{name: "unparseable file", args: append([]string{"add", "--file", fixture("unparseable.toml")}, addArgs...), wantErr: "containerd config is not valid TOML: line 2 column 37"},
-		{name: "unknown version", args: append([]string{"add", "--file", fixture("version5.toml")}, addArgs...), wantErr: "unknown containerd config version: version 5"},
-		{name: "conflict", args: append([]string{"add", "--file", fixture("conflict-v2.toml")}, addArgs...), wantErr: "runtime wazero (plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.wazero) was not written by wasmkube; adopt it to take it over with --adopt"},
-		{name: "inline table", args: append([]string{"add", "--file", fixture("inline-runtimes-v2.toml")}, addArgs...), wantErr: "is an inline table"},
-		{name: "remove from unparseable", args: []string{"remove", "--file", fixture("unparseable.toml"), "--handler", "wazero"}, wantErr: "not valid TOML"},
-		{name: "missing file", args: append([]string{"add", "--file", "/nonexistent/config.toml"}, addArgs...), wantErr: "read containerd config: open /nonexistent/config.toml"},
-		{name: "missing runtime type", args: []string{"add", "--file", fixture("kind-v2.toml"), "--handler", "wazero"}, wantErr: "--runtime-type is required"},
-		{name: "bad option", args: append([]string{"add", "--file", fixture("kind-v2.toml"), "--option", "novalue"}, addArgs...), wantErr: `option "novalue" is not key=value`},
-		{name: "bad handler", args: []string{"remove", "--file", fixture("kind-v2.toml"), "--handler", "Bad_Name"}, wantErr: "must be a lowercase RFC 1123 label"},
-		{name: "unknown subcommand", args: []string{"frobnicate"}, wantErr: `unknown command "frobnicate"`, usage: true},
+		{name: "containerd version needed", args: append([]string{"add", "--file", fixture("debian-v2.toml")}, addArgs...), wantErr: "pass --containerd-version 1 or 2", code: 2},
+		{name: "containerd 1.x and version 3", args: append([]string{"add", "--file", fixture("kind-v3.toml"), "--containerd-version", "1"}, addArgs...), wantErr: "containerd 1.x reads versions 1 and 2 only", code: 3},
+		{name: "contradicting flags", args: append([]string{"add", "--file", fixture("debian-v2.toml"), "--containerd2-only", "--containerd-version", "1"}, addArgs...), wantErr: "--containerd2-only contradicts --containerd-version 1", code: 2},
+		{name: "bad containerd version", args: append([]string{"add", "--file", fixture("debian-v2.toml"), "--containerd-version", "3.0"}, addArgs...), wantErr: `--containerd-version: "3.0": want containerd 1.x or 2.x`, code: 2},
+		{name: "template without version", args: append([]string{"add", "--file", fixture("k3s-config.toml.tmpl")}, addArgs...), wantErr: "; pass --default-version", code: 3},
+		{name: "unparseable file", args: append([]string{"add", "--file", fixture("unparseable.toml")}, addArgs...), wantErr: "containerd config is not valid TOML: line 2 column 37", code: 3},
+		{name: "unknown version", args: append([]string{"add", "--file", fixture("version5.toml")}, addArgs...), wantErr: "unknown containerd config version: version 5", code: 3},
+		{name: "conflict", args: append([]string{"add", "--file", fixture("conflict-v2.toml")}, addArgs...), wantErr: "runtime wazero (plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.wazero) was not written by wasmkube; adopt it to take it over with --adopt", code: 3},
+		{name: "inline table", args: append([]string{"add", "--file", fixture("inline-runtimes-v2.toml")}, addArgs...), wantErr: "is an inline table", code: 3},
+		{name: "remove from unparseable", args: []string{"remove", "--file", fixture("unparseable.toml"), "--handler", "wazero"}, wantErr: "not valid TOML", code: 3},
+		{name: "missing file", args: append([]string{"add", "--file", "/nonexistent/config.toml"}, addArgs...), wantErr: "read containerd config: open /nonexistent/config.toml", code: 1},
+		{name: "missing runtime type", args: []string{"add", "--file", fixture("kind-v2.toml"), "--handler", "wazero"}, wantErr: "--runtime-type is required", code: 2},
+		{name: "bad option", args: append([]string{"add", "--file", fixture("kind-v2.toml"), "--option", "novalue"}, addArgs...), wantErr: `option "novalue" is not key=value`, code: 2},
+		{name: "bad handler", args: []string{"remove", "--file", fixture("kind-v2.toml"), "--handler", "Bad_Name"}, wantErr: "must be a lowercase RFC 1123 label", code: 2},
+		{name: "unknown subcommand", args: []string{"frobnicate"}, wantErr: `unknown command "frobnicate"`, code: 2, usage: true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -118,8 +120,8 @@ func TestContainerdConfigCommand(t *testing.T) {
 				}
 				return
 			}
-			if code := cmd.ProcessState.ExitCode(); code != 1 {
-				t.Errorf("exit code %d, want 1", code)
+			if code := cmd.ProcessState.ExitCode(); code != c.code {
+				t.Errorf("exit code %d, want %d", code, c.code)
 			}
 			if stdout.Len() != 0 {
 				t.Errorf("stdout not empty on error:\n%s", stdout.Bytes())

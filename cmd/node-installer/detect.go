@@ -41,12 +41,12 @@ func runDetect(_ context.Context, args []string, env cli.LookupEnv, streams cli.
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("detect: unexpected arguments %q", fs.Args())
+		return cli.Usagef("detect: unexpected arguments %q", fs.Args())
 	}
 	if restart != "" {
 		m, err := distro.ParseRestartMethod(restart)
 		if err != nil {
-			return fmt.Errorf("detect: --restart: %w", err)
+			return cli.Usagef("detect: --restart: %w", err)
 		}
 		o.Restart = m
 	}

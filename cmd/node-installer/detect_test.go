@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/wasmkube/wasmkube/internal/cli"
+	"github.com/wasmkube/wasmkube/internal/installer/result"
 	"github.com/wasmkube/wasmkube/pkg/distro"
 )
 
@@ -109,8 +110,8 @@ func TestDetectCommandBinary(t *testing.T) {
 				return
 			}
 			var exit *exec.ExitError
-			if !errors.As(err, &exit) || exit.ExitCode() != 1 {
-				t.Fatalf("exit %v, want exit status 1", err)
+			if !errors.As(err, &exit) || exit.ExitCode() != result.ExitPermanent {
+				t.Fatalf("exit %v, want exit status %d (retrying on this host cannot help)", err, result.ExitPermanent)
 			}
 			if out.Len() != 0 {
 				t.Errorf("stdout on error: %q", out.String())

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/spf13/pflag"
 
@@ -35,7 +34,7 @@ func runUninstall(ctx context.Context, args []string, env cli.LookupEnv, streams
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("uninstall: unexpected arguments %q", fs.Args())
+		return cli.Usagef("uninstall: unexpected arguments %q", fs.Args())
 	}
 	if handler == "" {
 		handler = shim

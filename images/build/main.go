@@ -139,7 +139,7 @@ func runBuild(ctx context.Context, args []string, env cli.LookupEnv, streams cli
 	defer os.RemoveAll(work)
 
 	b := images.Builder{
-		Compiler:  images.Compiler{ModuleDir: mod},
+		Compiler:  images.Compiler{ModuleDir: mod, Version: c.tag},
 		Platforms: platforms,
 		Epoch:     time.Unix(*epoch, 0),
 		WorkDir:   work,

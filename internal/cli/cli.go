@@ -1,6 +1,7 @@
 // Package cli is the small command framework behind cmd/node-installer: subcommands with pflag flag
-// sets, every flag also settable from an environment variable (for use in a Job spec), and errors
-// printed as one line on stderr with nothing on stdout.
+// sets, every flag also settable from an environment variable (for use in a Job spec), errors printed
+// as one line on stderr with nothing on stdout, command-line mistakes told apart from failures
+// (ErrUsage), and --version.
 package cli
 
 import (
@@ -12,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+
+	"github.com/wasmkube/wasmkube/internal/version"
 )
 
 // Streams are the standard streams a command writes to.
@@ -36,7 +39,23 @@ type Command struct {
 // ErrHelp is returned when the user asked for usage text; main exits 0 for it.
 var ErrHelp = pflag.ErrHelp
 
-// Dispatch finds the subcommand named by args[0] and runs it.
+// ErrUsage marks a mistake in the command line: an unknown command or flag, a flag value that does not
+// parse, a missing or unexpected argument. Errors from Dispatch and Parse wrap it; commands make their
+// own with Usagef. Programs exit with a code of their own for it (the node-installer: 2).
+var ErrUsage = errors.New("usage error")
+
+// usageError is an error in the command line; it matches ErrUsage.
+type usageError struct{ err error }
+
+func (e usageError) Error() string        { return e.err.Error() }
+func (e usageError) Unwrap() error        { return e.err }
+func (e usageError) Is(target error) bool { return target == ErrUsage }
+
+// Usagef returns a command-line error (errors.Is(err, ErrUsage)) with a formatted message.
+func Usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// Dispatch finds the subcommand named by args[0] and runs it. "--version" prints the program's name
+// and build (internal/version) on Out.
 func Dispatch(ctx context.Context, program string, commands []Command, args []string, env LookupEnv, streams Streams) error {
 	sort.Slice(commands, func(i, j int) bool { return commands[i].Name < commands[j].Name })
 	usage := func() {
@@ -48,11 +67,15 @@ func Dispatch(ctx context.Context, program string, commands []Command, args []st
 	}
 	if len(args) == 0 {
 		usage()
-		return errors.New("no command given")
+		return Usagef("no command given")
 	}
-	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	switch args[0] {
+	case "-h", "--help", "help":
 		usage()
 		return ErrHelp
+	case "--version":
+		_, err := fmt.Fprintf(streams.Out, "%s %s\n", program, version.Get())
+		return err
 	}
 	for _, c := range commands {
 		if c.Name == args[0] {
@@ -60,7 +83,7 @@ func Dispatch(ctx context.Context, program string, commands []Command, args []st
 		}
 	}
 	usage()
-	return fmt.Errorf("unknown command %q", args[0])
+	return Usagef("unknown command %q", args[0])
 }
 
 // EnvName is the environment variable that sets a flag: WASMKUBE_ plus the flag name in upper
@@ -71,13 +94,16 @@ func EnvName(flag string) string {
 
 // Parse parses args into fs, then fills every flag not given on the command line from its
 // environment variable (see EnvName). Slice flags take a comma-separated value from the environment.
-// Flag usage text names the variable, so `--help` documents it.
+// Flag usage text names the variable, so `--help` documents it. Errors other than ErrHelp wrap ErrUsage.
 func Parse(fs *pflag.FlagSet, args []string, env LookupEnv) error {
 	fs.VisitAll(func(f *pflag.Flag) {
 		f.Usage = fmt.Sprintf("%s (env %s)", f.Usage, EnvName(f.Name))
 	})
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, ErrHelp) {
+			return err
+		}
+		return usageError{err}
 	}
 	if env == nil {
 		return nil
@@ -95,5 +121,8 @@ func Parse(fs *pflag.FlagSet, args []string, env LookupEnv) error {
 			errs = append(errs, fmt.Errorf("environment variable %s: %w", EnvName(f.Name), err))
 		}
 	})
-	return errors.Join(errs...)
+	if len(errs) > 0 {
+		return usageError{errors.Join(errs...)}
+	}
+	return nil
 }

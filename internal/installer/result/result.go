@@ -39,6 +39,7 @@ const (
 	ReasonStateFailed              = "StateFailed"
 	ReasonRestartFailed            = "RestartFailed"
 	ReasonVerifyFailed             = "VerifyFailed"
+	ReasonShimNotRunnable          = "ShimNotRunnable"
 	ReasonRollbackFailed           = "RollbackFailed"
 	ReasonNodeBusy                 = "NodeBusy"        // another operation held the node lock until the deadline
 	ReasonHandlerConflict          = "HandlerConflict" // the handler or its binary belongs to another Shim here
@@ -53,13 +54,56 @@ func IsUnsupported(reason string) bool {
 	return reason == ReasonUnsupportedPlatform || reason == ReasonUnsupportedHost
 }
 
+// Exit codes of the node-installer. The manager's installer Jobs retry ExitTransient (and any other
+// code) up to their backoffLimit, and fail at once on ExitUsage and ExitPermanent (podFailurePolicy).
+const (
+	ExitOK = 0
+	// ExitTransient: the run failed in a way a retry may fix (a download, a restart, a timeout).
+	ExitTransient = 1
+	// ExitUsage: the command line is wrong (unknown command or flag, a missing or bad argument).
+	ExitUsage = 2
+	// ExitPermanent: retrying on this node cannot help (a config wasmkube must not edit, a host or
+	// platform it cannot serve (IsUnsupported), a handler another Shim owns, a shim binary that does
+	// not run here).
+	ExitPermanent = 3
+)
+
+// permanent lists the reasons a retry cannot fix.
+var permanent = map[string]bool{
+	ReasonDetectFailed:             true,
+	ReasonUnsupportedPlatform:      true,
+	ReasonUnsupportedHost:          true,
+	ReasonConfigUnparseable:        true,
+	ReasonConfigUnknownVersion:     true,
+	ReasonConfigConflict:           true,
+	ReasonConfigUnsafe:             true,
+	ReasonContainerdVersionUnknown: true,
+	ReasonShimNotRunnable:          true,
+	ReasonHandlerConflict:          true,
+}
+
+// ExitCode is the node-installer's exit code for a result: ExitOK on success, ExitUsage for invalid
+// arguments, ExitPermanent for a reason a retry cannot fix, else ExitTransient.
+func (r Result) ExitCode() int {
+	switch {
+	case r.Success:
+		return ExitOK
+	case r.Reason == ReasonInvalidArguments:
+		return ExitUsage
+	case permanent[r.Reason]:
+		return ExitPermanent
+	}
+	return ExitTransient
+}
+
 // Step is one timed phase of a run.
 type Step struct {
 	Name string `json:"name"`
 	MS   int64  `json:"ms"`
 }
 
-// Result is the outcome of one install, uninstall or verify run.
+// Result is the outcome of one install, uninstall or verify run. ShimVersion is what the shim binary
+// printed for -v (one line) when the run probed it.
 type Result struct {
 	Operation     string `json:"operation"`
 	Shim          string `json:"shim"`
@@ -78,6 +122,7 @@ type Result struct {
 	BinaryPath    string `json:"binaryPath,omitempty"`
 	BinarySHA256  string `json:"binarySHA256,omitempty"`
 	SourceDigest  string `json:"sourceDigest,omitempty"`
+	ShimVersion   string `json:"shimVersion,omitempty"`
 	Steps         []Step `json:"steps,omitempty"`
 	DurationMS    int64  `json:"durationMs"`
 	Reason        string `json:"reason,omitempty"`
@@ -118,7 +163,7 @@ func (r Result) Encode() ([]byte, error) {
 	if b, err = json.Marshal(r); err == nil && len(b) <= MaxBytes {
 		return b, nil
 	}
-	for _, s := range []*string{&r.Error, &r.ConfigPath, &r.BinaryPath, &r.SourceDigest, &r.Distro, &r.Shim, &r.Handler, &r.SpecHash} {
+	for _, s := range []*string{&r.Error, &r.ConfigPath, &r.BinaryPath, &r.SourceDigest, &r.ShimVersion, &r.Distro, &r.Shim, &r.Handler, &r.SpecHash} {
 		*s = shorten(*s, 200)
 	}
 	b, err = json.Marshal(r)

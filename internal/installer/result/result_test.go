@@ -107,3 +107,49 @@ func TestWriteFile(t *testing.T) {
 		t.Errorf("unwritable path: %v", err)
 	}
 }
+
+// TestExitCode decides, for every reason, whether the Job retries it. A new reason must be added here,
+// which forces the decision.
+func TestExitCode(t *testing.T) {
+	t.Parallel()
+	want := map[string]int{
+		ReasonInvalidArguments:         ExitUsage,
+		ReasonDetectFailed:             ExitPermanent,
+		ReasonUnsupportedPlatform:      ExitPermanent,
+		ReasonUnsupportedHost:          ExitPermanent,
+		ReasonConfigUnparseable:        ExitPermanent,
+		ReasonConfigUnknownVersion:     ExitPermanent,
+		ReasonConfigConflict:           ExitPermanent,
+		ReasonConfigUnsafe:             ExitPermanent,
+		ReasonShimNotRunnable:          ExitPermanent,
+		ReasonContainerdVersionUnknown: ExitPermanent,
+		ReasonHandlerConflict:          ExitPermanent,
+		ReasonNodeBusy:                 ExitTransient,
+		ReasonFetchFailed:              ExitTransient,
+		ReasonBinaryFailed:             ExitTransient,
+		ReasonConfigWriteFailed:        ExitTransient,
+		ReasonStateFailed:              ExitTransient,
+		ReasonRestartFailed:            ExitTransient,
+		ReasonVerifyFailed:             ExitTransient,
+		ReasonRollbackFailed:           ExitTransient,
+		ReasonTimeout:                  ExitTransient,
+		ReasonInternal:                 ExitTransient,
+		"SomethingNew":                 ExitTransient, // unknown reasons are retried
+	}
+	for reason, code := range want {
+		if got := (Result{Reason: reason}).ExitCode(); got != code {
+			t.Errorf("reason %s: exit code %d, want %d", reason, got, code)
+		}
+	}
+	if got := (Result{Success: true, Reason: ReasonConfigConflict}).ExitCode(); got != ExitOK {
+		t.Errorf("a successful result exits %d, want 0", got)
+	}
+	for reason := range permanent {
+		if _, ok := want[reason]; !ok {
+			t.Errorf("permanent reason %s is not in this table", reason)
+		}
+	}
+	if codes := map[int]bool{ExitOK: true, ExitTransient: true, ExitUsage: true, ExitPermanent: true}; len(codes) != 4 {
+		t.Error("exit codes are not distinct")
+	}
+}
