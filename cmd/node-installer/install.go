@@ -50,6 +50,7 @@ type nodeFlags struct {
 	resultFile string
 	shimDir    string
 	stateFile  string
+	execRoot   string
 }
 
 func (f *nodeFlags) bind(fs *pflag.FlagSet) {
@@ -65,6 +66,7 @@ func (f *nodeFlags) bind(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.verifyWait, "verify-timeout", time.Minute, "how long to wait for the CRI to report the handler after a restart")
 	fs.StringVar(&f.shimDir, "shim-dir", "", "host directory for shim binaries instead of the profile's (a host whose /opt is read-only)")
 	fs.StringVar(&f.stateFile, "state-file", "", "host path of the installer's state file instead of the profile's (backups go beside it)")
+	fs.StringVar(&f.execRoot, "exec-root", "", "directory that is containerd's / (default: --host-root); the shim binary is probed chrooted there, as containerd would run it")
 	fs.StringVar(&f.resultFile, "result-file", "/dev/termination-log", `file that receives the JSON result too ("" disables)`)
 }
 
@@ -74,7 +76,7 @@ func (f *nodeFlags) node() (distro.Profile, installer.Installer, error) {
 	if f.restart != "auto" {
 		m, err := distro.ParseRestartMethod(f.restart)
 		if err != nil {
-			return distro.Profile{}, installer.Installer{}, fmt.Errorf("--restart: %w (or auto)", err)
+			return distro.Profile{}, installer.Installer{}, cli.Usagef("--restart: %w (or auto)", err)
 		}
 		f.overrides.Restart = m
 	}
@@ -84,13 +86,13 @@ func (f *nodeFlags) node() (distro.Profile, installer.Installer, error) {
 	}
 	if f.shimDir != "" {
 		if !filepath.IsAbs(f.shimDir) {
-			return p, installer.Installer{}, fmt.Errorf("--shim-dir %q is not an absolute host path", f.shimDir)
+			return p, installer.Installer{}, cli.Usagef("--shim-dir %q is not an absolute host path", f.shimDir)
 		}
 		p.ShimDir = filepath.Clean(f.shimDir)
 	}
 	if f.stateFile != "" {
 		if !filepath.IsAbs(f.stateFile) {
-			return p, installer.Installer{}, fmt.Errorf("--state-file %q is not an absolute host path", f.stateFile)
+			return p, installer.Installer{}, cli.Usagef("--state-file %q is not an absolute host path", f.stateFile)
 		}
 		p.StateFile = filepath.Clean(f.stateFile)
 	}
@@ -112,16 +114,28 @@ func (f *nodeFlags) node() (distro.Profile, installer.Installer, error) {
 		Target: installer.Target{Distro: p.Distro, ConfigPath: p.Config.Path, ConfigMode: string(p.Config.Mode),
 			ConfigVersion: p.Config.Version, Seed: p.Config.Seed, ShimDir: p.ShimDir, StateFile: p.StateFile,
 			ContainerdMajor: p.ContainerdMajor},
-		Host:          installer.Host{Files: installer.DirFS{Root: f.hostRoot}, Restarter: r, CRI: criWaiter(socket)},
+		Host: installer.Host{Files: installer.DirFS{Root: f.hostRoot}, Restarter: r, CRI: criWaiter(socket),
+			Prober: f.prober()},
 		VerifyTimeout: f.verifyWait,
 	}
 	return p, in, nil
 }
 
+// prober runs shim binaries chrooted into --exec-root, else the host root.
+func (f *nodeFlags) prober() installer.Prober {
+	root := f.execRoot
+	if root == "" {
+		root = f.hostRoot
+	}
+	return installer.ExecProber{Root: root}
+}
+
 // detectFailure gives the reason for a failed detection: a config detection could not read is
-// reported as such (detection only reads it, so it is untouched).
+// reported as such (detection only reads it, so it is untouched), a bad host flag as invalid arguments.
 func detectFailure(r *result.Result, err error) {
 	switch {
+	case errors.Is(err, cli.ErrUsage):
+		r.Fail(result.ReasonInvalidArguments, err)
 	case errors.Is(err, containerdcfg.ErrParse):
 		r.Fail(result.ReasonConfigUnparseable, fmt.Errorf("containerd config left untouched: %w", err))
 	case errors.Is(err, containerdcfg.ErrUnknownVersion):
@@ -256,7 +270,7 @@ func runInstall(ctx context.Context, args []string, env cli.LookupEnv, streams c
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("install: unexpected arguments %q", fs.Args())
+		return cli.Usagef("install: unexpected arguments %q", fs.Args())
 	}
 	r := result.Result{Operation: result.OpInstall, Shim: spec.Shim, Handler: spec.Handler, SpecHash: spec.SpecHash}
 	if spec.Handler == "" {
@@ -313,9 +327,9 @@ func runInstall(ctx context.Context, args []string, env cli.LookupEnv, streams c
 }
 
 // report prints the result on stdout, writes it to the result file, and turns a failure into the
-// command's error (exit status 1). An unsupported node (result.IsUnsupported) is not an error: the run
-// found out what it had to, changed nothing, and a retry cannot help, so it exits 0 (the Job must not
-// retry) and says so on stderr. A result file that cannot be written is a warning on stderr.
+// command's error (a failedResult, whose reason decides the exit code: an unsupported node
+// (result.IsUnsupported) exits 3 like every failure a retry cannot fix, so its Job is not retried). A
+// result file that cannot be written is a warning on stderr.
 func report(streams cli.Streams, resultFile string, r result.Result) error {
 	doc, err := r.Encode()
 	if err != nil {
@@ -327,11 +341,15 @@ func report(streams cli.Streams, resultFile string, r result.Result) error {
 	if err := result.WriteFile(resultFile, doc); err != nil {
 		fmt.Fprintf(streams.ErrOut, "node-installer: warning: %v\n", err)
 	}
-	switch {
-	case !r.Success && result.IsUnsupported(r.Reason):
-		fmt.Fprintf(streams.ErrOut, "node-installer: %s: node unsupported (%s): %s\n", r.Operation, r.Reason, r.Error)
-	case !r.Success:
-		return fmt.Errorf("%s failed (%s): %s", r.Operation, r.Reason, r.Error)
+	if !r.Success {
+		return failedResult{r}
 	}
 	return nil
+}
+
+// failedResult is the error of a run whose result reports a failure.
+type failedResult struct{ r result.Result }
+
+func (e failedResult) Error() string {
+	return fmt.Sprintf("%s failed (%s): %s", e.r.Operation, e.r.Reason, e.r.Error)
 }

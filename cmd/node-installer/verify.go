@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"path/filepath"
 
 	"github.com/spf13/pflag"
@@ -17,7 +16,7 @@ import (
 func verifyCommand() cli.Command {
 	return cli.Command{
 		Name:  "verify",
-		Short: "Check through the CRI that containerd is ready and a runtime handler is present (or --absent)",
+		Short: "Check that the handler's shim binary runs and the CRI reports the handler (or, with --absent, no longer does)",
 		Run:   runVerify,
 	}
 }
@@ -37,22 +36,24 @@ func runVerify(ctx context.Context, args []string, env cli.LookupEnv, streams cl
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("verify: unexpected arguments %q", fs.Args())
+		return cli.Usagef("verify: unexpected arguments %q", fs.Args())
 	}
 	r := result.Result{Operation: result.OpVerify, Handler: handler}
 	if handler == "" {
 		r.Fail(result.ReasonInvalidArguments, errors.New("verify: --handler is required"))
 		return report(streams, nf.resultFile, r)
 	}
-	// With an explicit socket, verify needs no distro profile (and takes the node lock only with --state-file).
-	in := installer.Installer{Target: installer.Target{StateFile: nf.stateFile},
-		Host: installer.Host{CRI: criWaiter(filepath.Join(nf.hostRoot, nf.overrides.CRISocket)), Files: installer.DirFS{Root: nf.hostRoot}}}
-	if nf.overrides.CRISocket == "" {
-		var err error
-		if _, in, err = nf.node(); err != nil {
+	// The profile gives the state file, whose record of the handler's binary is probed. With an
+	// explicit socket verify also works on a host it cannot detect: it asks only the CRI (and takes the
+	// node lock only with --state-file).
+	_, in, err := nf.node()
+	if err != nil {
+		if nf.overrides.CRISocket == "" || errors.Is(err, cli.ErrUsage) {
 			detectFailure(&r, err)
 			return report(streams, nf.resultFile, r)
 		}
+		in = installer.Installer{Target: installer.Target{StateFile: nf.stateFile},
+			Host: installer.Host{CRI: criWaiter(filepath.Join(nf.hostRoot, nf.overrides.CRISocket)), Files: installer.DirFS{Root: nf.hostRoot}}}
 	}
 	ctx, cancel := context.WithTimeout(ctx, nf.timeout)
 	defer cancel()

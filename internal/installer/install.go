@@ -53,7 +53,12 @@ func (in *Installer) Install(ctx context.Context, spec Spec) (r result.Result) {
 	r.ConfigPath, r.ConfigVersion, r.BinaryPath = p.cfgFile, p.version, p.binPath
 	if e := p.entry; in.upToDate(p) {
 		r.BinarySHA256, r.SourceDigest, r.Platform = e.BinarySHA256, e.SourceDigest, e.Platform
-		err := in.waitReady(ctx, spec.Handler, true)
+		var err error
+		if r.ShimVersion, err = in.probe(ctx, p.binPath); s.done(StepBinary, err) != nil {
+			r.Fail(reasonOf(err), fmt.Errorf("installed handler %s: %w", spec.Handler, err))
+			return r
+		}
+		err = in.waitReady(ctx, spec.Handler, true)
 		if s.done(StepVerify, err) != nil {
 			r.Fail(result.ReasonVerifyFailed, fmt.Errorf("installed handler %s is not live: %w", spec.Handler, err))
 			return r
@@ -148,8 +153,9 @@ func (in *Installer) apply(ctx context.Context, p *plan, e *Entry, s *stepper, r
 	// The binary comes first: a source that fails (wrong digest, checksum, platform) leaves the
 	// configuration alone and costs no restart. Only the durable tail of the fetched binary (fsync,
 	// rename into place, fsync of the directory, and for a builtin source the sha256 that records it:
-	// most of the fetch for a large binary) overlaps the restart; the two join before verification, and
-	// a binary that cannot be placed then rolls back like any other failure. The tail starts after the
+	// most of the fetch for a large binary) overlaps the restart, and so does the probe that runs the
+	// placed binary; the two join before verification, and a binary that cannot be placed or does not
+	// run then rolls back like any other failure. The tail starts after the
 	// configuration is written: the small fsyncs there would otherwise wait for the binary's data in
 	// the file system journal. (Overlapping the whole fetch with the restart was measured: on two
 	// shared cores it slowed the restart by about as much as it saved, and a bad source cost two restarts.)
@@ -166,7 +172,7 @@ func (in *Installer) apply(ctx context.Context, p *plan, e *Entry, s *stepper, r
 		return err
 	}
 	placed := make(chan placement, 1)
-	go func() { placed <- in.place(p, tmp, fetched) }()
+	go func() { placed <- in.placeAndProbe(ctx, p, tmp, fetched) }()
 	join := sync.OnceValue(func() placement { return <-placed })
 	defer join() // before the fetch directory goes, and before a rollback looks at the binary
 
@@ -187,6 +193,7 @@ func (in *Installer) apply(ctx context.Context, p *plan, e *Entry, s *stepper, r
 	}
 	art := pl.art
 	r.SourceDigest, r.BinarySHA256, r.Platform, r.BinaryChanged = art.Digest, art.SHA256, art.Platform, pl.changed
+	r.ShimVersion = pl.version
 	if err := in.waitReady(ctx, p.spec.Handler, true); err != nil {
 		return s.done(StepVerify, fail(result.ReasonVerifyFailed, fmt.Errorf("handler %s after install: %w", p.spec.Handler, err)))
 	}
@@ -262,7 +269,19 @@ func (in *Installer) fetchDir(handler string) string {
 type placement struct {
 	art     Artifact
 	changed bool
+	// version is what the placed binary said about itself when probed.
+	version string
 	err     error
+}
+
+// placeAndProbe places the fetched binary and proves that it runs here: a binary for another
+// architecture, or a corrupt one, fails the install and is rolled back like any other failure.
+func (in *Installer) placeAndProbe(ctx context.Context, p *plan, tmp string, fetched Fetched) placement {
+	pl := in.place(p, tmp, fetched)
+	if pl.err == nil {
+		pl.version, pl.err = in.probe(ctx, p.binPath)
+	}
+	return pl
 }
 
 // place makes the fetched binary durable and moves it to its final path unless an identical one is

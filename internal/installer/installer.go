@@ -114,6 +114,8 @@ type Host struct {
 	Fetcher   Fetcher // install only
 	Restarter Restarter
 	CRI       Waiter
+	// Prober runs the shim binary once it is in place (install) or recorded (verify); nil skips it.
+	Prober Prober
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// AfterStep, if set, runs after each step that finished without error (a test hook: the
@@ -243,6 +245,22 @@ func (t Target) validate() error {
 		}
 	}
 	return nil
+}
+
+// probe proves that the shim binary runs on this node (Host.Prober) and returns what it said about
+// itself; a binary that does not run fails with ReasonShimNotRunnable.
+func (in *Installer) probe(ctx context.Context, binary string) (string, error) {
+	if in.Host.Prober == nil {
+		return "", nil
+	}
+	v, err := in.Host.Prober.Probe(ctx, binary)
+	switch {
+	case errors.Is(err, ErrNotRunnable):
+		return "", fail(result.ReasonShimNotRunnable, err)
+	case err != nil:
+		return "", fail(result.ReasonVerifyFailed, err)
+	}
+	return v, nil
 }
 
 func (in *Installer) now() time.Time {

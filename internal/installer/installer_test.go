@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -39,6 +40,10 @@ type node struct {
 	loaded            map[string]bool // the handlers present at the last restart
 	writeFails        string
 	renameFails       string
+	// notRunnable marks binary content the probe refuses (as a wrong-architecture binary); probed
+	// lists the binaries probed.
+	notRunnable string
+	probed      []string
 }
 
 const handler = "wkt"
@@ -71,7 +76,7 @@ func newNode(t *testing.T, mode, fixture string) *node {
 }
 
 func (n *node) installer() *Installer {
-	return &Installer{Target: n.target, Host: Host{Files: faultyFiles{DirFS: n.files, n: n}, Fetcher: n, Restarter: n, CRI: n}}
+	return &Installer{Target: n.target, Host: Host{Files: faultyFiles{DirFS: n.files, n: n}, Fetcher: n, Restarter: n, CRI: n, Prober: n}}
 }
 
 // faultyFiles fails WriteFile for paths containing n.writeFails and Rename to n.renameFails.
@@ -164,6 +169,20 @@ func (n *node) WaitReady(_ context.Context, h string, present bool) error {
 		return fmt.Errorf("handler %s present=%t", h, n.loaded[h])
 	}
 	return nil
+}
+
+// Probe stands in for running the binary (ExecProber's own test runs real ones): it must be in place,
+// and content containing n.notRunnable does not run.
+func (n *node) Probe(_ context.Context, binary string) (string, error) {
+	n.probed = append(n.probed, binary)
+	data, err := n.files.ReadFile(binary)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("%w: %v", ErrNotRunnable, err)
+	case n.notRunnable != "" && bytes.Contains(data, []byte(n.notRunnable)):
+		return "", fmt.Errorf("%w: %s: exec format error", ErrNotRunnable, binary)
+	}
+	return "shim", nil
 }
 
 func (n *node) read(p string) []byte {
@@ -318,6 +337,8 @@ func TestInstallFailureRollsBack(t *testing.T) {
 		{"binary cannot be made durable", func(n *node) { n.finishErr = errors.New("fsync: input/output error") }, result.ReasonBinaryFailed, 2, true},
 		{"binary cannot be placed", func(n *node) { n.renameFails = binPath }, result.ReasonBinaryFailed, 2, true},
 		{"containerd does not start", func(n *node) { n.breaks = "BreakMe" }, result.ReasonRestartFailed, 2, true},
+		// The binary is probed in place during the restart: one that does not run rolls back.
+		{"binary does not run", func(n *node) { n.notRunnable = "shim v1" }, result.ReasonShimNotRunnable, 2, true},
 		{"handler never appears", func(n *node) { n.verifyErr = errors.New("handler missing") }, result.ReasonRollbackFailed, 2, false},
 	}
 	for _, tt := range tests {
@@ -585,5 +606,37 @@ func TestRestartPreparedOnlyWhenNeeded(t *testing.T) {
 	check(t, in.Install(context.Background(), s2), result.Result{Success: true, Changed: true, BinaryChanged: true})
 	if n.prepares != 1 || n.restarts != 1 {
 		t.Errorf("binary-only upgrade: %d prepares, %d restarts; want 1, 1", n.prepares, n.restarts)
+	}
+}
+
+// A binary that stops running after the install (replaced, corrupted) fails the next run and verify;
+// neither changes anything, and the probe sees the installed binary each time.
+func TestInstalledBinaryProbed(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, ModeInPlace, "config-v3.toml")
+	in := n.installer()
+	r := in.Install(context.Background(), spec)
+	check(t, r, freshInstall)
+	if r.ShimVersion != "shim" {
+		t.Errorf("shimVersion %q, want what the probe printed", r.ShimVersion)
+	}
+	if v := in.Verify(context.Background(), handler, true); !v.Success || v.BinaryPath != binPath {
+		t.Fatalf("verify: %+v", v)
+	}
+	cfg := n.read(n.target.ConfigPath)
+
+	n.notRunnable = "shim v1"
+	check(t, in.Install(context.Background(), spec), result.Result{Reason: result.ReasonShimNotRunnable})
+	if v := in.Verify(context.Background(), handler, true); v.Success || v.Reason != result.ReasonShimNotRunnable {
+		t.Errorf("verify of a binary that does not run: %+v", v)
+	}
+	if n.restarts != 1 || !bytes.Equal(n.read(n.target.ConfigPath), cfg) {
+		t.Errorf("a failed probe changed the node: %d restarts", n.restarts)
+	}
+	// Verify of an absent handler probes nothing.
+	before := len(n.probed)
+	in.Verify(context.Background(), "other", false)
+	if want := []string{binPath, binPath, binPath, binPath}; len(n.probed) != before || !slices.Equal(n.probed, want) {
+		t.Errorf("probed %v, want %v", n.probed, want)
 	}
 }

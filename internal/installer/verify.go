@@ -7,9 +7,11 @@ import (
 	"github.com/wasmkube/wasmkube/internal/installer/result"
 )
 
-// Verify checks through the CRI that the runtime is ready and the handler is present (or absent when
-// present is false). It changes nothing. It holds the node lock (when Target.StateFile is set), so it
-// answers for the node as the last install or uninstall left it, never in the middle of one.
+// Verify checks that the handler is served: the shim binary the state file records for it still runs
+// (when the installer knows its state file and has a Prober), and the CRI reports the runtime ready
+// and the handler present. With present false it checks only that the CRI no longer reports the
+// handler. It changes nothing. It holds the node lock (when Target.StateFile is set), so it answers
+// for the node as the last install or uninstall left it, never in the middle of one.
 func (in *Installer) Verify(ctx context.Context, handler string, present bool) (r result.Result) {
 	start := in.now()
 	r = result.Result{Operation: result.OpVerify, Handler: handler, Distro: in.Target.Distro}
@@ -23,6 +25,17 @@ func (in *Installer) Verify(ctx context.Context, handler string, present bool) (
 		}
 		defer lock.unlock()
 	}
+	if present {
+		binary, err := in.recordedBinary(handler)
+		if err == nil && binary != "" {
+			r.BinaryPath = binary
+			r.ShimVersion, err = in.probe(ctx, binary)
+		}
+		if s.done(StepBinary, err) != nil {
+			r.Fail(reasonOf(err), fmt.Errorf("handler %s: %w", handler, err))
+			return r
+		}
+	}
 	err := in.waitReady(ctx, handler, present)
 	s.done(StepVerify, err)
 	if err != nil {
@@ -35,4 +48,20 @@ func (in *Installer) Verify(ctx context.Context, handler string, present bool) (
 	}
 	r.Success = true
 	return r
+}
+
+// recordedBinary is the binary of the handler's installed entry in the state file; "" when there is
+// no state file to read (verify run with only a CRI socket) or no installed entry.
+func (in *Installer) recordedBinary(handler string) (string, error) {
+	if in.Host.Files == nil || in.Target.StateFile == "" {
+		return "", nil
+	}
+	st, err := loadState(in.Host.Files, in.Target.StateFile)
+	if err != nil {
+		return "", fail(result.ReasonStateFailed, err)
+	}
+	if e := st.Shims[handler]; e != nil && e.Phase == PhaseInstalled {
+		return e.BinaryPath, nil
+	}
+	return "", nil
 }

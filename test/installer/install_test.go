@@ -2,9 +2,13 @@ package installer
 
 import (
 	"bytes"
+	"debug/elf"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -40,6 +44,10 @@ func TestInstallRunPodRerunUninstall(t *testing.T) {
 			}
 			if !bytes.Equal(n.read(n.binPath), n.shim) {
 				t.Fatal("installed binary differs from the source")
+			}
+			// The probe ran the installed runc shim, which printed its name and version for -v.
+			if !strings.Contains(r.ShimVersion, binaryName+": Version: ") {
+				t.Errorf("shimVersion %q, want the runc shim's -v output", r.ShimVersion)
 			}
 			cfg := string(n.read(configPath))
 			if tt.version == containerdtest.V1 && !strings.Contains(cfg, `runtime_type = "`+n.binPath+`"`) {
@@ -204,6 +212,59 @@ func TestRollback(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Issue 14: a shim binary that cannot run on the node (here: built for another architecture) is caught
+// by the probe after the install, rolled back, and reported as a permanent failure (exit 3). Without
+// the probe it would pass: containerd loads the config and the CRI lists the handler either way, and
+// only a pod start would fail (TestInstallRunPodRerunUninstall is the positive control with the same
+// binary unpatched).
+func TestShimThatDoesNotRunRolledBack(t *testing.T) {
+	t.Parallel()
+	n := newNode(t, containerdtest.V2, 3)
+	before := n.read(configPath)
+	other := elf.EM_AARCH64
+	if runtime.GOARCH == "arm64" {
+		other = elf.EM_X86_64
+	}
+	f, err := elf.NewFile(bytes.NewReader(n.shim))
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := bytes.Clone(n.shim)
+	f.ByteOrder.PutUint16(foreign[18:20], uint16(other)) // e_machine
+	if err := os.WriteFile(filepath.Join(n.builtins, "containerd-shim-wazero-v1"), foreign, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	r := n.install(nil)
+	var exit *exec.ExitError
+	if !errors.As(r.err, &exit) || exit.ExitCode() != result.ExitPermanent {
+		t.Errorf("exit %v, want exit status %d", r.err, result.ExitPermanent)
+	}
+	if r.result.Success || r.result.Reason != result.ReasonShimNotRunnable || !r.result.RolledBack ||
+		!strings.Contains(r.result.Error, "exec format error: built for "+goArch(other)) {
+		t.Fatalf("want a rolled back install failing with %s (built for %s); got %+v\n%s", result.ReasonShimNotRunnable, goArch(other), r.result, r.stderr)
+	}
+	if after := n.read(configPath); !bytes.Equal(after, before) {
+		t.Errorf("config not restored:\n%s", after)
+	}
+	for _, p := range []string{n.binPath, stateFile} {
+		if n.exists(p) {
+			t.Errorf("rollback left %s", p)
+		}
+	}
+	if n.d.Restarts() != 2 {
+		t.Errorf("containerd restarted %d times, want 2 (install, rollback)", n.d.Restarts())
+	}
+	n.d.WaitReady(shim, false)
+}
+
+func goArch(m elf.Machine) string {
+	if m == elf.EM_AARCH64 {
+		return "arm64"
+	}
+	return "amd64"
 }
 
 // Issue 3 item 5: an unparseable or unknown-version config is left untouched with a clear error.

@@ -157,7 +157,9 @@ type run struct {
 // installer runs the binary with the host-root flags, the test's extra env and args.
 func (n *node) installer(env []string, args ...string) run {
 	n.t.Helper()
-	args = append(args, "--host-root="+n.root, "--result-file="+filepath.Join(n.root, "termination-log"),
+	// The test's containerd runs in this machine's root, not in the host root, so the shim binary is
+	// probed where containerd would run it (--exec-root=/); the shim directory is visible there too.
+	args = append(args, "--host-root="+n.root, "--exec-root=/", "--result-file="+filepath.Join(n.root, "termination-log"),
 		"--proc-root=/proc", "--timeout=3m")
 	return runInstaller(n.t, env, args...)
 }
