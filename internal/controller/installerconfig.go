@@ -8,6 +8,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"unicode"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -31,6 +32,31 @@ type InstallerConfig struct {
 	PriorityClassName string `json:"priorityClassName,omitempty"`
 	// NodeOverrides are tried in order; the first whose selector matches a node applies to it.
 	NodeOverrides []NodeOverride `json:"nodeOverrides,omitempty"`
+	// ImagePullSecrets name Secrets in the installer namespace for pulling the installer image.
+	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
+	// Proxy is the HTTP(S) proxy the installer fetches shims through.
+	Proxy Proxy `json:"proxy,omitempty"`
+	// Resources are the installer container's requests and limits.
+	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+}
+
+// Proxy becomes the installer container's HTTP_PROXY, HTTPS_PROXY and NO_PROXY (empty fields are not
+// set), which the installer's downloads (OCI registries, HTTPS sources) honour.
+type Proxy struct {
+	HTTPProxy  string `json:"httpProxy,omitempty"`
+	HTTPSProxy string `json:"httpsProxy,omitempty"`
+	NoProxy    string `json:"noProxy,omitempty"`
+}
+
+// env returns the proxy settings as environment variables.
+func (p Proxy) env() []corev1.EnvVar {
+	var out []corev1.EnvVar
+	for _, kv := range [][2]string{{"HTTP_PROXY", p.HTTPProxy}, {"HTTPS_PROXY", p.HTTPSProxy}, {"NO_PROXY", p.NoProxy}} {
+		if kv[1] != "" {
+			out = append(out, corev1.EnvVar{Name: kv[0], Value: kv[1]})
+		}
+	}
+	return out
 }
 
 // NodeOverride replaces the global host overrides (--installer-containerd-config, --installer-cri-socket,
@@ -91,6 +117,21 @@ func (c InstallerConfig) validate() error {
 	for i, o := range c.NodeOverrides {
 		if err := o.validate(); err != nil {
 			return fmt.Errorf("nodeOverrides[%d]: %w", i, err)
+		}
+	}
+	for i, s := range c.ImagePullSecrets {
+		if errs := validation.IsDNS1123Subdomain(s.Name); len(errs) > 0 {
+			return fmt.Errorf("imagePullSecrets[%d].name %q: %s", i, s.Name, strings.Join(errs, "; "))
+		}
+	}
+	for _, f := range [][2]string{{"httpProxy", c.Proxy.HTTPProxy}, {"httpsProxy", c.Proxy.HTTPSProxy}, {"noProxy", c.Proxy.NoProxy}} {
+		if strings.ContainsFunc(f[1], unicode.IsSpace) {
+			return fmt.Errorf("proxy.%s %q must not contain whitespace", f[0], f[1])
+		}
+	}
+	for name, req := range c.Resources.Requests {
+		if lim, ok := c.Resources.Limits[name]; ok && req.Cmp(lim) > 0 {
+			return fmt.Errorf("resources: the %s request %s is above its limit %s", name, req.String(), lim.String())
 		}
 	}
 	return nil
@@ -157,6 +198,9 @@ func (c *JobConfig) Apply(ic InstallerConfig) {
 	c.Tolerations = ic.Tolerations
 	c.PriorityClassName = ic.PriorityClassName
 	c.NodeOverrides = ic.NodeOverrides
+	c.ImagePullSecrets = ic.ImagePullSecrets
+	c.Env = ic.Proxy.env()
+	c.Resources = ic.Resources
 }
 
 // ForNode returns the Job config for a node: the first matching NodeOverride's non-empty fields replace

@@ -50,7 +50,8 @@ func TestLoadInstallerConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(c.Tolerations) != 2 || c.PriorityClassName != "wasmkube-installer" || len(c.NodeOverrides) != 2 ||
-		c.NodeOverrides[0].CRISocket != "/run/k3s/containerd/containerd.sock" {
+		c.NodeOverrides[0].CRISocket != "/run/k3s/containerd/containerd.sock" || len(c.ImagePullSecrets) != 1 ||
+		c.Proxy.NoProxy != "10.0.0.0/8,.svc,.cluster.local" || c.Resources.Limits.Memory().String() != "256Mi" {
 		t.Fatalf("LoadInstallerConfig = %+v", c)
 	}
 	// JSON is YAML too; an empty list means no tolerations, absent keeps the default.
@@ -87,6 +88,12 @@ func TestParseInstallerConfigErrors(t *testing.T) {
 		"relative path":     {"nodeOverrides: [{nodeSelector: {a: b}, criSocket: run/c.sock}]", `nodeOverrides[0]: criSocket "run/c.sock"`},
 		"unclean path":      {"nodeOverrides: [{nodeSelector: {a: b}, containerdConfig: /etc//c.toml}]", `nodeOverrides[0]: containerdConfig "/etc//c.toml"`},
 		"bad restart":       {"nodeOverrides: [{nodeSelector: {a: b}, restart: reboot}]", `nodeOverrides[0]: restart "reboot": want one of systemd, signal, none`},
+		"bad pull secret":   {"imagePullSecrets: [{name: ok}, {name: Not_OK}]", `imagePullSecrets[1].name "Not_OK"`},
+		"proxy with space":  {"proxy: {noProxy: 'a, b'}", `proxy.noProxy "a, b" must not contain whitespace`},
+		"unknown proxy key": {"proxy: {http: x}", `unknown field "http"`},
+		"bad quantity":      {"resources: {requests: {memory: lots}}", "quantities must match"},
+		"request over limit": {"resources: {requests: {memory: 1Gi}, limits: {memory: 256Mi}}",
+			"resources: the memory request 1Gi is above its limit 256Mi"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

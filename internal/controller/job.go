@@ -56,6 +56,12 @@ type JobConfig struct {
 	PriorityClassName string
 	// NodeOverrides replace Restart, ContainerdConfig and CRISocket on matching nodes (see ForNode).
 	NodeOverrides []NodeOverride
+	// ImagePullSecrets of the installer pods, for the installer image.
+	ImagePullSecrets []corev1.LocalObjectReference
+	// Env is added to the installer container's environment (the proxy settings).
+	Env []corev1.EnvVar
+	// Resources of the installer container.
+	Resources corev1.ResourceRequirements
 }
 
 // DefaultJobConfig returns the Job settings used when a flag is not given.
@@ -127,10 +133,24 @@ func InstallerArgs(cfg JobConfig, shim *v1alpha1.Shim, node *corev1.Node, op rol
 	return args, nil
 }
 
+// failurePolicy fails a Job at once when the installer exits with a code that says a retry cannot help
+// (result.ExitUsage, result.ExitPermanent); other failures are retried up to the backoffLimit. A pod
+// disrupted by the cluster (preemption, eviction, a node drain) is retried without counting.
+func failurePolicy() *batchv1.PodFailurePolicy {
+	return &batchv1.PodFailurePolicy{Rules: []batchv1.PodFailurePolicyRule{
+		{Action: batchv1.PodFailurePolicyActionFailJob, OnExitCodes: &batchv1.PodFailurePolicyOnExitCodesRequirement{
+			ContainerName: ptr.To(installerName), Operator: batchv1.PodFailurePolicyOnExitCodesOpIn,
+			Values: []int32{result.ExitUsage, result.ExitPermanent}}},
+		{Action: batchv1.PodFailurePolicyActionIgnore, OnPodConditions: []batchv1.PodFailurePolicyOnPodConditionsPattern{
+			{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue}}},
+	}}
+}
+
 // BuildJob returns the Job that runs op for a Shim on a node, per the node-installer contract: pinned to
 // the node, privileged with the host's / at /host and the host PID namespace, with cfg's tolerations and
-// priority class (default: every taint, system-node-critical), without a service-account token, and
-// bounded by deadline, retries and TTL. The node's matching NodeOverride applies (see ForNode).
+// priority class (default: every taint, system-node-critical), pull secrets, proxy environment and
+// resources, without a service-account token, bounded by deadline, retries and TTL, and retrying only
+// failures a retry may fix (failurePolicy). The node's matching NodeOverride applies (see ForNode).
 func BuildJob(cfg JobConfig, shim *v1alpha1.Shim, node *corev1.Node, op rollout.Operation, specHash string) (*batchv1.Job, error) {
 	args, err := InstallerArgs(cfg, shim, node, op, specHash)
 	if err != nil {
@@ -172,6 +192,7 @@ func BuildJob(cfg JobConfig, shim *v1alpha1.Shim, node *corev1.Node, op rollout.
 			TTLSecondsAfterFinished: ptr.To(cfg.TTLSecondsAfterFinished),
 			ActiveDeadlineSeconds:   ptr.To(cfg.ActiveDeadlineSeconds),
 			BackoffLimit:            ptr.To(cfg.BackoffLimit),
+			PodFailurePolicy:        failurePolicy(),
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{AnnotationNode: node.Name}},
 				Spec: corev1.PodSpec{
@@ -181,12 +202,15 @@ func BuildJob(cfg JobConfig, shim *v1alpha1.Shim, node *corev1.Node, op rollout.
 					PriorityClassName:            priority,
 					AutomountServiceAccountToken: ptr.To(false),
 					Tolerations:                  tolerations,
+					ImagePullSecrets:             cfg.ImagePullSecrets,
 					Volumes:                      volumes,
 					Containers: []corev1.Container{{
 						Name:                     installerName,
 						Image:                    cfg.Image,
 						ImagePullPolicy:          cfg.ImagePullPolicy,
 						Args:                     args,
+						Env:                      cfg.Env,
+						Resources:                cfg.Resources,
 						SecurityContext:          &corev1.SecurityContext{Privileged: ptr.To(true)},
 						VolumeMounts:             mounts,
 						TerminationMessagePath:   terminationPath,
