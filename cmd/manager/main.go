@@ -1,5 +1,6 @@
 // Command manager runs the wasmkube controller: it rolls Shims out to nodes with one installer Job per
-// node and publishes their RuntimeClasses. Run it with --help for its flags.
+// node and publishes their RuntimeClasses. Run it with --help for its flags. The subcommands
+// uninstall-shims and apply-crds are the Helm chart's pre-delete and pre-upgrade hooks (internal/lifecycle).
 package main
 
 import (
@@ -20,10 +21,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/wasmkube/wasmkube/internal/controller"
+	"github.com/wasmkube/wasmkube/internal/version"
 )
 
 func main() {
-	if err := run(ctrl.SetupSignalHandler(), os.Args[1:], os.Stderr); err != nil {
+	if err := run(ctrl.SetupSignalHandler(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return
 		}
@@ -36,6 +38,8 @@ func main() {
 type config struct {
 	controller.Options
 	devLogs bool
+	// version asks for the build information instead of a run.
+	version bool
 }
 
 // parseFlags turns the command line into a config.
@@ -62,8 +66,12 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	fs.StringVar(&c.PprofAddr, "pprof-bind-address", "", "listen address of /debug/pprof (empty: off)")
 	fs.BoolVar(&c.LeaderElection, "leader-elect", true, "run one active replica at a time (Lease in --namespace)")
 	fs.BoolVar(&c.devLogs, "dev-logs", false, "human-readable logs instead of JSON")
+	fs.BoolVar(&c.version, "version", false, "print the manager's version and exit")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if c.version {
+		return c, nil
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -92,9 +100,18 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	return c, nil
 }
 
-func run(ctx context.Context, args []string, errOut io.Writer) error {
+func run(ctx context.Context, args []string, out, errOut io.Writer) error {
+	if len(args) > 0 {
+		if hook, ok := hooks[args[0]]; ok {
+			return hook(ctx, args[1:], out, errOut)
+		}
+	}
 	c, err := parseFlags(args, errOut)
 	if err != nil {
+		return err
+	}
+	if c.version {
+		_, err := fmt.Fprintf(out, "manager %s\n", version.Get())
 		return err
 	}
 	var h slog.Handler = slog.NewJSONHandler(errOut, nil)

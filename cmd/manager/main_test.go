@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"io"
 	"strings"
 	"testing"
@@ -55,6 +57,11 @@ func TestParseFlags(t *testing.T) {
 		"empty namespace": {args: []string{"--installer-image=i", "--namespace="}, wantErr: "--namespace must not be empty"},
 		"unknown flag":    {args: []string{"--installer-image=i", "--nope"}, wantErr: "unknown flag"},
 		"stray argument":  {args: []string{"--installer-image=i", "extra"}, wantErr: "unexpected arguments"},
+		"version needs nothing else": {args: []string{"--version"}, check: func(t *testing.T, c config) {
+			if !c.version {
+				t.Fatal("--version not seen")
+			}
+		}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -70,5 +77,16 @@ func TestParseFlags(t *testing.T) {
 			}
 			tc.check(t, c)
 		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"--version"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if s := out.String(); !strings.HasPrefix(s, "manager ") || strings.Count(s, "\n") != 1 {
+		t.Errorf("--version printed %q, want one line: manager <version> (...)", s)
 	}
 }

@@ -13,8 +13,11 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 
@@ -135,11 +138,91 @@ func TestManagerAcceptsRenderedArgs(t *testing.T) {
 		t.Fatalf("the manager accepted an unknown flag before --help; this check would prove nothing:\n%s", out)
 	}
 	for name, tc := range goldenCases {
-		d := renderedDeployment(t, mustRender(t, tc.files, tc.sets...), deploymentName(tc.files))
-		args := d.Spec.Template.Spec.Containers[0].Args
-		if out, err := run(args...); err != nil {
-			t.Errorf("%s values: the manager refuses the chart's arguments %q: %v\n%s", name, args, err, out)
+		objs := mustRender(t, tc.files, tc.sets...)
+		d := renderedDeployment(t, objs, deploymentName(tc.files))
+		argLists := [][]string{d.Spec.Template.Spec.Containers[0].Args}
+		for _, j := range hookJobs(t, objs) {
+			argLists = append(argLists, j.Spec.Template.Spec.Containers[0].Args)
 		}
+		for _, args := range argLists {
+			if out, err := run(args...); err != nil {
+				t.Errorf("%s values: the manager refuses the chart's arguments %q: %v\n%s", name, args, err, out)
+			}
+		}
+	}
+}
+
+// hookJobs returns the rendered Jobs that are Helm hooks.
+func hookJobs(t testing.TB, objs []*unstructured.Unstructured) []*batchv1.Job {
+	t.Helper()
+	var out []*batchv1.Job
+	for _, o := range objs {
+		if o.GetKind() == "Job" && o.GetAnnotations()["helm.sh/hook"] != "" {
+			var j batchv1.Job
+			convert(t, o, &j)
+			out = append(out, &j)
+		}
+	}
+	return out
+}
+
+// TestHooks checks the hooks the chart renders: the pre-delete hook that uninstalls the Shims while the
+// manager runs (bounded, printing its log on failure), and the pre-upgrade hook that updates the CRD
+// from exactly the chart's crds/. Each can be switched off.
+func TestHooks(t *testing.T) {
+	t.Parallel()
+	crd, err := os.ReadFile(filepath.Join(chartDir(t), "crds", "wasmkube.io_shims.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name              string
+		files, sets       []string
+		uninstallDeadline int64 // 0: no pre-delete hook
+		uninstallTimeout  string
+		crdUpgrade        bool
+	}{
+		{name: "default", uninstallDeadline: 270 + 60, uninstallTimeout: "4m30s", crdUpgrade: true},
+		{name: "custom", files: []string{"custom.yaml"}, uninstallDeadline: 3723 + 60, uninstallTimeout: "1h2m3s"},
+		{name: "off", sets: []string{"uninstall.deleteShims=false", "crds.upgrade=false"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			objs := mustRender(t, tc.files, tc.sets...)
+			jobs := map[string]*batchv1.Job{}
+			for _, j := range hookJobs(t, objs) {
+				jobs[j.Annotations["helm.sh/hook"]] = j
+			}
+			if j := jobs["pre-delete"]; (j != nil) != (tc.uninstallDeadline != 0) {
+				t.Fatalf("pre-delete hook rendered: %v, want %v", j != nil, tc.uninstallDeadline != 0)
+			} else if j != nil {
+				c := j.Spec.Template.Spec.Containers[0]
+				if want := []string{"uninstall-shims", "--timeout=" + tc.uninstallTimeout}; !reflect.DeepEqual(c.Args, want) {
+					t.Errorf("pre-delete hook args %q, want %q", c.Args, want)
+				}
+				if d := j.Spec.ActiveDeadlineSeconds; d == nil || *d != tc.uninstallDeadline {
+					t.Errorf("pre-delete hook activeDeadlineSeconds %v, want %d (the wait plus a minute)", d, tc.uninstallDeadline)
+				}
+				if j.Annotations["helm.sh/hook-output-log-policy"] != "hook-failed" {
+					t.Error("the pre-delete hook's log is not shown when it fails")
+				}
+				if sa := j.Spec.Template.Spec.ServiceAccountName; sa == "" || sa == "wasmkube" || sa == "wk-controller" {
+					t.Errorf("pre-delete hook runs as %q, want a ServiceAccount of its own", sa)
+				}
+			}
+			j := jobs["pre-upgrade"]
+			if (j != nil) != tc.crdUpgrade {
+				t.Fatalf("pre-upgrade hook rendered: %v, want %v", j != nil, tc.crdUpgrade)
+			}
+			if j == nil {
+				return
+			}
+			var cm corev1.ConfigMap
+			convert(t, find(t, objs, "ConfigMap", j.Spec.Template.Spec.Volumes[0].ConfigMap.Name), &cm)
+			if got := cm.Data["wasmkube.io_shims.yaml"]; got != string(crd) {
+				t.Errorf("the pre-upgrade hook's ConfigMap does not hold crds/wasmkube.io_shims.yaml byte for byte (%d bytes, want %d)", len(got), len(crd))
+			}
+		})
 	}
 }
 
@@ -322,7 +405,11 @@ func TestInstallerConfig(t *testing.T) {
 				t.Fatalf("the manager refuses the rendered installer config: %v\n%s", err, data)
 			}
 			want := controller.InstallerConfig{Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-				PriorityClassName: "system-node-critical", NodeOverrides: []controller.NodeOverride{}}
+				PriorityClassName: "system-node-critical", NodeOverrides: []controller.NodeOverride{},
+				ImagePullSecrets: []corev1.LocalObjectReference{},
+				Resources: corev1.ResourceRequirements{
+					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
+					Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")}}}
 			if name == "custom" {
 				want = controller.InstallerConfig{
 					Tolerations: []corev1.Toleration{{Key: "wasmkube.io/dedicated", Operator: corev1.TolerationOpEqual,
@@ -333,9 +420,16 @@ func TestInstallerConfig(t *testing.T) {
 							ContainerdConfig: "/var/lib/rancher/k3s/agent/etc/containerd/config.toml.tmpl",
 							CRISocket:        "/run/k3s/containerd/containerd.sock"},
 						{NodeSelector: map[string]string{"pool": "legacy", "kubernetes.io/arch": "arm64"}, Restart: "none"},
-					}}
+					},
+					ImagePullSecrets: []corev1.LocalObjectReference{{Name: "installer-regcred"}},
+					Proxy: controller.Proxy{HTTPProxy: "http://proxy.example.com:3128", HTTPSProxy: "http://proxy.example.com:3128",
+						NoProxy: "10.0.0.0/8,.cluster.local"},
+					Resources: corev1.ResourceRequirements{
+						Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("20m"), corev1.ResourceMemory: resource.MustParse("48Mi")},
+						Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("500m"), corev1.ResourceMemory: resource.MustParse("384Mi")}},
+				}
 			}
-			if !reflect.DeepEqual(got, want) {
+			if !equality.Semantic.DeepEqual(got, want) {
 				t.Fatalf("rendered installer config = %+v, want %+v", got, want)
 			}
 			if d.Spec.Template.Annotations["checksum/installer-config"] == "" {

@@ -141,9 +141,13 @@ func TestInstall(t *testing.T) {
 		checkAccess(t, c, "system:serviceaccount:"+releaseNamespace+":wasmkube", installerNS)
 	})
 	t.Run("pod security", func(t *testing.T) { checkPodSecurity(t, c, &dep, installerNS) })
+	// This API server has no job controller, so helm would wait for the hook Jobs in vain: upgrade and
+	// uninstall run with --no-hooks, and the hooks' RBAC and pods are checked here instead (the
+	// end-to-end test runs them for real).
+	t.Run("hooks", func(t *testing.T) { checkHooks(t, c) })
 
 	// The filled-in examples pass the API server's validation of Shims.
-	if r := api.helm(t, "upgrade", releaseName, chartDir(t), "--namespace", releaseNamespace,
+	if r := api.helm(t, "upgrade", releaseName, chartDir(t), "--namespace", releaseNamespace, "--no-hooks",
 		"--values", filepath.Join("testdata", "values", "examples.yaml")); r.err != nil {
 		t.Fatal(r.err)
 	}
@@ -154,13 +158,13 @@ func TestInstall(t *testing.T) {
 	}
 	// What the schema cannot see, the CRD's validation refuses, and helm reports its message.
 	dup := "shims.wasmtime.spec.source.http.platforms[1].arch=amd64"
-	r := api.helm(t, "upgrade", releaseName, chartDir(t), "--namespace", releaseNamespace,
+	r := api.helm(t, "upgrade", releaseName, chartDir(t), "--namespace", releaseNamespace, "--no-hooks",
 		"--values", filepath.Join("testdata", "values", "examples.yaml"), "--set", dup)
 	if r.err == nil || !strings.Contains(r.stderr, "must not list the same os/arch twice") {
 		t.Errorf("upgrade with a duplicate platform: err %v, want the CRD's message about the same os/arch twice", r.err)
 	}
 
-	if r := api.helm(t, "uninstall", releaseName, "--namespace", releaseNamespace); r.err != nil {
+	if r := api.helm(t, "uninstall", releaseName, "--namespace", releaseNamespace, "--no-hooks"); r.err != nil {
 		t.Fatal(r.err)
 	}
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
@@ -230,17 +234,7 @@ func checkAccess(t *testing.T, c client.Client, user, installerNS string) {
 	}
 	ask := func(a access) bool {
 		t.Helper()
-		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-			User:   user,
-			Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + releaseNamespace, "system:authenticated"},
-			ResourceAttributes: &authorizationv1.ResourceAttributes{
-				Verb: a.verb, Group: a.group, Resource: a.resource, Subresource: a.subresource, Namespace: a.namespace,
-			},
-		}}
-		if err := c.Create(context.Background(), sar); err != nil {
-			t.Fatalf("SubjectAccessReview %s: %v", a, err)
-		}
-		return sar.Status.Allowed
+		return allowed(t, c, user, a, "")
 	}
 	for _, a := range needs {
 		if !ask(a) {
@@ -252,6 +246,23 @@ func checkAccess(t *testing.T, c client.Client, user, installerNS string) {
 			t.Errorf("the manager may %s; it must not", a)
 		}
 	}
+}
+
+// allowed asks the API server's authorizer, through a SubjectAccessReview, whether a ServiceAccount
+// user may do a (on the object called name, when not empty).
+func allowed(t *testing.T, c client.Client, user string, a access, name string) bool {
+	t.Helper()
+	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User:   user,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + releaseNamespace, "system:authenticated"},
+		ResourceAttributes: &authorizationv1.ResourceAttributes{
+			Verb: a.verb, Group: a.group, Resource: a.resource, Subresource: a.subresource, Namespace: a.namespace, Name: name,
+		},
+	}}
+	if err := c.Create(context.Background(), sar); err != nil {
+		t.Fatalf("SubjectAccessReview %s: %v", a, err)
+	}
+	return sar.Status.Allowed
 }
 
 // checkPodSecurity creates pods with a server-side dry run, so Pod Security admission judges them: the
@@ -284,5 +295,67 @@ func checkPodSecurity(t *testing.T, c client.Client, dep *appsv1.Deployment, ins
 	err = dryRun(releaseNamespace, job.Spec.Template.Spec)
 	if err == nil || !strings.Contains(err.Error(), "violates PodSecurity") {
 		t.Errorf("the installer Job's pod in the restricted release namespace: err %v, want a PodSecurity violation (else this check proves nothing)", err)
+	}
+}
+
+// checkHooks creates the hooks' ServiceAccounts and RBAC as rendered, asks the API server's authorizer
+// what each hook may do (what it needs, and nothing that would let it change nodes or workloads), and
+// has Pod Security admission judge the hook pods in the restricted release namespace.
+func checkHooks(t *testing.T, c client.Client) {
+	ctx := context.Background()
+	objs := mustRender(t, nil)
+	for _, o := range objs {
+		if o.GetAnnotations()["helm.sh/hook"] == "" {
+			continue
+		}
+		switch o.GetKind() {
+		case "ServiceAccount", "ClusterRole", "ClusterRoleBinding":
+			if err := c.Create(ctx, o.DeepCopy()); err != nil {
+				t.Fatalf("create hook %s %s: %v", o.GetKind(), o.GetName(), err)
+			}
+			t.Cleanup(func() { _ = c.Delete(ctx, o.DeepCopy()) })
+		}
+	}
+	// one is a question about the object called name ("" for any).
+	type one struct {
+		access
+		name string
+	}
+	shims := func(verb, sub string) one { return one{access{verb, "wasmkube.io", "shims", sub, ""}, ""} }
+	crd := func(verb, name string) one {
+		return one{access{verb, "apiextensions.k8s.io", "customresourcedefinitions", "", ""}, name}
+	}
+	for name, rules := range map[string]struct{ needs, refused []one }{
+		"wasmkube-uninstall": {
+			needs: []one{shims("list", ""), shims("watch", ""), shims("delete", ""), {access{"list", "", "nodes", "", ""}, ""}},
+			refused: []one{shims("patch", ""), shims("update", "finalizers"), {access{"patch", "", "nodes", "", ""}, ""},
+				{access{"create", "batch", "jobs", "", releaseNamespace}, ""}, {access{"get", "", "secrets", "", releaseNamespace}, ""}},
+		},
+		"wasmkube-crd-upgrade": {
+			needs:   []one{crd("get", "shims.wasmkube.io"), crd("update", "shims.wasmkube.io")},
+			refused: []one{crd("update", "certificates.cert-manager.io"), crd("create", ""), crd("delete", "shims.wasmkube.io"), shims("list", "")},
+		},
+	} {
+		user := "system:serviceaccount:" + releaseNamespace + ":" + name
+		for _, a := range rules.needs {
+			// The authorizer sees new RBAC objects through an informer: give it a moment.
+			err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+				return allowed(t, c, user, a.access, a.name), nil
+			})
+			if err != nil {
+				t.Errorf("%s may not %s %s; it needs to", name, a.access, a.name)
+			}
+		}
+		for _, a := range rules.refused {
+			if allowed(t, c, user, a.access, a.name) {
+				t.Errorf("%s may %s %s; it must not", name, a.access, a.name)
+			}
+		}
+	}
+	for _, j := range hookJobs(t, objs) {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{GenerateName: "dry-run-", Namespace: releaseNamespace}, Spec: j.Spec.Template.Spec}
+		if err := c.Create(ctx, pod, client.DryRunAll); err != nil {
+			t.Errorf("the %s hook's pod does not meet the restricted Pod Security level: %v", j.Annotations["helm.sh/hook"], err)
+		}
 	}
 }

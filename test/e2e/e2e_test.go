@@ -79,12 +79,18 @@ func TestE2E(t *testing.T) {
 		overrides = LocalOverrides(e.local.Layout())
 	}
 	install := InstallArgs(chart, overrides)
+	// The node's containerd config before wasmkube: what a plain helm uninstall must leave.
+	pristine := e.readConfig(t)
 	if _, err := Helm(ctx, helm, e.kubeconfig, install...); err != nil {
 		t.Fatal(err)
 	}
+	uninstalled := false
 	t.Cleanup(func() {
 		if t.Failed() {
 			e.dumpDiagnostics(t)
+		}
+		if uninstalled {
+			return
 		}
 		// The manager must outlive the Shims: their finalizers wait for its uninstall Jobs.
 		ctx := context.Background()
@@ -184,6 +190,32 @@ func TestE2E(t *testing.T) {
 	}); err != nil {
 		t.Errorf("RuntimeClass %s still present after the Shim was removed: %v", shim, err)
 	}
+
+	// A plain helm uninstall with the shim installed: its pre-delete hook has the manager uninstall the
+	// Shims first, so the node's config is byte for byte what it was before helm install.
+	if _, err := Helm(ctx, helm, e.kubeconfig, install...); err != nil {
+		t.Fatal(err)
+	}
+	e.annotate(t, ctx, "true")
+	e.waitLabel(t, ctx, shim, string(v1alpha1.NodeReady))
+	start = time.Now()
+	if out, err := Helm(ctx, helm, e.kubeconfig, "uninstall", Release, "--namespace", Namespace); err != nil {
+		t.Fatal(err)
+	} else {
+		t.Logf("helm uninstall:\n%s", out)
+	}
+	uninstalled = true
+	t.Logf("FIGURE helm uninstall (pre-delete hook uninstalling the Shims from the node): %s", time.Since(start).Round(time.Millisecond))
+	if after := e.readConfig(t); after != pristine {
+		t.Errorf("containerd config after helm uninstall differs from the one before helm install:\n--- before\n%s\n--- after\n%s", pristine, after)
+	}
+	if l, err := e.dyn.Resource(v1alpha1.GroupVersion.WithResource("shims")).List(ctx, metav1.ListOptions{}); err != nil || len(l.Items) != 0 {
+		t.Errorf("Shims left after helm uninstall: %v (%v)", l, err)
+	}
+	if v := e.nodeLabel(t, ctx, v1alpha1.NodeStateLabel(shim)); v != "" {
+		t.Errorf("node still labelled %s=%s after helm uninstall", v1alpha1.NodeStateLabel(shim), v)
+	}
+	e.waitHandler(t, ctx, false)
 }
 
 // setup starts a local cluster, or uses the one KUBECONFIG names, and makes the test images available.
@@ -312,6 +344,15 @@ func (e *env) annotate(t *testing.T, ctx context.Context, value string) {
 	if _, err := e.client.CoreV1().Nodes().Patch(ctx, e.node, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatalf("annotate node %s %s=%s: %v", e.node, v1alpha1.EnabledAnnotation, value, err)
 	}
+}
+
+func (e *env) nodeLabel(t *testing.T, ctx context.Context, key string) string {
+	t.Helper()
+	n, err := e.client.CoreV1().Nodes().Get(ctx, e.node, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n.Labels[key]
 }
 
 func (e *env) nodeAnnotation(t *testing.T, ctx context.Context, key string) string {

@@ -89,5 +89,60 @@ The manager's --installer-config file: installer pod settings and per-node overr
 */}}
 {{- define "wasmkube.installerConfig" -}}
 {{- $i := .Values.installer -}}
-{{- toYaml (dict "tolerations" $i.tolerations "priorityClassName" $i.priorityClassName "nodeOverrides" $i.nodeOverrides) -}}
+{{- toYaml (dict "tolerations" $i.tolerations "priorityClassName" $i.priorityClassName "nodeOverrides" $i.nodeOverrides
+  "imagePullSecrets" $i.imagePullSecrets "proxy" $i.proxy "resources" $i.resources) -}}
+{{- end }}
+
+{{/* The pod settings of the chart's hook Jobs: the manager's image, pull secrets, scheduling and a
+restricted security context. */}}
+{{- define "wasmkube.hookPod" -}}
+{{- $m := .Values.manager -}}
+restartPolicy: Never
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $m.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $m.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  runAsNonRoot: true
+  runAsUser: 65532
+  runAsGroup: 65532
+  seccompProfile:
+    type: RuntimeDefault
+{{- end }}
+
+{{/* The container settings of the chart's hook Jobs. */}}
+{{- define "wasmkube.hookContainer" -}}
+image: {{ include "wasmkube.image" (list .Values.image .) }}
+imagePullPolicy: {{ .Values.image.pullPolicy }}
+terminationMessagePolicy: FallbackToLogsOnError
+securityContext:
+  allowPrivilegeEscalation: false
+  readOnlyRootFilesystem: true
+  capabilities:
+    drop: ["ALL"]
+resources:
+  requests:
+    cpu: 10m
+    memory: 32Mi
+  limits:
+    memory: 128Mi
+{{- end }}
+
+{{/* The whole seconds of a Go duration such as 4m30s, 90s or 1h (h, m and s units only). */}}
+{{- define "wasmkube.seconds" -}}
+{{- $d := toString . -}}
+{{- $total := 0 -}}
+{{- range $part := regexFindAll "[0-9]+[hms]" $d -1 -}}
+{{- $n := int (trimSuffix "h" (trimSuffix "m" (trimSuffix "s" $part))) -}}
+{{- if hasSuffix "h" $part }}{{ $total = add $total (mul $n 3600) }}{{ else if hasSuffix "m" $part }}{{ $total = add $total (mul $n 60) }}{{ else }}{{ $total = add $total $n }}{{ end -}}
+{{- end -}}
+{{- $total -}}
 {{- end }}
