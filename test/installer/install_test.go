@@ -133,8 +133,9 @@ func TestInstallKeepsRuncOnContainerd1(t *testing.T) {
 }
 
 // Issue 15: on a host whose containerd configuration the OS renders itself (Bottlerocket's settings API),
-// install changes nothing, exits 0 (a Job must not retry) and reports the node unsupported with the
-// reason and the route the OS offers instead.
+// install changes nothing and reports the node unsupported with the reason and the route the OS offers
+// instead. Issue 14: it exits 3, a failure a retry cannot fix, which the Job's podFailurePolicy does
+// not retry.
 func TestInstallOnUnsupportedHost(t *testing.T) {
 	t.Parallel()
 	root := hostRoot(t)
@@ -148,11 +149,12 @@ func TestInstallOnUnsupportedHost(t *testing.T) {
 	}
 	r := runInstaller(t, nil, "install", "--host-root="+root, "--result-file=", "--shim-name=wazero", "--runtime-type=io.containerd.wazero.v1",
 		"--source-builtin=wazero", "--builtin-dir="+builtins, "--container-runtime-version=containerd://1.7.27")
-	if r.err != nil || r.result.Success || r.result.Reason != result.ReasonUnsupportedHost || r.result.Distro != "bottlerocket" ||
-		!strings.Contains(r.result.Error, "settings API") || !strings.Contains(r.result.Error, "variant") || r.result.Changed {
-		t.Fatalf("want exit 0 with an unchanged, unsupported bottlerocket result naming the settings API and the override; got %v %+v\n%s", r.err, r.result, r.stderr)
+	var exit *exec.ExitError
+	if !errors.As(r.err, &exit) || exit.ExitCode() != result.ExitPermanent || r.result.Success || r.result.Reason != result.ReasonUnsupportedHost ||
+		r.result.Distro != "bottlerocket" || !strings.Contains(r.result.Error, "settings API") || !strings.Contains(r.result.Error, "variant") || r.result.Changed {
+		t.Fatalf("want exit 3 with an unchanged, unsupported bottlerocket result naming the settings API and the override; got %v %+v\n%s", r.err, r.result, r.stderr)
 	}
-	if !strings.Contains(r.stderr, "node unsupported") {
+	if !strings.Contains(r.stderr, "install failed (UnsupportedHost)") {
 		t.Errorf("stderr does not say the node is unsupported: %s", r.stderr)
 	}
 	if after := snapshot(t, root); after != before {

@@ -348,7 +348,7 @@ func (m *multiNode) exec(o op, env []string, delay time.Duration, extra ...strin
 			args = append(args, "--option="+f)
 		}
 	}
-	args = append(args, "--restart=signal", "--shim-dir="+m.shimDir, "--host-root="+m.root, "--result-file=",
+	args = append(args, "--restart=signal", "--shim-dir="+m.shimDir, "--host-root="+m.root, "--exec-root=/", "--result-file=",
 		"--proc-root=/proc", "--timeout=3m")
 	args = append(args, extra...) // a later flag wins
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
