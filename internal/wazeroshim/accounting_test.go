@@ -69,7 +69,8 @@ func TestCRIAccounting(t *testing.T) {
 			func(parent, sandbox string) string { return parent + "/cri-containerd-" + sandbox + ".scope" }},
 	} {
 		t.Run(driver.name, func(t *testing.T) {
-			t.Cleanup(func() { removeCgroupTree(t, driver.root) }) // after the daemon's cleanup has removed the pods
+			t.Parallel()
+			t.Cleanup(func() { removeCgroupTree(t, driver.root) }) // the pod is removed by then
 			p := runPodSandbox(t, d, handler, "acct-"+driver.name, func(uid string) string {
 				parent := driver.parent(uid)
 				makePodCgroup(t, parent)

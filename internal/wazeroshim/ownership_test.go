@@ -52,6 +52,7 @@ func TestOwnership(t *testing.T) {
 			"0:0 -rw-r--r--", "0:2000 -rw-r--r--"},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel()
 			results := map[string]map[string]string{}
 			for _, rt := range []struct{ handler, image string }{{"", nativeImage}, {handler, guestImage}} {
 				plain, grouped := t.TempDir(), t.TempDir()
