@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -317,7 +318,8 @@ func TestFiles(t *testing.T) {
 		for _, d := range ents {
 			n = append(n, d.Name)
 		}
-		return strings.Join(sorted(n), ",")
+		slices.Sort(n)
+		return strings.Join(n, ",")
 	}
 	if got := names(); got != "link,moved,new,sub" {
 		t.Errorf("readdir: %s", got)
@@ -338,17 +340,6 @@ func TestFiles(t *testing.T) {
 		t.Errorf("rmdir a non-empty directory: %v", e)
 	}
 	must(t, errOf(f.Rmdir("dir/sub")))
-}
-
-func sorted(s []string) []string {
-	for i := range s {
-		for j := i + 1; j < len(s); j++ {
-			if s[j] < s[i] {
-				s[i], s[j] = s[j], s[i]
-			}
-		}
-	}
-	return s
 }
 
 func errOf(e experimentalsys.Errno) error {
