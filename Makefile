@@ -125,6 +125,7 @@ chart-golden: ## Refresh the chart's golden renderings (test/chart/testdata/gold
 ##@ Benchmarks
 
 N ?= 1000 5000
+RUNS ?= 3
 KCM_QPS ?= 500
 
 .PHONY: bench-shim
@@ -134,9 +135,11 @@ bench-shim: ## Container start -> first output: wazero shim (tiny, Go cold/cache
 		grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS$$' -e '^ok '
 
 .PHONY: bench-scale
-bench-scale: ## Roll a Shim out to N KWOK nodes (default "1000 5000") vs a plain Job; prints a table.
+bench-scale: ## Job-per-node floor, chart-default and 100% rollouts on N KWOK nodes (default "1000 5000"), RUNS times; last two lines: ratios.
 	bash $(TOOLS) install kubernetes etcd kwok
-	$(WITH_TOOLS) go test ./test/scale -run '^TestBenchScale$$' -count=1 -v -timeout 120m -args -sizes="$(N)" -kcm-qps=$(KCM_QPS)
+	$(WITH_TOOLS) go test ./test/scale -run '^TestBenchScale$$' -count=1 -v -timeout 240m \
+		-args -sizes="$(N)" -runs=$(RUNS) -kcm-qps=$(KCM_QPS) $(BENCH_SCALE_FLAGS) | \
+		grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS$$' -e '^ok '
 
 ##@ Local cluster
 

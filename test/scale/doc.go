@@ -1,7 +1,15 @@
 // Package scale measures the manager against KWOK nodes on a real kube-apiserver, etcd,
-// kube-controller-manager and kube-scheduler: the wall time of a rollout compared with the same
-// parallelism through one plain Job, the manager's peak RSS and CPU time, and its API requests per node.
+// kube-controller-manager and kube-scheduler: the wall time of a rollout compared with the Job-per-node
+// floor (one single-pod Job per node, all created at once, no manager), the manager's peak RSS and CPU
+// time, its API requests per node, and the control plane's CPU.
 //
-// `make test` runs TestScaleSmoke (50 nodes, correctness only). `make bench-scale N="1000 5000"` runs
-// TestBenchScale, which prints a table; its last line is "rollout/job ratio at 1000 nodes: <number>".
+// `make test` runs TestScaleSmoke (50 nodes, correctness only). `make bench-scale N="1000 5000" RUNS=3`
+// runs TestBenchScale: at each size, RUNS times back to back, the floor, a rollout with the chart's
+// default rollout settings and one with maxUnavailable 100%. Its last two lines are
+//
+//	default-settings rollout at 1000 nodes: T s, Job-per-node floor F s, ratio X
+//	rollout/floor ratio at 1000 nodes (maxUnavailable 100%): Y
+//
+// with medians over the runs (X and Y are medians of each run's ratio to the floor measured just before).
+// BENCH_SCALE_FLAGS passes more flags, e.g. -profile-dir=DIR for CPU and heap profiles.
 package scale

@@ -2,6 +2,7 @@ package scale
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -23,16 +24,16 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	nodev1 "k8s.io/api/node/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -43,15 +44,24 @@ import (
 )
 
 var (
-	sizes  = flag.String("sizes", "", "node counts for TestBenchScale, e.g. \"1000 5000\" (empty: skip the benchmark)")
-	kcmQPS = flag.Int("kcm-qps", 500, "kube-controller-manager --kube-api-qps for the benchmark (its default is 20)")
-	// profileDir makes the benchmark save the manager's CPU profile of the first -profile-seconds of each
-	// rollout and its heap profile at the end, as <dir>/<nodes>-cpu.pprof and <dir>/<nodes>-heap.pprof.
-	profileDir     = flag.String("profile-dir", "", "save manager CPU and heap profiles of each rollout here")
-	profileSeconds = flag.Int("profile-seconds", 20, "length of the CPU profile with -profile-dir")
+	sizes = flag.String("sizes", "", "node counts for TestBenchScale, e.g. \"1000 5000\" (empty: skip the benchmark)")
+	runs  = flag.Int("runs", 3, "how often TestBenchScale measures the floor and both rollouts at each size (it reports medians)")
+	// withChart can skip the chart-default rollout while working on the manager's overhead (and on a
+	// manager whose default rolls out one node at a time, which takes hours at 5,000 nodes).
+	withChart = flag.Bool("chart", true, "TestBenchScale: also measure the rollout with the chart's default settings")
+	kcmQPS    = flag.Int("kcm-qps", 500, "kube-controller-manager --kube-api-qps for the benchmark (its default is 20)")
+	// profileDir makes the benchmark save the manager's and the API server's CPU profiles of the first
+	// -profile-seconds of each rollout and the manager's heap profile at its end, as
+	// <dir>/<nodes>-<rollout>-<run>-<kind>.pprof.
+	profileDir     = flag.String("profile-dir", "", "save manager and API server profiles of each rollout here")
+	profileSeconds = flag.Int("profile-seconds", 20, "length of the CPU profiles with -profile-dir")
 )
 
-const namespace = "wasmkube-system"
+const (
+	namespace = "wasmkube-system"
+	// shimName is the benchmark's Shim; every rollout creates it anew (see env.reset).
+	shimName = "bench"
+)
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -59,11 +69,12 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// TestScaleSmoke rolls one Shim out to 50 KWOK nodes (half arm64) with maxUnavailable 10% through the
-// manager binary, and checks that every node ends ready. It asserts no figures.
+// TestScaleSmoke rolls one Shim out to 50 KWOK nodes (half arm64) with the chart's default rollout
+// settings through the manager binary, and checks that every node ends ready with one Event each. It
+// asserts no figures.
 func TestScaleSmoke(t *testing.T) {
 	env := setup(t, 50, 0)
-	res := env.rollout(t)
+	res := env.rollout(t, chartRollout(t), "smoke", 0)
 	if res.ready != 50 {
 		t.Fatalf("%d of 50 nodes ready", res.ready)
 	}
@@ -74,112 +85,21 @@ func TestScaleSmoke(t *testing.T) {
 	}
 	installed := 0
 	for _, ev := range list.Items {
-		if ev.Reason == v1alpha1.ReasonInstalled && ev.Regarding.Name == "bench" {
+		if ev.Reason == v1alpha1.ReasonInstalled && ev.Regarding.Name == shimName {
 			installed++
 		}
 	}
 	if installed != 50 {
-		t.Errorf("%d %s Events about Shim bench, want one per node (50)", installed, v1alpha1.ReasonInstalled)
+		t.Errorf("%d %s Events about Shim %s, want one per node (50)", installed, v1alpha1.ReasonInstalled, shimName)
 	}
 	t.Logf("50 nodes: rollout %s, manager RSS %d MiB, CPU %.1fs", res.wall.Round(100*time.Millisecond), res.rssMiB, res.cpu.Seconds())
-}
-
-// TestBenchScale prints the benchmark table for each size in -sizes.
-func TestBenchScale(t *testing.T) {
-	if *sizes == "" {
-		t.Skip("no -sizes given (make bench-scale N=\"1000 5000\")")
-	}
-	var rows []row
-	for _, f := range strings.Fields(*sizes) {
-		n, err := strconv.Atoi(f)
-		if err != nil || n < 2 {
-			t.Fatalf("-sizes: %q is not a node count", f)
-		}
-		env := setup(t, n, *kcmQPS)
-		r := row{n: n}
-		// The CPU of each run is taken before its Jobs are deleted: the cleanup is no run's work.
-		cpu := childCPU()
-		r.job = env.plainJob(t)
-		r.jobCPU = childCPU().since(cpu)
-		env.deleteJobs()
-		cpu = childCPU()
-		r.jobs = env.perNodeJobs(t)
-		r.jobsCPU = childCPU().since(cpu)
-		env.deleteJobs()
-		cpu = childCPU()
-		r.rollout = env.rollout(t)
-		r.rolloutCPU = childCPU().since(cpu)
-		env.stop()
-		rows = append(rows, r)
-	}
-	printTable(rows, *kcmQPS)
-}
-
-type row struct {
-	n       int
-	rollout result
-	// job is the wall time of the plain Job; jobs that of one single-pod Job per node at the same
-	// parallelism, the floor for any design with a Job per node.
-	job, jobs time.Duration
-	// jobCPU, jobsCPU and rolloutCPU are the control plane's CPU during each run.
-	jobCPU, jobsCPU, rolloutCPU cpuTimes
-}
-
-type result struct {
-	wall   time.Duration
-	ready  int
-	rssMiB int64
-	cpu    time.Duration
-	// requests maps HTTP methods to the requests the manager made, plus the shim controller's
-	// reconcile count and total seconds and the Go heap in use at the end, under their metric names.
-	requests map[string]float64
-}
-
-func printTable(rows []row, qps int) {
-	fmt.Printf("\nwasmkube manager rollout on KWOK nodes (half arm64), maxUnavailable 10%%, installer pods finish after ~1 s, kube-controller-manager --kube-api-qps=%d\n", qps)
-	fmt.Printf("plain Job: one Job, N completions, parallelism N/10; Job per node: N single-pod Jobs, N/10 at a time (no manager)\n")
-	fmt.Printf("%7s %9s %10s %11s %7s %9s %9s %9s %8s %6s %6s %6s %6s %6s %12s %11s %9s\n",
-		"nodes", "rollout", "plain Job", "Job/node", "ratio", "floor", "RSS MiB", "heap MiB", "CPU s", "GET/n", "POST/n", "PATCH/n", "PUT/n", "DEL/n", "writes/node",
-		"reconciles", "avg ms")
-	var ratio1000 string
-	for _, r := range rows {
-		ratio := r.rollout.wall.Seconds() / r.job.Seconds()
-		per := func(m string) float64 { return r.rollout.requests[m] / float64(r.n) }
-		writes := per("POST") + per("PATCH") + per("PUT") + per("DELETE")
-		count := r.rollout.requests["controller_runtime_reconcile_time_seconds_count"]
-		avg := 1000 * r.rollout.requests["controller_runtime_reconcile_time_seconds_sum"] / max(count, 1)
-		fmt.Printf("%7d %8.1fs %9.1fs %10.1fs %7.2f %9.2f %9d %9.0f %8.1f %6.2f %6.2f %6.2f %6.2f %6.2f %12.2f %11.0f %9.1f\n",
-			r.n, r.rollout.wall.Seconds(), r.job.Seconds(), r.jobs.Seconds(), ratio, r.jobs.Seconds()/r.job.Seconds(), r.rollout.rssMiB,
-			r.rollout.requests["go_memstats_heap_inuse_bytes"]/(1<<20), r.rollout.cpu.Seconds(),
-			per("GET"), per("POST"), per("PATCH"), per("PUT"), per("DELETE"), writes, count, avg)
-		if r.n == 1000 {
-			ratio1000 = fmt.Sprintf("%.2f", ratio)
-		}
-	}
-	fmt.Printf("(ratio: rollout / plain Job; floor: Job per node / plain Job)\n")
-	fmt.Printf("\ncontrol-plane CPU seconds, plain Job / Job per node / rollout (the manager's own CPU is in the table above)\n%7s", "nodes")
-	for _, c := range components {
-		fmt.Printf(" %23s", c)
-	}
-	fmt.Println()
-	for _, r := range rows {
-		fmt.Printf("%7d", r.n)
-		for _, c := range components {
-			fmt.Printf(" %6.1f / %6.1f / %6.1f", r.jobCPU[c].Seconds(), r.jobsCPU[c].Seconds(), r.rolloutCPU[c].Seconds())
-		}
-		fmt.Println()
-	}
-	if ratio1000 == "" {
-		ratio1000 = "n/a (1000 not among the sizes)"
-	}
-	fmt.Printf("rollout/job ratio at 1000 nodes: %s\n", ratio1000)
 }
 
 type env struct {
 	t       *testing.T
 	n       int
 	cluster *kwoktest.Cluster
-	c       client.Client
+	c       client.WithWatch
 	manager string // binary
 	dir     string
 	stopped bool
@@ -209,13 +129,15 @@ func setup(t *testing.T, n, qps int) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// No client-side rate limit, like the manager's (controller-runtime's default): the floor's creates
+	// are limited by the control plane only.
 	cfg := *e.cluster.Config
-	cfg.QPS, cfg.Burst = 500, 1000
+	cfg.QPS, cfg.Burst = -1, 0
 	scheme, err := controller.NewScheme()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.c, err = client.New(&cfg, client.Options{Scheme: scheme}); err != nil {
+	if e.c, err = client.NewWithWatch(&cfg, client.Options{Scheme: scheme}); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
@@ -251,7 +173,7 @@ func (e *env) createNodes(ctx context.Context) {
 		if i%2 == 1 {
 			arch = "arm64"
 		}
-		return e.c.Create(ctx, kwoktest.Node(fmt.Sprintf("node-%05d", i), arch, map[string]string{"pool": "bench"}, nil))
+		return e.c.Create(ctx, kwoktest.Node(nodeName(i), arch, map[string]string{"pool": "bench"}, nil))
 	})
 	if err != nil {
 		e.t.Fatalf("create nodes: %v", err)
@@ -276,6 +198,8 @@ func (e *env) createNodes(ctx context.Context) {
 	}
 }
 
+func nodeName(i int) string { return fmt.Sprintf("node-%05d", i) }
+
 // forEach calls fn for 0..n-1 on up to workers goroutines and returns the first error.
 func forEach(n, workers int, fn func(i int) error) error {
 	var g errgroup.Group
@@ -286,129 +210,25 @@ func forEach(n, workers int, fn func(i int) error) error {
 	return g.Wait()
 }
 
-// plainJob runs one Job with N completions at the rollout's parallelism (10%) and returns its wall time.
-func (e *env) plainJob(t *testing.T) time.Duration {
-	t.Helper()
-	ctx := context.Background()
-	par := int32(max(e.n/10, 1))
-	job := &batchv1.Job{
-		ObjectMeta: metav1.ObjectMeta{Name: "baseline", Namespace: namespace},
-		Spec: batchv1.JobSpec{
-			Completions: ptr.To(int32(e.n)), Parallelism: &par, BackoffLimit: ptr.To(int32(e.n)),
-			Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
-				RestartPolicy: corev1.RestartPolicyNever,
-				// Like the installer's pods: tolerate every taint (API-created nodes keep not-ready taints here).
-				Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-				Containers:  []corev1.Container{{Name: "installer", Image: "wasmkube/node-installer:bench"}},
-			}},
+// watchUntil lists and watches objects of list's kind (through a RetryWatcher-like informer, since the
+// API server ends watches after a while) and returns once done reports true for an event, or after
+// timeout.
+func (e *env) watchUntil(ctx context.Context, list client.ObjectList, obj runtime.Object, timeout time.Duration,
+	opts []client.ListOption, done func(watch.Event) (bool, error)) error {
+	lw := &toolscache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			l := list.DeepCopyObject().(client.ObjectList)
+			err := e.c.List(ctx, l, append(opts, &client.ListOptions{Raw: &o})...)
+			return l, err
 		},
-	}
-	start := time.Now()
-	if err := e.c.Create(ctx, job); err != nil {
-		t.Fatal(err)
-	}
-	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 60*time.Minute, false, func(ctx context.Context) (bool, error) {
-		if err := e.c.Get(ctx, client.ObjectKeyFromObject(job), job); err != nil {
-			return false, err
-		}
-		return jobComplete(job), nil
-	})
-	if err != nil {
-		t.Fatalf("baseline Job: %v (status %+v)", err, job.Status)
-	}
-	return time.Since(start)
-}
-
-// perNodeJobs runs one single-pod Job per node, pinned to it like the installer's, keeping N/10 of them
-// unfinished at a time, and returns the wall time until all completed. No manager runs: this is the
-// control plane's own cost of a Job per node.
-func (e *env) perNodeJobs(t *testing.T) time.Duration {
-	t.Helper()
-	ctx := context.Background()
-	cs, err := kubernetes.NewForConfig(e.cluster.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jobs := cs.BatchV1().Jobs(namespace)
-	opts := metav1.ListOptions{LabelSelector: "wasmkube.io/bench=per-node"}
-	list, err := jobs.List(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A RetryWatcher, since the API server ends watches after a while.
-	w, err := watchtools.NewRetryWatcherWithContext(ctx, list.ResourceVersion, &toolscache.ListWatch{
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.LabelSelector = opts.LabelSelector
-			return jobs.Watch(ctx, o)
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	slots := make(chan struct{}, max(e.n/10, 1))
-	next := make(chan int)
-	errs := make(chan error, 16)
-	start := time.Now()
-	var creators sync.WaitGroup
-	for range 16 {
-		creators.Go(func() {
-			for i := range next {
-				if err := e.c.Create(ctx, e.nodeJob(i)); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	go func() {
-		for i := range e.n {
-			slots <- struct{}{}
-			next <- i
-		}
-		close(next)
-	}()
-	done := map[string]bool{}
-	for len(done) < e.n {
-		select {
-		case err := <-errs:
-			t.Fatalf("create a per-node Job: %v", err)
-		case ev, ok := <-w.ResultChan():
-			if !ok {
-				t.Fatalf("the Job watch ended after %d of %d Jobs", len(done), e.n)
-			}
-			if ev.Type == watch.Error {
-				t.Fatalf("watch the per-node Jobs: %v", apierrors.FromObject(ev.Object))
-			}
-			j, isJob := ev.Object.(*batchv1.Job)
-			if !isJob || done[j.Name] || !jobComplete(j) {
-				continue
-			}
-			done[j.Name] = true
-			<-slots
-		case <-time.After(10 * time.Minute):
-			t.Fatalf("%d of %d per-node Jobs completed", len(done), e.n)
-		}
-	}
-	wall := time.Since(start)
-	creators.Wait()
-	return wall
-}
-
-// nodeJob is a single-pod Job pinned to node i, shaped like the installer's.
-func (e *env) nodeJob(i int) *batchv1.Job {
-	return &batchv1.Job{
-		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("per-node-%05d", i), Namespace: namespace,
-			Labels: map[string]string{"wasmkube.io/bench": "per-node"}},
-		Spec: batchv1.JobSpec{
-			BackoffLimit: ptr.To(int32(3)), TTLSecondsAfterFinished: ptr.To(int32(600)),
-			Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
-				RestartPolicy: corev1.RestartPolicyNever, NodeName: fmt.Sprintf("node-%05d", i),
-				Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-				Containers:  []corev1.Container{{Name: "installer", Image: "wasmkube/node-installer:bench"}},
-			}},
+			return e.c.Watch(ctx, list.DeepCopyObject().(client.ObjectList), append(opts, &client.ListOptions{Raw: &o})...)
 		},
 	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	_, err := watchtools.UntilWithSync(ctx, lw, obj, nil, done)
+	return err
 }
 
 func jobComplete(j *batchv1.Job) bool {
@@ -456,13 +276,69 @@ func (e *env) deleteJobs() {
 	}
 }
 
-// rollout starts the manager binary, creates one Shim over all nodes with maxUnavailable 10%, waits until
-// every node is ready, and stops the manager to read its resource usage and request counts.
-func (e *env) rollout(t *testing.T) result {
+// reset undoes a rollout without a manager, so that the next one starts from the same state: it deletes
+// the Shim (dropping its finalizer), its RuntimeClass and its Jobs, and removes its label and hash
+// annotation from every node.
+func (e *env) reset() {
+	e.t.Helper()
+	ctx := context.Background()
+	shim := &v1alpha1.Shim{ObjectMeta: metav1.ObjectMeta{Name: shimName}}
+	noFinalizers := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`))
+	if err := e.c.Patch(ctx, shim, noFinalizers); err != nil && !apierrors.IsNotFound(err) {
+		e.t.Fatalf("drop the finalizer of Shim %s: %v", shimName, err)
+	}
+	for _, obj := range []client.Object{shim, &nodev1.RuntimeClass{ObjectMeta: metav1.ObjectMeta{Name: shimName}}} {
+		if err := e.c.Delete(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
+			e.t.Fatalf("delete %T %s: %v", obj, shimName, err)
+		}
+		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+			err := e.c.Get(ctx, client.ObjectKeyFromObject(obj), obj)
+			return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+		})
+		if err != nil {
+			e.t.Fatalf("%T %s is still there: %v", obj, shimName, err)
+		}
+	}
+	e.deleteJobs()
+	label := v1alpha1.NodeStateLabel(shimName)
+	patch := fmt.Appendf(nil, `{"metadata":{"labels":{%q:null},"annotations":{%q:null}}}`, label, v1alpha1.NodeHashAnnotation(shimName))
+	err := forEach(e.n, 50, func(i int) error {
+		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName(i)}}
+		return e.c.Patch(ctx, node, client.RawPatch(types.MergePatchType, patch))
+	})
+	if err != nil {
+		e.t.Fatalf("remove the label %s from the nodes: %v", label, err)
+	}
+}
+
+type result struct {
+	wall   time.Duration
+	ready  int
+	rssMiB int64
+	cpu    time.Duration
+	// requests maps HTTP methods to the requests the manager made, plus the shim controller's
+	// reconcile count and total seconds and the Go heap in use at the end, under their metric names.
+	requests map[string]float64
+}
+
+// perNode returns the manager's requests of an HTTP method per node.
+func (r result) perNode(method string, nodes int) float64 { return r.requests[method] / float64(nodes) }
+
+// writesPerNode returns the manager's POST, PATCH, PUT and DELETE requests per node.
+func (r result) writesPerNode(nodes int) float64 {
+	return r.perNode("POST", nodes) + r.perNode("PATCH", nodes) + r.perNode("PUT", nodes) + r.perNode("DELETE", nodes)
+}
+
+// rollout starts the manager binary and waits until its controller runs (caches synced), then creates
+// the Shim over all nodes with the given rollout settings, waits until every node is ready, and stops
+// the manager to read its resource usage and request counts. The wall time runs from the Shim's
+// creation until its status reports every node ready. tag and run name the profiles (-profile-dir).
+func (e *env) rollout(t *testing.T, settings v1alpha1.RolloutSpec, tag string, run int) result {
 	t.Helper()
 	ctx := context.Background()
 	metricsAddr := freeAddr(t)
-	log, err := os.Create(filepath.Join(e.dir, "manager.log"))
+	logPath := filepath.Join(e.dir, fmt.Sprintf("manager-%s-%d.log", tag, run))
+	log, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -488,14 +364,21 @@ func (e *env) rollout(t *testing.T) result {
 			_ = cmd.Wait()
 		}
 	}()
+	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 5*time.Minute, true, func(context.Context) (bool, error) {
+		b, err := os.ReadFile(logPath)
+		return bytes.Contains(b, []byte(`"Starting workers"`)), err
+	})
+	if err != nil {
+		t.Fatalf("the manager's controller did not start (log %s): %v", logPath, err)
+	}
 
 	shim := &v1alpha1.Shim{
-		ObjectMeta: metav1.ObjectMeta{Name: "bench"},
+		ObjectMeta: metav1.ObjectMeta{Name: shimName},
 		Spec: v1alpha1.ShimSpec{
 			RuntimeType:  "io.containerd.wazero.v1",
 			Source:       v1alpha1.ShimSource{Builtin: "wazero"},
 			NodeSelector: map[string]string{},
-			Rollout:      v1alpha1.RolloutSpec{MaxUnavailable: ptr.To(intstr.FromString("10%"))},
+			Rollout:      settings,
 		},
 	}
 	start := time.Now()
@@ -503,39 +386,35 @@ func (e *env) rollout(t *testing.T) result {
 		t.Fatal(err)
 	}
 	var profiled sync.WaitGroup
+	profile := func(addr, query, kind string) {
+		e.saveProfile(addr, query, fmt.Sprintf("%d-%s-%d-%s", e.n, tag, run, kind))
+	}
 	if pprofAddr != "" {
-		err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
-			c, err := net.Dial("tcp", pprofAddr)
-			if err == nil {
-				c.Close()
-			}
-			return err == nil, nil
-		})
-		if err != nil {
-			t.Fatalf("the manager's pprof endpoint %s did not come up: %v", pprofAddr, err)
-		}
 		query := fmt.Sprintf("profile?seconds=%d", *profileSeconds)
-		profiled.Go(func() { e.saveProfile(pprofAddr, query, "cpu") })
-		profiled.Go(func() { e.saveProfile("", query, "apiserver-cpu") })
+		profiled.Go(func() { profile(pprofAddr, query, "cpu") })
+		profiled.Go(func() { profile("", query, "apiserver-cpu") })
 	}
 	var res result
-	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 60*time.Minute, false, func(ctx context.Context) (bool, error) {
-		if err := e.c.Get(ctx, client.ObjectKeyFromObject(shim), shim); err != nil {
-			return false, err
+	var status v1alpha1.ShimStatus
+	err = e.watchUntil(ctx, &v1alpha1.ShimList{}, &v1alpha1.Shim{}, 60*time.Minute, nil, func(ev watch.Event) (bool, error) {
+		s, ok := ev.Object.(*v1alpha1.Shim)
+		if !ok || s.Name != shimName {
+			return false, nil
 		}
-		res.ready = int(shim.Status.Nodes.Ready)
-		return res.ready == e.n || shim.Status.Nodes.Failed > 0, nil
+		status = s.Status
+		return int(status.Nodes.Ready) == e.n || status.Nodes.Failed > 0, nil
 	})
 	res.wall = time.Since(start)
+	res.ready = int(status.Nodes.Ready)
 	if err != nil || res.ready != e.n {
-		t.Fatalf("rollout to %d nodes: %v, status %+v (logs in %s)", e.n, err, shim.Status.Nodes, e.dir)
+		t.Fatalf("rollout to %d nodes: %v, status %+v (logs in %s)", e.n, err, status.Nodes, e.dir)
 	}
 	res.requests, err = scrapeRequests(metricsAddr)
 	if err != nil {
 		t.Fatalf("scrape manager metrics: %v", err)
 	}
 	if pprofAddr != "" {
-		e.saveProfile(pprofAddr, "heap", "heap")
+		profile(pprofAddr, "heap", "heap")
 		profiled.Wait()
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
@@ -548,9 +427,9 @@ func (e *env) rollout(t *testing.T) result {
 	return res
 }
 
-// saveProfile downloads /debug/pprof/<query> into -profile-dir: from the manager at addr, or from the
-// kube-apiserver when addr is "".
-func (e *env) saveProfile(addr, query, kind string) {
+// saveProfile downloads /debug/pprof/<query> into -profile-dir as <name>.pprof: from the manager at
+// addr, or from the kube-apiserver when addr is "".
+func (e *env) saveProfile(addr, query, name string) {
 	hc, url := http.DefaultClient, "http://"+addr+"/debug/pprof/"+query
 	if addr == "" {
 		var err error
@@ -562,7 +441,7 @@ func (e *env) saveProfile(addr, query, kind string) {
 	}
 	resp, err := hc.Get(url)
 	if err != nil {
-		e.t.Errorf("get %s profile: %v", kind, err)
+		e.t.Errorf("get profile %s: %v", name, err)
 		return
 	}
 	defer resp.Body.Close()
@@ -571,10 +450,10 @@ func (e *env) saveProfile(addr, query, kind string) {
 		err = fmt.Errorf("%s: %s", resp.Status, b)
 	}
 	if err == nil {
-		err = os.WriteFile(filepath.Join(*profileDir, fmt.Sprintf("%d-%s.pprof", e.n, kind)), b, 0o644)
+		err = os.WriteFile(filepath.Join(*profileDir, name+".pprof"), b, 0o644)
 	}
 	if err != nil {
-		e.t.Errorf("save %s profile: %v", kind, err)
+		e.t.Errorf("save profile %s: %v", name, err)
 	}
 }
 
