@@ -15,6 +15,8 @@ import (
 // +kubebuilder:subresource:status
 // +kubebuilder:printcolumn:name="Ready",type=integer,JSONPath=`.status.nodes.ready`,description="Nodes where the shim is installed and ready"
 // +kubebuilder:printcolumn:name="Selected",type=integer,JSONPath=`.status.nodes.selected`,description="Nodes the Shim selects"
+// +kubebuilder:printcolumn:name="Installing",type=integer,JSONPath=`.status.nodes.installing`,description="Nodes with an install Job running"
+// +kubebuilder:printcolumn:name="Wave",type=integer,JSONPath=`.status.rollout.waveSize`,description="How many nodes may be in flight now: 1, 2, 4, ... up to maxUnavailable (slow start); back to 1 after a failure"
 // +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.nodes.failed`,description="Nodes where the install failed"
 // +kubebuilder:printcolumn:name="Degraded",type=string,JSONPath=`.status.conditions[?(@.type=="Degraded")].reason`,description="Why the Shim is degraded (HandlerConflict, RuntimeClassConflict, NodesFailed, ...), or NoFailures"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
@@ -178,10 +180,24 @@ type HTTPArtifact struct {
 	SHA256 string `json:"sha256"`
 }
 
+// DefaultMaxUnavailable is spec.rollout.maxUnavailable when it is not set (see RolloutSpec).
+const DefaultMaxUnavailable = "10%"
+
 // RolloutSpec bounds the rollout.
 type RolloutSpec struct {
-	// MaxUnavailable is how many nodes may be installing at once: a number, or a percentage of the
-	// selected nodes (rounded down, at least 1). Defaults to 1.
+	// MaxUnavailable is how many nodes may be installing (or uninstalling) at once: a number, or a
+	// percentage of the selected nodes (rounded down, at least 1). The rollout reaches it by slow start:
+	// the first node of a new spec is a canary that installs alone; after it succeeds, the number of
+	// nodes in flight doubles with each wave whose nodes all succeed (1, 2, 4, 8, ...) up to
+	// maxUnavailable, and any failure drops it back to 1 (status.rollout.waveSize shows it).
+	//
+	// Defaults to 10%. A DaemonSet's default of 1 would install 1,000 nodes one after the other, about
+	// an hour when an install and its pod take a few seconds; 10% installs them in a few minutes. It is
+	// safe because a bad spec is stopped before it gets there: the canary must succeed first, slow start
+	// then needs dozens of successes before 10% of the nodes are in flight, a failure falls back to one
+	// node at a time, and failures beyond maxFailures (default 1) pause the rollout. Enabling a shim is
+	// an opt-in change, and a node in flight keeps running its pods while containerd restarts (new pods
+	// there wait a few seconds), so at most a tenth of the nodes is briefly slower to start pods.
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="type(self) == int ? self >= 1 : self.matches('^(100|[1-9][0-9]?)%$')",message="maxUnavailable must be a positive integer or a percentage from 1% to 100%"
 	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
@@ -211,6 +227,20 @@ type ShimStatus struct {
 	// Nodes counts the nodes by state.
 	// +optional
 	Nodes NodeCounts `json:"nodes,omitempty"`
+	// Rollout shows the rollout's pace.
+	// +optional
+	Rollout RolloutStatus `json:"rollout,omitempty"`
+}
+
+// RolloutStatus is the pace of a Shim's rollout.
+type RolloutStatus struct {
+	// MaxUnavailable is spec.rollout.maxUnavailable resolved against the selected nodes.
+	MaxUnavailable int32 `json:"maxUnavailable"`
+	// WaveSize is how many nodes may be in flight now (slow start): 1 for a new spec's canary and at
+	// the start of every round of work after the rollout was idle, one more for every node that
+	// succeeds (so it doubles with each fully successful wave: 1, 2, 4, 8, ...), up to maxUnavailable,
+	// and back to 1 when a node fails.
+	WaveSize int32 `json:"waveSize"`
 }
 
 // NodeCounts counts nodes by their shim state.

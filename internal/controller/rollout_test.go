@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -230,6 +231,9 @@ func TestRolloutBudgetCanaryAndRestart(t *testing.T) {
 	if beforeReady != 1 {
 		t.Errorf("%d nodes installing before the canary was ready, want 1", beforeReady)
 	}
+	if v := tr.slowStartViolations(); len(v) > 0 {
+		t.Errorf("more nodes in flight than slow start allows, across the manager's restart:\n%s", strings.Join(v, "\n"))
+	}
 	for _, n := range nodes {
 		if jobs[n] != 1 {
 			t.Errorf("node %s got %d install Jobs, want exactly 1 (jobs: %v)", n, jobs[n], jobs)
@@ -237,6 +241,54 @@ func TestRolloutBudgetCanaryAndRestart(t *testing.T) {
 	}
 	if c := condition(s, v1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue || s.Status.Nodes.Ready != 12 {
 		t.Errorf("Shim status %+v: want Ready with 12 nodes", s.Status)
+	}
+}
+
+// TestSlowStart rolls out to 36 nodes with maxUnavailable 100%; the 6th node in name order fails, while
+// most nodes still wait.
+// Watching the node labels, it checks slow start as an observer sees it: whenever a node turns
+// installing, at most one more node is in flight than have turned ready since the last failure (the
+// canary alone, then doubling with each fully successful wave, and back to 1 after the failure). The
+// positive controls: the rollout does grow (at least 8 nodes in flight at once, status.rollout.waveSize
+// at least 8, shown by `kubectl get shims`), and it completes despite the failure (maxFailures 1).
+func TestSlowStart(t *testing.T) {
+	h := newHarness(t)
+	before, after := names("a-ss", 5), names("z-ss", 30)
+	nodes := append(append(slices.Clone(before), "fail-ss"), after...)
+	h.addNodes("amd64", map[string]string{"test-pool": "ss"}, nil, nodes...)
+	h.start()
+	tr := h.track("ss")
+	waves := h.trackWaves("ss")
+	h.create(validShim("ss", pool("ss"), maxUnavailable(intstr.FromString("100%"))))
+
+	want := map[string]string{"fail-ss": failed}
+	for _, n := range append(before, after...) {
+		want[n] = ready
+	}
+	h.waitStates("ss", want, budgetRollup)
+	s := h.waitShim("ss", minute, settled)
+	maxInst, beforeReady, _ := tr.snapshot()
+	seen := waves()
+	t.Logf("status.rollout.waveSize over time: %v; most nodes in flight at once: %d", seen, maxInst)
+	if v := tr.slowStartViolations(); len(v) > 0 {
+		t.Errorf("more nodes in flight than slow start allows:\n%s", strings.Join(v, "\n"))
+	}
+	if beforeReady != 1 {
+		t.Errorf("%d nodes in flight before the canary was ready, want 1", beforeReady)
+	}
+	maxWave := 0
+	for _, w := range seen {
+		maxWave = max(maxWave, w)
+	}
+	if maxInst < 8 || maxWave < 8 {
+		t.Errorf("at most %d nodes in flight and a wave size of at most %d: slow start did not grow to 8", maxInst, maxWave)
+	}
+	if s.Status.Rollout.MaxUnavailable != 36 || s.Status.Nodes.Ready != 35 || s.Status.Nodes.Failed != 1 {
+		t.Errorf("status %+v %+v: want maxUnavailable 36, 35 ready, 1 failed", s.Status.Rollout, s.Status.Nodes)
+	}
+	row := h.printedColumns("ss")
+	if row["Wave"] != fmt.Sprint(s.Status.Rollout.WaveSize) || row["Installing"] != "0" || row["Ready"] != "35" {
+		t.Errorf("kubectl get shims prints %v; want Wave %d, Installing 0, Ready 35", row, s.Status.Rollout.WaveSize)
 	}
 }
 

@@ -52,6 +52,46 @@ type ShimReconciler struct {
 	platforms platformCache
 	expect    jobExpectations
 	waiters   nodeWaiters
+	waves     waveSizes
+}
+
+// waveSizes remembers each Shim's wave size (slow start, see rollout.Input.Wave) from one reconcile to
+// the next. The status holds it too, but a reconcile can read the Shim from the cache before the status
+// the last one wrote has arrived: a wave that a failure dropped to 1 must not grow again from that older
+// copy. The status seeds it when the manager starts.
+type waveSizes struct {
+	mu     sync.Mutex
+	byShim map[string]waveSize
+}
+
+type waveSize struct {
+	uid  types.UID
+	size int
+}
+
+// get returns the Shim's wave size: the last one set for this Shim (by UID), else its status'.
+func (w *waveSizes) get(shim *v1alpha1.Shim) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if s, ok := w.byShim[shim.Name]; ok && s.uid == shim.UID {
+		return s.size
+	}
+	return int(shim.Status.Rollout.WaveSize)
+}
+
+func (w *waveSizes) set(shim *v1alpha1.Shim, size int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.byShim == nil {
+		w.byShim = map[string]waveSize{}
+	}
+	w.byShim[shim.Name] = waveSize{shim.UID, size}
+}
+
+func (w *waveSizes) forget(name string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.byShim, name)
 }
 
 // jobExpectations remembers Jobs this manager created that its cache has not shown yet, so that a quick
@@ -142,6 +182,7 @@ func (r *ShimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		if apierrors.IsNotFound(err) {
 			r.Metrics.forget(req.Name)
 			r.waiters.set(req.Name, nil)
+			r.waves.forget(req.Name)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, fmt.Errorf("get Shim %s: %w", req.Name, err)
@@ -201,13 +242,20 @@ func (r *ShimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	if err != nil {
 		return ctrl.Result{}, reconcile.TerminalError(fmt.Errorf("resolve the rollout budget of Shim %s: %w", shim.Name, err))
 	}
+	wave := r.waves.get(&shim)
 	plan := rollout.Plan(rollout.Input{
 		SpecHash: hash, PreviousHash: shim.Status.SpecHash, Deleting: deleting, Platforms: platforms,
-		MaxUnavailable: maxUnavailable, MaxFailures: st.MaxFailures,
+		MaxUnavailable: maxUnavailable, MaxFailures: st.MaxFailures, Wave: wave,
 		Now: time.Now(), HandlerDeadline: r.HandlerDeadline, Nodes: view,
 	})
-	errs = append(errs, r.apply(ctx, &shim, hash, plan, outcomes)...)
-	st.Plan = plan
+	applyErrs := r.apply(ctx, &shim, hash, plan, outcomes)
+	if len(applyErrs) > 0 {
+		// A result that was not written is planned again: do not count its success twice.
+		plan.Wave = min(plan.Wave, max(wave, 1))
+	}
+	r.waves.set(&shim, plan.Wave)
+	errs = append(errs, applyErrs...)
+	st.Plan, st.MaxUnavailable = plan, maxUnavailable
 	var waiting []string
 	for _, v := range view {
 		if v.BusyWith != "" {

@@ -18,7 +18,9 @@ type statusInput struct {
 	RuntimeClassName string
 	Deleting         bool
 	MaxFailures      int
-	Plan             rollout.Output
+	// MaxUnavailable is the resolved spec.rollout.maxUnavailable.
+	MaxUnavailable int
+	Plan           rollout.Output
 	// InvalidSpec, SourceError and RuntimeClassError describe problems that make the Shim Degraded.
 	InvalidSpec, SourceError, RuntimeClassError string
 	// Conflict is set when another Shim (or a RuntimeClass wasmkube does not manage) holds the Shim's
@@ -34,6 +36,7 @@ func computeStatus(old v1alpha1.ShimStatus, in statusInput) v1alpha1.ShimStatus 
 	st.SpecHash = in.SpecHash
 	st.RuntimeClassName = in.RuntimeClassName
 	st.Nodes = in.Plan.Counts
+	st.Rollout = v1alpha1.RolloutStatus{MaxUnavailable: int32(in.MaxUnavailable), WaveSize: int32(in.Plan.Wave)}
 	c := in.Plan.Counts
 	set := func(t string, s metav1.ConditionStatus, reason, msg string) {
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg,
@@ -54,7 +57,8 @@ func computeStatus(old v1alpha1.ShimStatus, in statusInput) v1alpha1.ShimStatus 
 			fmt.Sprintf("%d of %d supported nodes ready", c.Ready, supported))
 	}
 
-	progress := fmt.Sprintf("%d installing, %d uninstalling, %d waiting", c.Installing, c.Uninstalling, in.Plan.Pending)
+	progress := fmt.Sprintf("%d installing, %d uninstalling, %d waiting; wave of %d nodes (maxUnavailable %d)",
+		c.Installing, c.Uninstalling, in.Plan.Pending, in.Plan.Wave, in.MaxUnavailable)
 	if in.Plan.Waiting > 0 {
 		progress += fmt.Sprintf(" (%d for another Shim's operation on the node)", in.Plan.Waiting)
 	}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -386,7 +387,12 @@ type tracker struct {
 	installingBeforeFirstReady int
 	anyReady                   bool
 	jobsAdded                  map[string]int // node -> install Jobs created
-	stop                       []func()
+	// readySinceFailure counts the nodes that turned ready since the last one turned failed.
+	readySinceFailure int
+	// slowStart lists the moments a node turned installing or uninstalling while more nodes were in
+	// flight than slow start allows: one more than the nodes that turned ready since the last failure.
+	slowStart []string
+	stop      []func()
 }
 
 func (h *harness) track(shim string) *tracker {
@@ -414,10 +420,11 @@ func (h *harness) track(shim string) *tracker {
 				continue
 			}
 			tr.mu.Lock()
+			old, now := tr.state[n.Name], n.Labels[v1alpha1.NodeStateLabel(shim)]
 			if ev.Type == watch.Deleted {
 				delete(tr.state, n.Name)
 			} else {
-				tr.state[n.Name] = n.Labels[v1alpha1.NodeStateLabel(shim)]
+				tr.state[n.Name] = now
 			}
 			installing := 0
 			for _, s := range tr.state {
@@ -429,6 +436,17 @@ func (h *harness) track(shim string) *tracker {
 				}
 			}
 			tr.maxInstalling = max(tr.maxInstalling, installing)
+			switch {
+			case now == old || ev.Type == watch.Deleted:
+			case now == string(v1alpha1.NodeReady):
+				tr.readySinceFailure++
+			case now == string(v1alpha1.NodeFailed):
+				tr.readySinceFailure = 0
+			case (now == string(v1alpha1.NodeInstalling) || now == string(v1alpha1.NodeUninstalling)) &&
+				installing > 1+tr.readySinceFailure:
+				tr.slowStart = append(tr.slowStart, fmt.Sprintf("%s turned %s: %d nodes in flight, %d ready since the last failure",
+					n.Name, now, installing, tr.readySinceFailure))
+			}
 			if !tr.anyReady {
 				tr.installingBeforeFirstReady = max(tr.installingBeforeFirstReady, installing)
 			}
@@ -456,6 +474,13 @@ func (tr *tracker) close() {
 	}
 }
 
+// slowStartViolations returns the moments more nodes were in flight than slow start allows.
+func (tr *tracker) slowStartViolations() []string {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return slices.Clone(tr.slowStart)
+}
+
 func (tr *tracker) snapshot() (maxInstalling, beforeReady int, jobs map[string]int) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
@@ -464,6 +489,37 @@ func (tr *tracker) snapshot() (maxInstalling, beforeReady int, jobs map[string]i
 		jobs[k] = v
 	}
 	return tr.maxInstalling, tr.installingBeforeFirstReady, jobs
+}
+
+// trackWaves watches a Shim's status.rollout.waveSize; the function it returns gives the values seen,
+// each once per change.
+func (h *harness) trackWaves(shim string) func() []int {
+	h.t.Helper()
+	w, err := k8s.Watch(h.ctx, &v1alpha1.ShimList{})
+	if err != nil {
+		h.t.Fatalf("watch Shims: %v", err)
+	}
+	h.t.Cleanup(w.Stop)
+	var mu sync.Mutex
+	var seen []int
+	go func() {
+		for ev := range w.ResultChan() {
+			s, ok := ev.Object.(*v1alpha1.Shim)
+			if !ok || s.Name != shim {
+				continue
+			}
+			mu.Lock()
+			if size := int(s.Status.Rollout.WaveSize); size > 0 && (len(seen) == 0 || seen[len(seen)-1] != size) {
+				seen = append(seen, size)
+			}
+			mu.Unlock()
+		}
+	}()
+	return func() []int {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
+	}
 }
 
 // events returns the messages of the Events about a Shim with a reason, once there are want of them or

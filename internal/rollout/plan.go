@@ -6,15 +6,16 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 
 	"github.com/wasmkube/wasmkube/api/v1alpha1"
 )
 
-// MaxUnavailable resolves spec.rollout.maxUnavailable against the number of selected nodes: nil means 1,
-// a percentage rounds down, and the result is at least 1.
+// MaxUnavailable resolves spec.rollout.maxUnavailable against the number of selected nodes: nil means
+// v1alpha1.DefaultMaxUnavailable, a percentage rounds down, and the result is at least 1.
 func MaxUnavailable(v *intstr.IntOrString, selected int) (int, error) {
 	if v == nil {
-		return 1, nil
+		v = ptr.To(intstr.FromString(v1alpha1.DefaultMaxUnavailable))
 	}
 	n, err := intstr.GetScaledValueFromIntOrPercent(v, selected, false)
 	if err != nil {
@@ -93,6 +94,8 @@ type Input struct {
 	Platforms      []Platform
 	MaxUnavailable int
 	MaxFailures    int
+	// Wave is the wave size the last plan returned (0: unknown); see nextWave.
+	Wave int
 	// Now and HandlerDeadline drive the post-check of node.status.runtimeHandlers: a ready node whose
 	// kubelet reports handlers but not ours HandlerDeadline after its install finished becomes failed.
 	Now             time.Time
@@ -138,6 +141,9 @@ type Output struct {
 	Counts   v1alpha1.NodeCounts
 	// InFlight is the number of nodes with a running Job after this plan.
 	InFlight int
+	// Wave is how many nodes may be in flight after this plan (slow start, see nextWave); pass it to the
+	// next plan as Input.Wave.
+	Wave int
 	// Paused is true when failures exceed MaxFailures and no new Job was started for that reason.
 	Paused bool
 	// Pending is the number of nodes still waiting for a Job.
@@ -168,8 +174,10 @@ func Plan(in Input) Output {
 	}
 	var installs, uninstalls []*Node
 	readyAtHash := 0
+	idle := true
 	for i := range nodes {
 		n := &nodes[i]
+		idle = idle && !inFlight(n)
 		want := n.Selected && !in.Deleting
 		busy := n.OtherActive || n.Install.Phase == JobActive || n.Uninstall.Phase == JobActive
 		if busy {
@@ -239,7 +247,8 @@ func Plan(in Input) Output {
 			}
 		}
 	}
-	budget := in.MaxUnavailable - out.InFlight
+	out.Wave = nextWave(in, idle, out.Changes)
+	budget := out.Wave - out.InFlight
 	if len(installs) > 0 && readyAtHash == 0 && !in.Deleting {
 		out.Canary = true
 		budget = min(budget, 1-out.InFlight)

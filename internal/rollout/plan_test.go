@@ -52,6 +52,15 @@ func busyJob(install bool) func(*Node) {
 	}
 }
 
+// canaryDone is a node whose install Job at an older hash (the canary of a rollout) just succeeded.
+func canaryDone(name string) Node { return node(name, state(installing, "h1"), install(JobSucceeded)) }
+
+// installed is the change that records a successful install at h2.
+func installed(name string) Change {
+	return Change{Node: name, State: ready, Hash: "h2", Event: &Event{Reason: v1alpha1.ReasonInstalled,
+		Message: "node " + name + ": installed ()"}}
+}
+
 func input(nodes ...Node) Input {
 	return Input{SpecHash: "h2", PreviousHash: "h2", Platforms: []Platform{amd64}, MaxUnavailable: 2, MaxFailures: 1,
 		Now: t0, HandlerDeadline: time.Minute, Nodes: nodes}
@@ -83,9 +92,9 @@ func TestPlan(t *testing.T) {
 			canary:  true,
 		},
 		"nodes busy with other Shims do not use the budget": {
-			in: input(node("a", state(ready, "h2")), node("b", busyWith("spin")), node("c", busyWith("wasmtime")),
+			in: input(canaryDone("a"), node("b", busyWith("spin")), node("c", busyWith("wasmtime")),
 				node("d"), node("e")),
-			changes: []Change{{Node: "d", State: installing}, {Node: "e", State: installing}},
+			changes: []Change{installed("a"), {Node: "d", State: installing}, {Node: "e", State: installing}},
 			starts:  []Start{{"d", Install}, {"e", Install}},
 		},
 		"an upgrade waits on a busy node, which stays ready": {
@@ -106,10 +115,15 @@ func TestPlan(t *testing.T) {
 			in:     input(node("a", state(installing, ""), install(JobActive)), node("b")),
 			canary: true,
 		},
-		"budget after canary": {
-			in:      input(node("a", state(ready, "h2")), node("b"), node("c"), node("d")),
-			changes: []Change{{Node: "b", State: installing}, {Node: "c", State: installing}},
+		"the canary's success doubles the wave": {
+			in:      input(canaryDone("a"), node("b"), node("c"), node("d")),
+			changes: []Change{installed("a"), {Node: "b", State: installing}, {Node: "c", State: installing}},
 			starts:  []Start{{"b", Install}, {"c", Install}},
+		},
+		"a round of work after an idle time starts with one node": {
+			in:      input(node("a", state(ready, "h2")), node("b"), node("c"), node("d")),
+			changes: []Change{{Node: "b", State: installing}},
+			starts:  []Start{{"b", Install}},
 		},
 		"budget counts running jobs of any kind": {
 			in: input(node("a", state(ready, "h2")), node("b", state(installing, ""), install(JobActive)),
@@ -150,9 +164,9 @@ func TestPlan(t *testing.T) {
 			canary: true,
 		},
 		"upgrade goes through the budget": {
-			in: input(node("a", state(ready, "h2")), node("b", state(ready, "h1")), node("c", state(ready, "h1")),
+			in: input(canaryDone("a"), node("b", state(ready, "h1")), node("c", state(ready, "h1")),
 				node("d", state(ready, "h1"))),
-			changes: []Change{{Node: "b", State: installing, Hash: "h1"}, {Node: "c", State: installing, Hash: "h1"}},
+			changes: []Change{installed("a"), {Node: "b", State: installing, Hash: "h1"}, {Node: "c", State: installing, Hash: "h1"}},
 			starts:  []Start{{"b", Install}, {"c", Install}},
 		},
 		"older install finishes first": {
@@ -214,13 +228,14 @@ func TestPlan(t *testing.T) {
 		},
 		"deleting uninstalls every node within budget": {
 			in: func() Input {
-				in := input(node("a", state(ready, "h2")), node("b", state(ready, "h2")), node("c", state(failed, "")),
-					node("d"))
-				in.Deleting = true
+				in := input(node("a", state(uninstalling, "h2"), uninstall(JobSucceeded)), node("b", state(ready, "h2")),
+					node("c", state(failed, "")), node("d"), node("e", state(ready, "h2")), node("f", state(ready, "h2")))
+				in.Deleting, in.Wave = true, 1
 				return in
 			}(),
-			changes: []Change{{Node: "c"}, {Node: "a", State: uninstalling, Hash: "h2"}, {Node: "b", State: uninstalling, Hash: "h2"}},
-			starts:  []Start{{"a", Uninstall}, {"b", Uninstall}},
+			changes: []Change{{Node: "a", Event: &Event{Reason: v1alpha1.ReasonUninstalled, Message: "node a: uninstalled ()"}},
+				{Node: "c"}, {Node: "b", State: uninstalling, Hash: "h2"}, {Node: "e", State: uninstalling, Hash: "h2"}},
+			starts: []Start{{"b", Uninstall}, {"e", Uninstall}},
 		},
 		"deselected node whose upgrade failed is uninstalled": {
 			in:      input(node("a", deselected, state(failed, "h1"))),
@@ -348,17 +363,9 @@ func TestPlanSimulation(t *testing.T) {
 				if step > 10*tc.nodes+10 {
 					t.Fatalf("no convergence after %d steps", step)
 				}
-				out := Plan(in)
-				byName := applyChanges(in.Nodes, out)
-				for _, r := range out.Restarts {
-					t.Fatalf("unexpected restart %+v", r)
-				}
-				for _, s := range out.Starts {
-					if s.Op == Install {
-						byName[s.Node].Install.Phase = JobActive
-					} else {
-						byName[s.Node].Uninstall.Phase = JobActive
-					}
+				out := applyPlan(&in)
+				if len(out.Restarts) > 0 {
+					t.Fatalf("unexpected restarts %+v", out.Restarts)
 				}
 				var running []*Node
 				readyNow := 0
@@ -410,16 +417,33 @@ func TestPlanSimulation(t *testing.T) {
 	}
 }
 
-// applyChanges applies a plan's label changes to the nodes and returns them by name.
-func applyChanges(nodes []Node, out Output) map[string]*Node {
+// applyPlan plans one reconcile and applies its label changes, Job restarts (the finished Job is
+// deleted) and starts to in, as the controller does, and carries the wave size over to the next plan.
+func applyPlan(in *Input) Output {
+	out := Plan(*in)
 	byName := map[string]*Node{}
-	for i := range nodes {
-		byName[nodes[i].Name] = &nodes[i]
+	for i := range in.Nodes {
+		byName[in.Nodes[i].Name] = &in.Nodes[i]
 	}
 	for _, c := range out.Changes {
 		byName[c.Node].State, byName[c.Node].Hash = c.State, c.Hash
 	}
-	return byName
+	for _, r := range out.Restarts {
+		if r.Op == Install {
+			byName[r.Node].Install = Job{}
+		} else {
+			byName[r.Node].Uninstall = Job{}
+		}
+	}
+	for _, s := range out.Starts {
+		if s.Op == Install {
+			byName[s.Node].Install.Phase = JobActive
+		} else {
+			byName[s.Node].Uninstall.Phase = JobActive
+		}
+	}
+	in.Wave, in.PreviousHash = out.Wave, in.SpecHash
+	return out
 }
 
 func assertSettled(t *testing.T, deleting bool, maxFailures int, in Input, out Output) {
@@ -484,7 +508,7 @@ func TestPlanSimulationManyShims(t *testing.T) {
 			const nodes = 12
 			shims := []string{"spin", "wasmtime", "wazero"}
 			budget := map[string]int{"spin": 1, "wasmtime": 3, "wazero": 12}
-			views := map[string][]Node{}
+			views, waves := map[string][]Node{}, map[string]int{}
 			for _, s := range shims {
 				for i := range nodes {
 					views[s] = append(views[s], node(fmt.Sprintf("n%02d", i)))
@@ -499,7 +523,7 @@ func TestPlanSimulationManyShims(t *testing.T) {
 				active, pending := 0, 0
 				for _, s := range order {
 					in := input(views[s]...)
-					in.MaxUnavailable, in.MaxFailures = budget[s], 0
+					in.MaxUnavailable, in.MaxFailures, in.Wave = budget[s], 0, waves[s]
 					for i := range in.Nodes {
 						in.Nodes[i].BusyWith = ""
 						for _, o := range shims {
@@ -508,19 +532,16 @@ func TestPlanSimulationManyShims(t *testing.T) {
 							}
 						}
 					}
-					out := Plan(in)
+					out := applyPlan(&in)
+					waves[s] = in.Wave
 					if out.Counts.Failed > 0 {
 						t.Fatalf("step %d: %s counts %d failed nodes; only locked nodes ended a Job unsuccessfully", step, s, out.Counts.Failed)
 					}
-					byName := applyChanges(in.Nodes, out)
-					for _, r := range out.Restarts {
-						byName[r.Node].Install = Job{}
-					}
 					for _, st := range out.Starts {
-						if n := byName[st.Node]; n.BusyWith != "" {
+						n := in.Nodes[slices.IndexFunc(in.Nodes, func(n Node) bool { return n.Name == st.Node })]
+						if n.BusyWith != "" {
 							t.Fatalf("step %d: %s started a Job on %s, busy with %s", step, s, st.Node, n.BusyWith)
 						}
-						byName[st.Node].Install.Phase = JobActive
 					}
 					own := 0
 					for _, n := range in.Nodes {

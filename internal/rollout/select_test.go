@@ -140,7 +140,8 @@ func TestMaxUnavailable(t *testing.T) {
 		selected int
 		want     int
 	}{
-		"default":              {nil, 10, 1},
+		"default is 10%":       {nil, 1000, 100},
+		"default at least one": {nil, 9, 1},
 		"int":                  {ptr.To(intstr.FromInt32(3)), 10, 3},
 		"int above nodes":      {ptr.To(intstr.FromInt32(30)), 10, 30},
 		"percent rounds down":  {ptr.To(intstr.FromString("15%")), 10, 1},
