@@ -193,11 +193,12 @@ type RolloutSpec struct {
 	//
 	// Defaults to 10%. A DaemonSet's default of 1 would install 1,000 nodes one after the other, about
 	// an hour when an install and its pod take a few seconds; 10% installs them in a few minutes. It is
-	// safe because a bad spec is stopped before it gets there: the canary must succeed first, slow start
-	// then needs dozens of successes before 10% of the nodes are in flight, a failure falls back to one
-	// node at a time, and failures beyond maxFailures (default 1) pause the rollout. Enabling a shim is
-	// an opt-in change, and a node in flight keeps running its pods while containerd restarts (new pods
-	// there wait a few seconds), so at most a tenth of the nodes is briefly slower to start pods.
+	// safe because a bad spec is stopped long before that many nodes run it: the canary must succeed
+	// first, slow start then admits one more node in flight per success (99 successes before 100 of
+	// 1,000 nodes are in flight), a failure falls back to one node, and failures beyond maxFailures
+	// (default 1) pause the rollout. Enabling a shim is an opt-in change, and a node in flight keeps
+	// running its pods while containerd restarts (new pods there wait a few seconds), so at most a tenth
+	// of the nodes is briefly slower to start pods.
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="type(self) == int ? self >= 1 : self.matches('^(100|[1-9][0-9]?)%$')",message="maxUnavailable must be a positive integer or a percentage from 1% to 100%"
 	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
