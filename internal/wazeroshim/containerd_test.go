@@ -24,11 +24,11 @@ const handler = "wazero"
 
 // startContainerd starts containerd 2.4.2 on private paths with the shim registered as the CRI
 // runtime `wazero` (runtime_path = the built binary) and on the daemon's PATH (for ctr's --runtime),
-// both with a private compilation cache. It returns the daemon and that cache directory.
+// both with the package's shared compilation cache. It returns the daemon and that cache directory.
 func startContainerd(t *testing.T) (*containerdtest.Daemon, string) {
 	t.Helper()
 	p := containerdtest.NewPaths(t, "")
-	cache := filepath.Join(p.Dir, "wazero-cache")
+	cache := sharedCache
 	cfg := append(containerdtest.Config(4, p), fmt.Sprintf(`
 [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.%s]
   runtime_type = %q

@@ -36,8 +36,11 @@ import (
 	"github.com/wasmkube/wasmkube/internal/wazeroguest"
 )
 
-// Built once per test binary (not under -short): the shim, the Go guest and the sandbox probe.
+// Built once per test binary (not under -short): the shim, the Go guest and the sandbox probe; and
+// a compilation cache most tests share (wazero writes its entries atomically), so that the shims
+// compile each module about once rather than once per test.
 var (
+	sharedCache string
 	shimBinary string // containerd-shim-wazero-v1
 	shimBinDir string // its directory, for PATH
 	guestWasm  []byte
@@ -85,6 +88,7 @@ func buildArtifacts(dir string) error {
 	if err != nil {
 		return err
 	}
+	sharedCache = filepath.Join(dir, "wazero-cache")
 	probeWasm, err = os.ReadFile(probe)
 	return err
 }

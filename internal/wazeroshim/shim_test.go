@@ -138,7 +138,7 @@ func TestGuests(t *testing.T) {
 	t.Parallel()
 	testenv.Integration(t)
 	vol := t.TempDir()
-	cache := t.TempDir()
+	cache := sharedCache
 	for _, tc := range []struct {
 		name      string
 		args      []string
@@ -226,7 +226,7 @@ func TestGuests(t *testing.T) {
 func TestKill(t *testing.T) {
 	t.Parallel()
 	testenv.Integration(t)
-	cache := t.TempDir()
+	cache := sharedCache
 	for _, tc := range []struct {
 		name    string
 		mode    string // guest mode; "" = never started
@@ -345,7 +345,7 @@ func TestCgroup(t *testing.T) {
 			})
 			p := startShim(t, bundle, id)
 			io := newStdio(t)
-			_, err := p.create(t, id, io, t.TempDir())
+			_, err := p.create(t, id, io, sharedCache)
 			if tc.createErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.createErr) {
 					t.Fatalf("Create: got %v, want an error containing %q", err, tc.createErr)
