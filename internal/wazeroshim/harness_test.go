@@ -41,11 +41,11 @@ import (
 // compile each module about once rather than once per test.
 var (
 	sharedCache string
-	shimBinary string // containerd-shim-wazero-v1
-	shimBinDir string // its directory, for PATH
-	guestWasm  []byte
-	guestPath  string
-	probeWasm  []byte // the sandbox probe (wazeroguest.BuildProbeTo)
+	shimBinary  string // containerd-shim-wazero-v1
+	shimBinDir  string // its directory, for PATH
+	guestWasm   []byte
+	guestPath   string
+	probeWasm   []byte // the sandbox probe (wazeroguest.BuildProbeTo)
 )
 
 func TestMain(m *testing.M) {
