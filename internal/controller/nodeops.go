@@ -19,7 +19,9 @@ import (
 // What occupies a node: a running Job of another Shim in the cache (the store's index of unfinished
 // Jobs by node), or a Job this manager just created for another Shim that the cache has not shown yet
 // (jobExpectations). A start claims the node first (claimNode), atomically across reconciles, so
-// concurrent reconciles of different Shims cannot both start on one node. A Shim that waits for a node
+// concurrent reconciles of different Shims cannot both start on one node. Every new kind of node
+// operation (a verify Job, say) starts through claimNode too; a planner that starts nodes in waves
+// skips the nodes rollout.Node.BusyWith marks and takes the next ones. A Shim that waits for a node
 // is woken by the events of the Jobs on that node (nodeWaiters), and requeued after waitRequeue anyway.
 
 // waitRequeue is how soon a Shim with nodes waiting for another Shim's Job is reconciled again even
