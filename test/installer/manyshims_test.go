@@ -34,7 +34,7 @@ import (
 
 var (
 	randomSeed  = flag.Uint64("random.seed", 0, "seed of TestManyShimsRandomized (0: from the clock; the test logs the seed it used)")
-	randomSteps = flag.Int("random.steps", 20, "steps per containerd version in TestManyShimsRandomized (make test runs the default)")
+	randomSteps = flag.Int("random.steps", 16, "steps per containerd version in TestManyShimsRandomized (make test runs the default)")
 )
 
 // Issue 13 item 7: seeded random sequences of install, upgrade and uninstall of three Shims on one node
