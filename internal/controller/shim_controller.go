@@ -53,6 +53,7 @@ type ShimReconciler struct {
 	expect    jobExpectations
 	waiters   nodeWaiters
 	waves     waveSizes
+	labels    labelWrites
 }
 
 // waveSizes remembers each Shim's wave size (slow start, see rollout.Input.Wave) from one reconcile to
@@ -183,6 +184,7 @@ func (r *ShimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 			r.Metrics.forget(req.Name)
 			r.waiters.set(req.Name, nil)
 			r.waves.forget(req.Name)
+			r.labels.forget(req.Name, nil)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, fmt.Errorf("get Shim %s: %w", req.Name, err)
@@ -323,9 +325,8 @@ func (r *ShimReconciler) observe(shim *v1alpha1.Shim, hash string) ([]rollout.No
 		v := rollout.Node{
 			Name:     n.Name,
 			Selected: rollout.Selected(shim.Spec.NodeSelector, n.Labels, n.Annotations),
-			State:    v1alpha1.NodeState(n.Labels[label]),
-			Hash:     n.Annotations[annotation],
 		}
+		v.State, v.Hash = r.labels.view(shim.Name, n, v1alpha1.NodeState(n.Labels[label]), n.Annotations[annotation])
 		nj, hasJobs := jobs[n.Name]
 		if v.State == "" && v.Hash == "" && !v.Selected && !hasJobs {
 			continue // nothing of ours there and nothing to do (fast path for large clusters)
@@ -397,8 +398,10 @@ func (r *ShimReconciler) jobState(shim, node string, op rollout.Operation, hash 
 	return rollout.Job{Phase: o.Phase, Detail: o.Detail, Finished: o.Finished, Busy: o.Busy}, !ok
 }
 
-// forgetDeletedNodes deletes the running Jobs of nodes that left the cluster.
+// forgetDeletedNodes deletes the running Jobs of nodes that left the cluster, and forgets the labels
+// written there.
 func (r *ShimReconciler) forgetDeletedNodes(ctx context.Context, shim *v1alpha1.Shim) []error {
+	r.labels.forget(shim.Name, func(node string) bool { return r.objects.node(node) == nil })
 	var errs []error
 	for _, j := range r.objects.shimJobs(shim.Name) {
 		node := j.Node
@@ -502,36 +505,20 @@ func (r *ShimReconciler) apply(ctx context.Context, shim *v1alpha1.Shim, hash st
 	return errs
 }
 
-// applyNode runs one node's writes in order and stops at the first error. cached is nil when the node
-// has left the cluster.
+// applyNode runs one node's writes and stops at the first error. cached is nil when the node has left
+// the cluster.
 func (r *ShimReconciler) applyNode(ctx context.Context, shim *v1alpha1.Shim, hash string, w *nodeWork,
 	cached *cachedNode, outcomes map[string]Outcome) error {
-	var node *corev1.Node
+	if len(w.starts) > 0 {
+		return r.startNode(ctx, shim, hash, w, cached)
+	}
 	var related runtime.Object // an Event's related object: none, not a nil *Node, when the node is gone
 	if cached != nil {
-		node = cached.node()
-		related = node
-	}
-	// A start claims the node before its label moves: another Shim's Job there makes it wait.
-	var claimed []jobKey
-	release := func() {
-		for _, k := range claimed {
-			r.expect.forget(k)
-		}
-	}
-	for _, s := range w.starts {
-		key := jobKey{shim.Name, s.Node, s.Op, hash}
-		if other := r.claimNode(key); other != "" {
-			release()
-			ctrl.LoggerFrom(ctx).V(1).Info("node busy with another Shim's operation; the Job waits", "node", s.Node, "shim", other)
-			return nil
-		}
-		claimed = append(claimed, key)
+		related = cached.node()
 	}
 	for _, c := range w.changes {
 		if err := r.patchNode(ctx, shim.Name, c); err != nil {
-			release()
-			return err // the label did not move: its Job waits for the next reconcile
+			return err
 		}
 		if c.Event == nil {
 			continue
@@ -550,25 +537,60 @@ func (r *ShimReconciler) applyNode(ctx context.Context, shim *v1alpha1.Shim, has
 			return fmt.Errorf("delete finished Job %s before re-running %s on node %s: %w", name, rs.Op, rs.Node, err)
 		}
 	}
+	return nil
+}
+
+// startNode starts a node's Job: it claims the node (another Shim's Job there makes it wait), then moves
+// the node's label to installing or uninstalling and creates the Job at the same time. Neither needs
+// the other: the rollout's budget counts Jobs (and the Jobs this manager just created), not labels; a
+// Job whose label did not move gets it from the next reconcile, and a label whose Job was not created
+// gets its Job then. cached is nil when the node has left the cluster.
+func (r *ShimReconciler) startNode(ctx context.Context, shim *v1alpha1.Shim, hash string, w *nodeWork, cached *cachedNode) error {
+	if cached == nil {
+		return nil
+	}
+	node := cached.node()
+	var claimed []jobKey
+	release := func() {
+		for _, k := range claimed {
+			r.expect.forget(k)
+		}
+	}
+	var jobs []*batchv1.Job
 	for _, s := range w.starts {
-		if node == nil {
+		key := jobKey{shim.Name, s.Node, s.Op, hash}
+		if other := r.claimNode(key); other != "" {
 			release()
+			ctrl.LoggerFrom(ctx).V(1).Info("node busy with another Shim's operation; the Job waits", "node", s.Node, "shim", other)
 			return nil
 		}
+		claimed = append(claimed, key)
 		job, err := BuildJob(r.Jobs, shim, node, s.Op, hash)
-		if err == nil {
-			if err = r.Client.Create(ctx, job); apierrors.IsAlreadyExists(err) {
-				err = nil
-			} else if err != nil {
-				err = fmt.Errorf("create %s Job %s for node %s: %w", s.Op, job.Name, s.Node, err)
-			}
-		}
 		if err != nil {
 			release()
 			return err
 		}
+		jobs = append(jobs, job)
 	}
-	return nil
+	labelled := make(chan error, 1)
+	go func() {
+		var err error
+		for _, c := range w.changes {
+			if err = r.patchNode(ctx, shim.Name, c); err != nil {
+				break
+			}
+		}
+		labelled <- err
+	}()
+	var created error
+	for _, job := range jobs {
+		if err := r.Client.Create(ctx, job); err != nil && !apierrors.IsAlreadyExists(err) {
+			created = fmt.Errorf("create %s Job %s for node %s: %w", job.Labels[LabelOperation], job.Name, w.node, err)
+			release()
+			break
+		}
+	}
+	return errors.Join(<-labelled, created)
 }
 
 // observeResult records metrics for a node result.
@@ -612,8 +634,13 @@ func (r *ShimReconciler) patchNode(ctx context.Context, shim string, c rollout.C
 		return fmt.Errorf("encode label patch for node %s: %w", c.Node, err)
 	}
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: c.Node}}
-	if err := r.Client.Patch(ctx, node, client.RawPatch(types.MergePatchType, body)); err != nil && !apierrors.IsNotFound(err) {
+	err = r.Client.Patch(ctx, node, client.RawPatch(types.MergePatchType, body))
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
 		return fmt.Errorf("label node %s %s=%q: %w", c.Node, v1alpha1.NodeStateLabel(shim), c.State, err)
+	default:
+		r.labels.wrote(shim, c, node.ResourceVersion)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package scale
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -54,9 +55,13 @@ func TestBenchScale(t *testing.T) {
 			var r run
 			// The CPU of each measurement is taken before its clean-up, which is no measurement's work.
 			cpu := childCPU()
-			r.floor = env.floor(t)
+			r.floor = env.floor(t, false, "floor", i)
 			r.floorCPU = childCPU().since(cpu)
 			env.deleteJobs()
+			if *withSlowFloor {
+				r.slowFloor = env.floor(t, true, "slow-start-floor", i)
+				env.deleteJobs()
+			}
 			if *withChart {
 				cpu = childCPU()
 				r.chart = env.rollout(t, chart, "chart", i)
@@ -71,8 +76,12 @@ func TestBenchScale(t *testing.T) {
 			if *withChart {
 				chartRun = fmt.Sprintf("%.1f s (ratio %.2f)", r.chart.wall.Seconds(), r.chartRatio())
 			}
-			fmt.Printf("%d nodes, run %d of %d: floor %.1f s; chart-default rollout %s; maxUnavailable 100%% rollout %.1f s (ratio %.2f)\n",
-				n, i+1, *runs, r.floor.Seconds(), chartRun, r.all.wall.Seconds(), r.allRatio())
+			slowRun := ""
+			if *withSlowFloor {
+				slowRun = fmt.Sprintf("; slow-start floor %.1f s (100%% rollout / it: %.2f)", r.slowFloor.Seconds(), r.allSlowRatio())
+			}
+			fmt.Printf("%d nodes, run %d of %d: floor %.1f s; chart-default rollout %s; maxUnavailable 100%% rollout %.1f s (ratio %.2f)%s\n",
+				n, i+1, *runs, r.floor.Seconds(), chartRun, r.all.wall.Seconds(), r.allRatio(), slowRun)
 			b.runs = append(b.runs, r)
 		}
 		env.stop()
@@ -113,13 +122,19 @@ type bench struct {
 
 // run is one back-to-back measurement of the floor and the two rollouts.
 type run struct {
-	floor                      time.Duration
+	floor time.Duration
+	// slowFloor is the floor with its Jobs created as slow start would (a diagnostic: what slow start
+	// costs by itself, without a manager).
+	slowFloor                  time.Duration
 	chart, all                 result
 	floorCPU, chartCPU, allCPU cpuTimes
 }
 
 func (r run) chartRatio() float64 { return r.chart.wall.Seconds() / r.floor.Seconds() }
 func (r run) allRatio() float64   { return r.all.wall.Seconds() / r.floor.Seconds() }
+
+// allSlowRatio is the 100% rollout against the slow-start floor: the manager's own overhead.
+func (r run) allSlowRatio() float64 { return r.all.wall.Seconds() / r.slowFloor.Seconds() }
 
 // median returns the median of f over the runs (the mean of the middle two for an even count).
 func (b bench) median(f func(run) float64) float64 {
@@ -143,13 +158,16 @@ func printBenches(benches []bench, chart v1alpha1.RolloutSpec, qps int) {
 	fmt.Printf("\nwasmkube rollouts on KWOK nodes (half arm64); installer pods finish ~1 s after they start; kube-controller-manager --kube-api-qps=%d\n", qps)
 	fmt.Printf("floor: one single-pod Job per node, all created at once (%d at a time), no manager; chart default: maxUnavailable %s; medians of %d runs\n",
 		creators, budget, *runs)
-	fmt.Printf("%7s %9s %14s %7s %12s %7s\n", "nodes", "floor", "chart default", "ratio", "100% rollout", "ratio")
+	fmt.Printf("%7s %9s %14s %7s %12s %7s %17s %12s\n", "nodes", "floor", "chart default", "ratio", "100% rollout", "ratio",
+		"slow-start floor", "100%/it")
 	for _, b := range benches {
-		fmt.Printf("%7d %8.1fs %13.1fs %7.2f %11.1fs %7.2f\n", b.n,
+		fmt.Printf("%7d %8.1fs %13.1fs %7.2f %11.1fs %7.2f %16.1fs %12.2f\n", b.n,
 			b.median(func(r run) float64 { return r.floor.Seconds() }),
 			b.median(func(r run) float64 { return r.chart.wall.Seconds() }), b.median(run.chartRatio),
-			b.median(func(r run) float64 { return r.all.wall.Seconds() }), b.median(run.allRatio))
+			b.median(func(r run) float64 { return r.all.wall.Seconds() }), b.median(run.allRatio),
+			b.median(func(r run) float64 { return r.slowFloor.Seconds() }), b.median(run.allSlowRatio))
 	}
+	fmt.Println("(slow-start floor: the floor's Jobs created as slow start would, one more in flight per completion; 100%/it is the manager's own overhead)")
 
 	fmt.Printf("\nthe manager in each rollout (medians)\n%7s %-13s %8s %9s %7s %6s %6s %7s %6s %6s %12s %11s %7s\n",
 		"nodes", "rollout", "RSS MiB", "heap MiB", "CPU s", "GET/n", "POST/n", "PATCH/n", "PUT/n", "DEL/n", "writes/node", "reconciles", "avg ms")
@@ -209,30 +227,75 @@ func printBenches(benches []bench, chart v1alpha1.RolloutSpec, qps int) {
 
 // floor creates one single-pod Job per node, pinned to it like the installer's, all at once with
 // creators workers, and returns the wall time until every one completed. No manager runs: this is the
-// control plane's own cost of a Job per node.
-func (e *env) floor(t *testing.T) time.Duration {
+// control plane's own cost of a Job per node. With slowStart the Jobs are created as a slow-started
+// rollout would start them, still without a manager: one, then one more in flight for every completion
+// (1, 2, 4, ... at once). With -profile-dir it profiles the API server (tag and run name the profile).
+func (e *env) floor(t *testing.T, slowStart bool, tag string, run int) time.Duration {
 	t.Helper()
 	ctx := context.Background()
-	selector := client.MatchingLabels{"wasmkube.io/bench": "per-node"}
+	var profiled sync.WaitGroup
+	if *profileDir != "" {
+		profiled.Go(func() {
+			e.saveProfile("", fmt.Sprintf("profile?seconds=%d", *profileSeconds), fmt.Sprintf("%d-%s-%d-apiserver-cpu", e.n, tag, run))
+		})
+	}
+	defer profiled.Wait()
+
+	next := make(chan int, e.n) // nodes whose Job may be created
+	released := 1
+	if !slowStart {
+		released = e.n
+	}
+	for i := range released {
+		next <- i
+	}
+	if released == e.n {
+		close(next)
+	}
+	var mu sync.Mutex
 	var createErr error
 	var created sync.WaitGroup
 	start := time.Now()
-	created.Go(func() {
-		createErr = forEach(e.n, creators, func(i int) error { return e.c.Create(ctx, e.nodeJob(i)) })
-	})
+	for range creators {
+		created.Go(func() {
+			for i := range next {
+				if err := e.c.Create(ctx, e.nodeJob(i)); err != nil {
+					mu.Lock()
+					createErr = errors.Join(createErr, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
 	done := map[string]bool{}
 	err := e.watchUntil(ctx, &batchv1.JobList{}, &batchv1.Job{}, 30*time.Minute,
-		[]client.ListOption{client.InNamespace(namespace), selector}, func(ev watch.Event) (bool, error) {
-			if j, ok := ev.Object.(*batchv1.Job); ok && jobComplete(j) {
-				done[j.Name] = true
+		[]client.ListOption{client.InNamespace(namespace), client.MatchingLabels{"wasmkube.io/bench": "per-node"}},
+		func(ev watch.Event) (bool, error) {
+			mu.Lock()
+			err := createErr
+			mu.Unlock()
+			if err != nil {
+				return false, err
+			}
+			j, ok := ev.Object.(*batchv1.Job)
+			if !ok || done[j.Name] || !jobComplete(j) {
+				return false, nil
+			}
+			done[j.Name] = true
+			// A completion frees its slot and widens the window by one.
+			for k := 0; k < 2 && released < e.n; k++ {
+				next <- released
+				if released++; released == e.n {
+					close(next)
+				}
 			}
 			return len(done) == e.n, nil
 		})
 	wall := time.Since(start)
-	created.Wait()
-	if createErr != nil {
-		t.Fatalf("create the per-node Jobs: %v", createErr)
+	if released < e.n {
+		close(next)
 	}
+	created.Wait()
 	if err != nil {
 		t.Fatalf("%d of %d per-node Jobs completed: %v", len(done), e.n, err)
 	}

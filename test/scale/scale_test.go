@@ -48,8 +48,9 @@ var (
 	runs  = flag.Int("runs", 3, "how often TestBenchScale measures the floor and both rollouts at each size (it reports medians)")
 	// withChart can skip the chart-default rollout while working on the manager's overhead (and on a
 	// manager whose default rolls out one node at a time, which takes hours at 5,000 nodes).
-	withChart = flag.Bool("chart", true, "TestBenchScale: also measure the rollout with the chart's default settings")
-	kcmQPS    = flag.Int("kcm-qps", 500, "kube-controller-manager --kube-api-qps for the benchmark (its default is 20)")
+	withChart     = flag.Bool("chart", true, "TestBenchScale: also measure the rollout with the chart's default settings")
+	withSlowFloor = flag.Bool("slow-start-floor", true, "TestBenchScale: also measure the floor with the Jobs created as slow start would")
+	kcmQPS        = flag.Int("kcm-qps", 500, "kube-controller-manager --kube-api-qps for the benchmark (its default is 20)")
 	// profileDir makes the benchmark save the manager's and the API server's CPU profiles of the first
 	// -profile-seconds of each rollout and the manager's heap profile at its end, as
 	// <dir>/<nodes>-<rollout>-<run>-<kind>.pprof.

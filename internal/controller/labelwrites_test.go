@@ -1,0 +1,58 @@
+package controller
+
+import (
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/wasmkube/wasmkube/api/v1alpha1"
+	"github.com/wasmkube/wasmkube/internal/rollout"
+)
+
+// TestLabelWrites: a reconcile reads the labels it wrote until the node cache has them (the cache's
+// resourceVersion reaches the write's), and the cache again from then on, even when someone else
+// changed the label afterwards.
+func TestLabelWrites(t *testing.T) {
+	t.Parallel()
+	cached := func(rv string) *cachedNode {
+		return &cachedNode{ObjectMeta: metav1.ObjectMeta{Name: "n1", ResourceVersion: rv}}
+	}
+	var w labelWrites
+	w.wrote("spin", rollout.Change{Node: "n1", State: v1alpha1.NodeReady, Hash: "h2"}, "100")
+	for _, tc := range []struct {
+		name, rv, cachedState, wantState string
+	}{
+		{"the cache is older: the write", "99", "installing", "ready"},
+		{"another Shim's label is its own", "99", "installing", "installing"},
+		{"the cache shows the write: the cache", "100", "ready", "ready"},
+		{"the write is forgotten: the cache, even if older", "99", "installing", "installing"},
+	} {
+		shim := "spin"
+		if tc.name == "another Shim's label is its own" {
+			shim = "wasmtime"
+		}
+		got, _ := w.view(shim, cached(tc.rv), v1alpha1.NodeState(tc.cachedState), "h1")
+		if string(got) != tc.wantState {
+			t.Errorf("%s: state %q, want %q", tc.name, got, tc.wantState)
+		}
+	}
+
+	// Someone else changed the label after the write: the newer cache wins.
+	w.wrote("spin", rollout.Change{Node: "n1", State: v1alpha1.NodeFailed, Hash: "h2"}, "200")
+	if got, _ := w.view("spin", cached("250"), "", ""); got != "" {
+		t.Errorf("cache newer than the write: state %q, want the cache's (none)", got)
+	}
+	// A version that is not a number: the cache as it is.
+	w.wrote("spin", rollout.Change{Node: "n1", State: v1alpha1.NodeReady}, "300")
+	if got, _ := w.view("spin", cached("x"), v1alpha1.NodeInstalling, ""); got != v1alpha1.NodeInstalling {
+		t.Errorf("unreadable cached version: state %q, want the cache's", got)
+	}
+	// Nodes that left the cluster, and Shims that are gone, are forgotten.
+	w.wrote("spin", rollout.Change{Node: "gone", State: v1alpha1.NodeReady}, "400")
+	w.wrote("wasmtime", rollout.Change{Node: "n1", State: v1alpha1.NodeReady}, "400")
+	w.forget("spin", func(node string) bool { return node == "gone" })
+	w.forget("wasmtime", nil)
+	if len(w.byNode) != 0 {
+		t.Errorf("left after forgetting: %v", w.byNode)
+	}
+}
