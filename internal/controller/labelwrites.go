@@ -41,20 +41,35 @@ func (w *labelWrites) wrote(shim string, c rollout.Change, resourceVersion strin
 	w.byNode[labelKey{shim, c.Node}] = labelWrite{c.State, c.Hash, rv}
 }
 
-// view returns a Shim's state and hash of a cached node: the last written ones while the cache is older
-// than that write, else the cached ones (and the write is forgotten).
-func (w *labelWrites) view(shim string, n *cachedNode, state v1alpha1.NodeState, hash string) (v1alpha1.NodeState, string) {
+// of returns the Shim's writes by node, for one reconcile's view (see labelView).
+func (w *labelWrites) of(shim string) map[string]labelWrite {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	key := labelKey{shim, n.Name}
-	lw, ok := w.byNode[key]
+	out := map[string]labelWrite{}
+	for k, lw := range w.byNode {
+		if k.shim == shim {
+			out[k.node] = lw
+		}
+	}
+	return out
+}
+
+// labelView returns a Shim's state and hash of a cached node, given its cached ones and the Shim's
+// writes (from of): the last written ones while the cache is older than that write, else the cached
+// ones (and the write is forgotten).
+func (w *labelWrites) labelView(shim string, writes map[string]labelWrite, n *cachedNode, state v1alpha1.NodeState, hash string) (v1alpha1.NodeState, string) {
+	lw, ok := writes[n.Name]
 	if !ok {
 		return state, hash
 	}
 	if rv, err := strconv.ParseUint(n.ResourceVersion, 10, 64); err == nil && rv < lw.resourceVersion {
 		return lw.state, lw.hash
 	}
-	delete(w.byNode, key)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if cur, ok := w.byNode[labelKey{shim, n.Name}]; ok && cur == lw {
+		delete(w.byNode, labelKey{shim, n.Name})
+	}
 	return state, hash
 }
 

@@ -31,7 +31,7 @@ func TestLabelWrites(t *testing.T) {
 		if tc.name == "another Shim's label is its own" {
 			shim = "wasmtime"
 		}
-		got, _ := w.view(shim, cached(tc.rv), v1alpha1.NodeState(tc.cachedState), "h1")
+		got, _ := w.labelView(shim, w.of(shim), cached(tc.rv), v1alpha1.NodeState(tc.cachedState), "h1")
 		if string(got) != tc.wantState {
 			t.Errorf("%s: state %q, want %q", tc.name, got, tc.wantState)
 		}
@@ -39,12 +39,12 @@ func TestLabelWrites(t *testing.T) {
 
 	// Someone else changed the label after the write: the newer cache wins.
 	w.wrote("spin", rollout.Change{Node: "n1", State: v1alpha1.NodeFailed, Hash: "h2"}, "200")
-	if got, _ := w.view("spin", cached("250"), "", ""); got != "" {
+	if got, _ := w.labelView("spin", w.of("spin"), cached("250"), "", ""); got != "" {
 		t.Errorf("cache newer than the write: state %q, want the cache's (none)", got)
 	}
 	// A version that is not a number: the cache as it is.
 	w.wrote("spin", rollout.Change{Node: "n1", State: v1alpha1.NodeReady}, "300")
-	if got, _ := w.view("spin", cached("x"), v1alpha1.NodeInstalling, ""); got != v1alpha1.NodeInstalling {
+	if got, _ := w.labelView("spin", w.of("spin"), cached("x"), v1alpha1.NodeInstalling, ""); got != v1alpha1.NodeInstalling {
 		t.Errorf("unreadable cached version: state %q, want the cache's", got)
 	}
 	// Nodes that left the cluster, and Shims that are gone, are forgotten.

@@ -92,18 +92,14 @@ func (r *ShimReconciler) shimsOfRecord(_ context.Context, o client.Object) []rec
 	return out
 }
 
-// busyNodes returns a function that names another Shim whose Job occupies a node ("" when none), from
-// the cache and a snapshot of the expectations taken now.
-func (r *ShimReconciler) busyNodes(shim string) func(node string) string {
-	expected := r.expect.othersByNode(shim)
-	return func(node string) string {
-		for _, j := range r.objects.activeJobs(node) {
-			if j.Shim != shim {
-				return j.Shim
-			}
-		}
-		return expected[node]
+// busyNodes maps each node that another Shim's Job occupies to that Shim, from the cache and the
+// expectations as they are now.
+func (r *ShimReconciler) busyNodes(shim string) map[string]string {
+	busy := r.expect.othersByNode(shim)
+	for node, other := range r.objects.othersActive(shim) {
+		busy[node] = other
 	}
+	return busy
 }
 
 // claimNode records that shim is about to create the Job of key unless another Shim's Job occupies the
@@ -126,6 +122,19 @@ func (r *ShimReconciler) claimNode(key jobKey) string {
 	}
 	e.created[key] = time.Now()
 	return ""
+}
+
+// mine returns the keys of the Jobs of shim created recently (see pending).
+func (e *jobExpectations) mine(shim string) map[jobKey]bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := map[jobKey]bool{}
+	for k := range e.created {
+		if k.shim == shim {
+			out[k] = true
+		}
+	}
+	return out
 }
 
 // othersByNode maps each node to another Shim with a Job created there that the cache has not shown yet.

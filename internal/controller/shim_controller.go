@@ -318,6 +318,7 @@ func (r *ShimReconciler) observe(shim *v1alpha1.Shim, hash string) ([]rollout.No
 	outcomes := map[string]Outcome{}
 	jobs := r.jobsByNode(shim.Name, hash)
 	busy := r.busyNodes(shim.Name)
+	expected, written := r.expect.mine(shim.Name), r.labels.of(shim.Name)
 	nodes := r.objects.allNodes()
 	view := make([]rollout.Node, 0, len(nodes))
 	waitResult := false
@@ -326,7 +327,7 @@ func (r *ShimReconciler) observe(shim *v1alpha1.Shim, hash string) ([]rollout.No
 			Name:     n.Name,
 			Selected: rollout.Selected(shim.Spec.NodeSelector, n.Labels, n.Annotations),
 		}
-		v.State, v.Hash = r.labels.view(shim.Name, n, v1alpha1.NodeState(n.Labels[label]), n.Annotations[annotation])
+		v.State, v.Hash = r.labels.labelView(shim.Name, written, n, v1alpha1.NodeState(n.Labels[label]), n.Annotations[annotation])
 		nj, hasJobs := jobs[n.Name]
 		if v.State == "" && v.Hash == "" && !v.Selected && !hasJobs {
 			continue // nothing of ours there and nothing to do (fast path for large clusters)
@@ -336,10 +337,10 @@ func (r *ShimReconciler) observe(shim *v1alpha1.Shim, hash string) ([]rollout.No
 		v.HandlerListed = slices.Contains(n.Handlers, handler)
 		v.OtherActive = nj.otherActive
 		var waitInstall, waitUninstall bool
-		v.Install, waitInstall = r.jobState(shim.Name, n.Name, rollout.Install, hash, nj.install, v.State, outcomes)
-		v.Uninstall, waitUninstall = r.jobState(shim.Name, n.Name, rollout.Uninstall, hash, nj.uninstall, v.State, outcomes)
+		v.Install, waitInstall = r.jobState(jobKey{shim.Name, n.Name, rollout.Install, hash}, expected, nj.install, v.State, outcomes)
+		v.Uninstall, waitUninstall = r.jobState(jobKey{shim.Name, n.Name, rollout.Uninstall, hash}, expected, nj.uninstall, v.State, outcomes)
 		waitResult = waitResult || waitInstall || waitUninstall
-		v.BusyWith = busy(n.Name)
+		v.BusyWith = busy[n.Name]
 		view = append(view, v)
 	}
 	return view, outcomes, waitResult
@@ -374,13 +375,14 @@ func (r *ShimReconciler) jobsByNode(shim, hash string) map[string]nodeJobs {
 	return out
 }
 
-// jobState is the planner's view of the Job of op on node at hash (nil: none cached). The installer's
+// jobState is the planner's view of the Job of key (job is the cached one, nil: none; expected holds
+// the keys of the Shim's Jobs created recently, see jobExpectations). The installer's
 // result is read only where it decides the node's next state: while the node is installing,
 // uninstalling or failed, or the Job has not finished. Elsewhere the Job's own conditions say enough.
 // waiting reports a finished Job whose result is not readable yet; the node is held meanwhile.
-func (r *ShimReconciler) jobState(shim, node string, op rollout.Operation, hash string, job *cachedJob,
+func (r *ShimReconciler) jobState(key jobKey, expected map[jobKey]bool, job *cachedJob,
 	state v1alpha1.NodeState, outcomes map[string]Outcome) (j rollout.Job, waiting bool) {
-	if r.expect.pending(jobKey{shim, node, op, hash}, job != nil) {
+	if expected[key] && r.expect.pending(key, job != nil) {
 		return rollout.Job{Phase: rollout.JobActive}, false
 	}
 	if job == nil || job.DeletionTimestamp != nil {

@@ -16,6 +16,7 @@ import (
 const (
 	indexShim       = "wasmkube.io/shim"        // Jobs by their Shim
 	indexActiveNode = "wasmkube.io/active-node" // unfinished Jobs by their node (finished ones are not indexed)
+	indexActiveShim = "wasmkube.io/active-shim" // unfinished Jobs by their Shim
 	indexJobUID     = "wasmkube.io/job-uid"     // installer pods by their Job's UID
 )
 
@@ -37,7 +38,7 @@ func newStore(ctx context.Context, c cache.Cache) (*store, error) {
 		indexers toolscache.Indexers
 	}{
 		{&corev1.Node{}, &s.nodes, nil},
-		{&batchv1.Job{}, &s.jobs, toolscache.Indexers{indexShim: jobShim, indexActiveNode: activeJobNode}},
+		{&batchv1.Job{}, &s.jobs, toolscache.Indexers{indexShim: jobShim, indexActiveNode: activeJobNode, indexActiveShim: activeJobShim}},
 		{&corev1.Pod{}, &s.pods, toolscache.Indexers{indexJobUID: podJobUID}},
 	} {
 		inf, err := c.GetInformer(ctx, x.obj)
@@ -70,6 +71,14 @@ func jobShim(obj any) ([]string, error) {
 func activeJobNode(obj any) ([]string, error) {
 	if j, ok := obj.(*cachedJob); ok && j.Node != "" && j.Done == nil && j.DeletionTimestamp == nil {
 		return []string{j.Node}, nil
+	}
+	return nil, nil
+}
+
+// activeJobShim indexes a Job by its Shim while it runs.
+func activeJobShim(obj any) ([]string, error) {
+	if j, ok := obj.(*cachedJob); ok && j.Shim != "" && j.Done == nil && j.DeletionTimestamp == nil {
+		return []string{j.Shim}, nil
 	}
 	return nil, nil
 }
@@ -111,6 +120,21 @@ func (s *store) shimJobs(shim string) []*cachedJob {
 // activeJobs returns the cached Jobs that run on a node.
 func (s *store) activeJobs(node string) []*cachedJob {
 	return indexed[cachedJob](s.jobs, indexActiveNode, node)
+}
+
+// othersActive maps each node where a Job of another Shim than shim runs to that Shim. It reads only
+// the running Jobs, not every node.
+func (s *store) othersActive(shim string) map[string]string {
+	out := map[string]string{}
+	for _, other := range s.jobs.ListIndexFuncValues(indexActiveShim) {
+		if other == shim {
+			continue
+		}
+		for _, j := range indexed[cachedJob](s.jobs, indexActiveShim, other) {
+			out[j.Node] = other
+		}
+	}
+	return out
 }
 
 // jobPods returns the cached pods of a Job.

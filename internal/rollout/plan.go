@@ -2,7 +2,8 @@ package rollout
 
 import (
 	"fmt"
-	"sort"
+	"slices"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -160,8 +161,12 @@ type Output struct {
 
 // Plan decides one reconcile of a Shim's rollout. It is deterministic: nodes are taken in name order.
 func Plan(in Input) Output {
-	nodes := append([]Node(nil), in.Nodes...)
-	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
+	nodes := make([]*Node, len(in.Nodes))
+	copies := slices.Clone(in.Nodes)
+	for i := range copies {
+		nodes[i] = &copies[i]
+	}
+	slices.SortFunc(nodes, func(a, b *Node) int { return strings.Compare(a.Name, b.Name) })
 
 	var out Output
 	hashChanged := in.PreviousHash != "" && in.PreviousHash != in.SpecHash
@@ -175,8 +180,7 @@ func Plan(in Input) Output {
 	var installs, uninstalls []*Node
 	readyAtHash := 0
 	idle := true
-	for i := range nodes {
-		n := &nodes[i]
+	for _, n := range nodes {
 		idle = idle && !inFlight(n)
 		want := n.Selected && !in.Deleting
 		busy := n.OtherActive || n.Install.Phase == JobActive || n.Uninstall.Phase == JobActive
@@ -239,11 +243,11 @@ func Plan(in Input) Output {
 
 	// Count failures after this round's transitions; they decide whether the rollout may go on.
 	failed := 0
-	for i := range nodes {
-		if nodes[i].State == v1alpha1.NodeFailed {
+	for _, n := range nodes {
+		if n.State == v1alpha1.NodeFailed {
 			failed++
 			if len(out.FailedNodes) < 5 {
-				out.FailedNodes = append(out.FailedNodes, nodes[i].Name)
+				out.FailedNodes = append(out.FailedNodes, n.Name)
 			}
 		}
 	}
@@ -280,8 +284,7 @@ func Plan(in Input) Output {
 		}
 	}
 
-	for i := range nodes {
-		n := &nodes[i]
+	for _, n := range nodes {
 		switch n.State {
 		case v1alpha1.NodeReady:
 			if n.Selected && !in.Deleting && n.Hash == in.SpecHash {

@@ -4,12 +4,15 @@
 // time, its API requests per node, and the control plane's CPU.
 //
 // `make test` runs TestScaleSmoke (50 nodes, correctness only). `make bench-scale N="1000 5000" RUNS=3`
-// runs TestBenchScale: at each size, RUNS times back to back, the floor, a rollout with the chart's
-// default rollout settings and one with maxUnavailable 100%. Its last two lines are
+// runs TestBenchScale: at each size, RUNS times back to back, the floor, the slow-start floor (the same
+// Jobs created as slow start would, one more in flight per completion, still without a manager: what
+// slow start costs by itself), a rollout with the chart's default rollout settings and one with
+// maxUnavailable 100%. Its last two lines are
 //
 //	default-settings rollout at 1000 nodes: T s, Job-per-node floor F s, ratio X
 //	rollout/floor ratio at 1000 nodes (maxUnavailable 100%): Y
 //
 // with medians over the runs (X and Y are medians of each run's ratio to the floor measured just before).
-// BENCH_SCALE_FLAGS passes more flags, e.g. -profile-dir=DIR for CPU and heap profiles.
+// BENCH_SCALE_FLAGS passes more flags: -profile-dir=DIR saves CPU profiles of the API server (floors
+// and rollouts) and of the manager, -chart=false and -slow-start-floor=false skip those measurements.
 package scale
