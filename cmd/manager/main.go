@@ -120,6 +120,8 @@ func run(ctx context.Context, args []string, out, errOut io.Writer) error {
 	}
 	ctrl.SetLogger(logr.FromSlogHandler(h))
 	c.Registry = metrics.Registry
+	// Request latency by verb: how long the API server takes to answer the manager's writes.
+	metrics.RegisterRESTClientMetrics(metrics.MetricRequestLatency)
 	restCfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("load kubeconfig: %w", err)

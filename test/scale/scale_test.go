@@ -325,6 +325,16 @@ type result struct {
 // perNode returns the manager's requests of an HTTP method per node.
 func (r result) perNode(method string, nodes int) float64 { return r.requests[method] / float64(nodes) }
 
+// latencyMS returns the manager's mean request latency of an HTTP method in milliseconds.
+func (r result) latencyMS(method string) float64 {
+	return 1000 * r.requests["latency_sum_"+method] / max(r.requests["latency_count_"+method], 1)
+}
+
+// queueMS returns the mean time a Shim waited in the controller's workqueue, in milliseconds.
+func (r result) queueMS() float64 {
+	return 1000 * r.requests["workqueue_queue_duration_seconds_sum"] / max(r.requests["workqueue_queue_duration_seconds_count"], 1)
+}
+
 // writesPerNode returns the manager's POST, PATCH, PUT and DELETE requests per node.
 func (r result) writesPerNode(nodes int) float64 {
 	return r.perNode("POST", nodes) + r.perNode("PATCH", nodes) + r.perNode("PUT", nodes) + r.perNode("DELETE", nodes)
@@ -471,13 +481,27 @@ func scrapeRequests(addr string) (map[string]float64, error) {
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		for _, m := range []string{"controller_runtime_reconcile_time_seconds_sum", "controller_runtime_reconcile_time_seconds_count", "go_memstats_heap_inuse_bytes"} {
+		for _, m := range []string{"controller_runtime_reconcile_time_seconds_sum", "controller_runtime_reconcile_time_seconds_count",
+			"go_memstats_heap_inuse_bytes", "workqueue_queue_duration_seconds_sum", "workqueue_queue_duration_seconds_count"} {
 			if strings.HasPrefix(line, m+`{controller="shim"`) || strings.HasPrefix(line, m+" ") {
 				v, err := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64)
 				if err != nil {
 					return nil, fmt.Errorf("parse %q: %w", line, err)
 				}
 				out[m] = v
+			}
+		}
+		// Mean request latency by verb: rest_client_request_duration_seconds_{sum,count}{host=...,verb=...}.
+		for _, suffix := range []string{"_sum", "_count"} {
+			prefix := "rest_client_request_duration_seconds" + suffix + "{"
+			if i := strings.Index(line, `verb="`); strings.HasPrefix(line, prefix) && i > 0 {
+				verb := line[i+len(`verb="`):]
+				verb = verb[:strings.Index(verb, `"`)]
+				v, err := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64)
+				if err != nil {
+					return nil, fmt.Errorf("parse %q: %w", line, err)
+				}
+				out["latency"+suffix+"_"+verb] += v
 			}
 		}
 		if !strings.HasPrefix(line, "rest_client_requests_total{") {
