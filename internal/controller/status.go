@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -105,6 +106,20 @@ func computeStatus(old v1alpha1.ShimStatus, in statusInput) v1alpha1.ShimStatus 
 	}
 	sortConditions(st.Conditions)
 	return st
+}
+
+// progressOnly reports whether two statuses differ only in the rollout's progress: node counts, wave
+// size and condition messages (see statusInterval).
+func progressOnly(a, b v1alpha1.ShimStatus) bool {
+	strip := func(s v1alpha1.ShimStatus) v1alpha1.ShimStatus {
+		s = *s.DeepCopy()
+		s.Nodes, s.Rollout = v1alpha1.NodeCounts{}, v1alpha1.RolloutStatus{}
+		for i := range s.Conditions {
+			s.Conditions[i].Message = ""
+		}
+		return s
+	}
+	return equality.Semantic.DeepEqual(strip(a), strip(b))
 }
 
 // sortConditions keeps Ready, Progressing, Degraded in that order.

@@ -118,3 +118,31 @@ func TestComputeStatusStable(t *testing.T) {
 		t.Fatal("Degraded stayed False but its transition time moved")
 	}
 }
+
+// TestProgressOnly: the rollout's progress (counts, wave size, messages) may wait for statusInterval;
+// any other change of the status may not.
+func TestProgressOnly(t *testing.T) {
+	t.Parallel()
+	in := statusInput{Generation: 1, SpecHash: "h1", MaxUnavailable: 10,
+		Plan: rollout.Output{Counts: v1alpha1.NodeCounts{Selected: 4, Installing: 1}, InFlight: 1, Pending: 3, Wave: 1}}
+	base := computeStatus(v1alpha1.ShimStatus{}, in)
+	for name, tc := range map[string]struct {
+		mut  func(*statusInput)
+		want bool
+	}{
+		"counts and wave": {func(in *statusInput) {
+			in.Plan.Counts.Installing, in.Plan.Counts.Ready, in.Plan.Wave, in.Plan.InFlight, in.Plan.Pending = 2, 1, 2, 2, 1
+		}, true},
+		"a node failed":  {func(in *statusInput) { in.Plan.Counts.Failed, in.Plan.FailedNodes = 1, []string{"n1"} }, false},
+		"all ready":      {func(in *statusInput) { in.Plan = rollout.Output{Counts: v1alpha1.NodeCounts{Selected: 4, Ready: 4}} }, false},
+		"new spec":       {func(in *statusInput) { in.SpecHash = "h2" }, false},
+		"new generation": {func(in *statusInput) { in.Generation = 2 }, false},
+		"paused":         {func(in *statusInput) { in.Plan.Paused, in.Plan.Counts.Failed = true, 2 }, false},
+	} {
+		changed := in
+		tc.mut(&changed)
+		if got := progressOnly(base, computeStatus(base, changed)); got != tc.want {
+			t.Errorf("%s: progressOnly = %t, want %t", name, got, tc.want)
+		}
+	}
+}

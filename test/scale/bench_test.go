@@ -25,9 +25,9 @@ import (
 	"github.com/wasmkube/wasmkube/api/v1alpha1"
 )
 
-// creators is how many Jobs the floor creates at once: more than the manager's writers, so that the
-// floor is never limited by its client.
-const creators = 32
+// creators is how many Jobs the floor creates at once: as many as the manager's writers start nodes,
+// so that the floor is not limited by its client more than a rollout is.
+const creators = 64
 
 // TestBenchScale measures, at each size in -sizes and -runs times back to back: the Job-per-node floor
 // (one single-pod Job per node, all created at once, no manager), a rollout with the rollout settings
