@@ -55,11 +55,12 @@ func TestBenchScale(t *testing.T) {
 			var r run
 			// The CPU of each measurement is taken before its clean-up, which is no measurement's work.
 			cpu := childCPU()
-			r.floor = env.floor(t, false, "floor", i)
+			var floorProg, slowProg *progress
+			r.floor, floorProg = env.floor(t, false, "floor", i)
 			r.floorCPU = childCPU().since(cpu)
 			env.deleteJobs()
 			if *withSlowFloor {
-				r.slowFloor = env.floor(t, true, "slow-start-floor", i)
+				r.slowFloor, slowProg = env.floor(t, true, "slow-start-floor", i)
 				env.deleteJobs()
 			}
 			if *withChart {
@@ -78,10 +79,11 @@ func TestBenchScale(t *testing.T) {
 			}
 			slowRun := ""
 			if *withSlowFloor {
-				slowRun = fmt.Sprintf("; slow-start floor %.1f s (100%% rollout / it: %.2f)", r.slowFloor.Seconds(), r.allSlowRatio())
+				slowRun = fmt.Sprintf("; slow-start floor %.1f s (100%% rollout / it: %.2f; quartiles %s s)", r.slowFloor.Seconds(), r.allSlowRatio(),
+					slowProg.quartiles(n))
 			}
-			fmt.Printf("%d nodes, run %d of %d: floor %.1f s; chart-default rollout %s; maxUnavailable 100%% rollout %.1f s (ratio %.2f)%s\n",
-				n, i+1, *runs, r.floor.Seconds(), chartRun, r.all.wall.Seconds(), r.allRatio(), slowRun)
+			fmt.Printf("%d nodes, run %d of %d: floor %.1f s (quartiles %s s); chart-default rollout %s; maxUnavailable 100%% rollout %.1f s (ratio %.2f; quartiles %s s)%s\n",
+				n, i+1, *runs, r.floor.Seconds(), floorProg.quartiles(n), chartRun, r.all.wall.Seconds(), r.allRatio(), r.all.progress.quartiles(n), slowRun)
 			b.runs = append(b.runs, r)
 		}
 		env.stop()
@@ -232,7 +234,7 @@ func printBenches(benches []bench, chart v1alpha1.RolloutSpec, qps int) {
 // control plane's own cost of a Job per node. With slowStart the Jobs are created as a slow-started
 // rollout would start them, still without a manager: one, then one more in flight for every completion
 // (1, 2, 4, ... at once). With -profile-dir it profiles the API server (tag and run name the profile).
-func (e *env) floor(t *testing.T, slowStart bool, tag string, run int) time.Duration {
+func (e *env) floor(t *testing.T, slowStart bool, tag string, run int) (time.Duration, *progress) {
 	t.Helper()
 	ctx := context.Background()
 	var profiled sync.WaitGroup
@@ -258,6 +260,7 @@ func (e *env) floor(t *testing.T, slowStart bool, tag string, run int) time.Dura
 	var createErr error
 	var created sync.WaitGroup
 	start := time.Now()
+	prog := newProgress()
 	for range creators {
 		created.Go(func() {
 			for i := range next {
@@ -284,6 +287,7 @@ func (e *env) floor(t *testing.T, slowStart bool, tag string, run int) time.Dura
 				return false, nil
 			}
 			done[j.Name] = true
+			prog.record(len(done))
 			// A completion frees its slot and widens the window by one.
 			for k := 0; k < 2 && released < e.n; k++ {
 				next <- released
@@ -301,7 +305,10 @@ func (e *env) floor(t *testing.T, slowStart bool, tag string, run int) time.Dura
 	if err != nil {
 		t.Fatalf("%d of %d per-node Jobs completed: %v", len(done), e.n, err)
 	}
-	return wall
+	if err := prog.save(fmt.Sprintf("%d-%s-%d", e.n, tag, run)); err != nil {
+		t.Error(err)
+	}
+	return wall, prog
 }
 
 // nodeJob is a single-pod Job pinned to node i, shaped like the installer's.

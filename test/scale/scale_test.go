@@ -313,10 +313,12 @@ func (e *env) reset() {
 }
 
 type result struct {
-	wall   time.Duration
-	ready  int
-	rssMiB int64
-	cpu    time.Duration
+	wall time.Duration
+	// progress is the number of ready nodes over time.
+	progress *progress
+	ready    int
+	rssMiB   int64
+	cpu      time.Duration
 	// requests maps HTTP methods to the requests the manager made, plus the shim controller's
 	// reconcile count and total seconds and the Go heap in use at the end, under their metric names.
 	requests map[string]float64
@@ -393,6 +395,7 @@ func (e *env) rollout(t *testing.T, settings v1alpha1.RolloutSpec, tag string, r
 		},
 	}
 	start := time.Now()
+	prog := newProgress()
 	if err := e.c.Create(ctx, shim); err != nil {
 		t.Fatal(err)
 	}
@@ -413,10 +416,14 @@ func (e *env) rollout(t *testing.T, settings v1alpha1.RolloutSpec, tag string, r
 			return false, nil
 		}
 		status = s.Status
+		prog.record(int(status.Nodes.Ready))
 		return int(status.Nodes.Ready) == e.n || status.Nodes.Failed > 0, nil
 	})
 	res.wall = time.Since(start)
-	res.ready = int(status.Nodes.Ready)
+	res.ready, res.progress = int(status.Nodes.Ready), prog
+	if err := prog.save(fmt.Sprintf("%d-%s-%d", e.n, tag, run)); err != nil {
+		t.Error(err)
+	}
 	if err != nil || res.ready != e.n {
 		t.Fatalf("rollout to %d nodes: %v, status %+v (logs in %s)", e.n, err, status.Nodes, e.dir)
 	}
