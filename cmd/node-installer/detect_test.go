@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	installerapi "github.com/wasmkube/wasmkube/api/installer/v1alpha1"
 	"github.com/wasmkube/wasmkube/internal/cli"
-	"github.com/wasmkube/wasmkube/internal/installer/result"
 	"github.com/wasmkube/wasmkube/pkg/distro"
 )
 
@@ -110,8 +110,8 @@ func TestDetectCommandBinary(t *testing.T) {
 				return
 			}
 			var exit *exec.ExitError
-			if !errors.As(err, &exit) || exit.ExitCode() != result.ExitPermanent {
-				t.Fatalf("exit %v, want exit status %d (retrying on this host cannot help)", err, result.ExitPermanent)
+			if !errors.As(err, &exit) || exit.ExitCode() != installerapi.ExitPermanent {
+				t.Fatalf("exit %v, want exit status %d (retrying on this host cannot help)", err, installerapi.ExitPermanent)
 			}
 			if out.Len() != 0 {
 				t.Errorf("stdout on error: %q", out.String())

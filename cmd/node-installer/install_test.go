@@ -8,21 +8,20 @@ import (
 	"strings"
 	"testing"
 
+	installerapi "github.com/wasmkube/wasmkube/api/installer/v1alpha1"
 	"github.com/wasmkube/wasmkube/internal/cli"
-	"github.com/wasmkube/wasmkube/internal/installer/result"
-	"github.com/wasmkube/wasmkube/pkg/distro"
 )
 
 // runCmd runs one node-installer command in process with the given environment.
-func runCmd(t *testing.T, env map[string]string, args ...string) (result.Result, string, error) {
+func runCmd(t *testing.T, env map[string]string, args ...string) (installerapi.Result, string, error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
 	err := cli.Dispatch(context.Background(), "node-installer", commands(), args,
 		func(k string) (string, bool) { v, ok := env[k]; return v, ok }, cli.Streams{Out: &out, ErrOut: &errOut})
-	var r result.Result
+	var r installerapi.Result
 	if bytes.HasPrefix(out.Bytes(), []byte("{")) { // a dry run prints its plan instead
 		var derr error
-		if r, derr = result.Decode(out.Bytes()); derr != nil {
+		if r, derr = installerapi.Decode(out.Bytes()); derr != nil {
 			t.Fatalf("stdout is not a result: %v\n%s", derr, out.String())
 		}
 	}
@@ -48,10 +47,10 @@ func TestInstallArgumentErrors(t *testing.T) {
 			resultFile := filepath.Join(t.TempDir(), "termination-log")
 			args := append([]string{"install", "--host-root=" + t.TempDir(), "--result-file=" + resultFile}, tt.args...)
 			r, _, err := runCmd(t, nil, args...)
-			if err == nil || r.Success || r.Reason != result.ReasonInvalidArguments || !strings.Contains(r.Error, tt.says) {
+			if err == nil || r.Success || r.Reason != installerapi.ReasonInvalidArguments || !strings.Contains(r.Error, tt.says) {
 				t.Fatalf("got %v %+v, want InvalidArguments mentioning %q", err, r, tt.says)
 			}
-			if data, _ := os.ReadFile(resultFile); !bytes.Contains(data, []byte(result.ReasonInvalidArguments)) {
+			if data, _ := os.ReadFile(resultFile); !bytes.Contains(data, []byte(installerapi.ReasonInvalidArguments)) {
 				t.Errorf("result file holds %q", data)
 			}
 		})
@@ -91,40 +90,7 @@ func TestVerifyWithoutContainerd(t *testing.T) {
 	t.Parallel()
 	r, _, err := runCmd(t, nil, "verify", "--host-root="+t.TempDir(), "--cri-socket=/run/none.sock", "--handler=spin",
 		"--timeout=300ms", "--result-file=")
-	if err == nil || r.Operation != result.OpVerify || r.Reason != result.ReasonVerifyFailed || !strings.Contains(r.Error, "spin") {
+	if err == nil || r.Operation != installerapi.OpVerify || r.Reason != installerapi.ReasonVerifyFailed || !strings.Contains(r.Error, "spin") {
 		t.Fatalf("got %v %+v", err, r)
-	}
-}
-
-// --state-file and --shim-dir move the installer's own files; the default stays the profile's.
-func TestNodeFlagsStateFile(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name, stateFile, want, fails string
-	}{
-		{name: "default", want: distro.DefaultStateFile},
-		{name: "override", stateFile: "/srv/wk//state.json", want: "/srv/wk/state.json"},
-		{name: "relative", stateFile: "srv/state.json", fails: "--state-file"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			f := nodeFlags{hostRoot: distroHost("nonstandard"), restart: "signal", procRoot: "/proc",
-				stateFile: tt.stateFile, overrides: distro.Overrides{ConfigPath: "/srv/containerd/config.toml",
-					CRISocket: "/srv/containerd/run/containerd.sock"}}
-			_, in, err := f.node()
-			if tt.fails != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.fails) {
-					t.Fatalf("got %v, want an error naming %s", err, tt.fails)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if in.Target.StateFile != tt.want {
-				t.Errorf("state file %q, want %q", in.Target.StateFile, tt.want)
-			}
-		})
 	}
 }

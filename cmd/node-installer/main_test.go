@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wasmkube/wasmkube/internal/installer/result"
+	installerapi "github.com/wasmkube/wasmkube/api/installer/v1alpha1"
 )
 
 // TestExitCodes runs the built binary: each kind of failure exits with its own code, which the
@@ -32,18 +32,18 @@ func TestExitCodes(t *testing.T) {
 		code   int
 		reason string // the result's reason, when the command prints one
 	}{
-		{name: "version", args: []string{"--version"}, code: result.ExitOK},
-		{name: "help", args: []string{"--help"}, code: result.ExitOK},
-		{name: "no command", args: nil, code: result.ExitUsage},
-		{name: "unknown flag", args: []string{"install", "--shim=s"}, code: result.ExitUsage},
+		{name: "version", args: []string{"--version"}, code: installerapi.ExitOK},
+		{name: "help", args: []string{"--help"}, code: installerapi.ExitOK},
+		{name: "no command", args: nil, code: installerapi.ExitUsage},
+		{name: "unknown flag", args: []string{"install", "--shim=s"}, code: installerapi.ExitUsage},
 		{name: "missing runtime type", args: []string{"install", "--shim-name=s", "--source-builtin=wazero", "--result-file="},
-			code: result.ExitUsage, reason: result.ReasonInvalidArguments},
+			code: installerapi.ExitUsage, reason: installerapi.ReasonInvalidArguments},
 		{name: "bad restart method", args: install(unparseable, "--restart=reboot"),
-			code: result.ExitUsage, reason: result.ReasonInvalidArguments},
-		{name: "unparseable config", args: install(unparseable), code: result.ExitPermanent, reason: result.ReasonConfigUnparseable},
-		{name: "unknown distribution", args: install(t.TempDir()), code: result.ExitPermanent, reason: result.ReasonDetectFailed},
+			code: installerapi.ExitUsage, reason: installerapi.ReasonInvalidArguments},
+		{name: "unparseable config", args: install(unparseable), code: installerapi.ExitPermanent, reason: installerapi.ReasonConfigUnparseable},
+		{name: "unknown distribution", args: install(t.TempDir()), code: installerapi.ExitPermanent, reason: installerapi.ReasonDetectFailed},
 		{name: "containerd does not answer", args: []string{"verify", "--host-root=" + t.TempDir(), "--cri-socket=/run/none.sock",
-			"--handler=s", "--timeout=300ms", "--result-file="}, code: result.ExitTransient, reason: result.ReasonVerifyFailed},
+			"--handler=s", "--timeout=300ms", "--result-file="}, code: installerapi.ExitTransient, reason: installerapi.ReasonVerifyFailed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -57,7 +57,7 @@ func TestExitCodes(t *testing.T) {
 				t.Errorf("node-installer %s: exit code %d, want %d\nstderr: %s", strings.Join(args, " "), code, tt.code, stderr.String())
 			}
 			if tt.reason != "" {
-				r, err := result.Decode(bytes.TrimSpace(stdout.Bytes()))
+				r, err := installerapi.Decode(bytes.TrimSpace(stdout.Bytes()))
 				if err != nil || r.Reason != tt.reason {
 					t.Errorf("result %+v (%v), want reason %s", r, err, tt.reason)
 				}

@@ -10,8 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	installerapi "github.com/wasmkube/wasmkube/api/installer/v1alpha1"
 	"github.com/wasmkube/wasmkube/api/v1alpha1"
-	"github.com/wasmkube/wasmkube/internal/installer/result"
 	"github.com/wasmkube/wasmkube/internal/rollout"
 )
 
@@ -134,13 +134,13 @@ func InstallerArgs(cfg JobConfig, shim *v1alpha1.Shim, node *corev1.Node, op rol
 }
 
 // failurePolicy fails a Job at once when the installer exits with a code that says a retry cannot help
-// (result.ExitUsage, result.ExitPermanent); other failures are retried up to the backoffLimit. A pod
+// (installerapi.ExitUsage, installerapi.ExitPermanent); other failures are retried up to the backoffLimit. A pod
 // disrupted by the cluster (preemption, eviction, a node drain) is retried without counting.
 func failurePolicy() *batchv1.PodFailurePolicy {
 	return &batchv1.PodFailurePolicy{Rules: []batchv1.PodFailurePolicyRule{
 		{Action: batchv1.PodFailurePolicyActionFailJob, OnExitCodes: &batchv1.PodFailurePolicyOnExitCodesRequirement{
 			ContainerName: ptr.To(installerName), Operator: batchv1.PodFailurePolicyOnExitCodesOpIn,
-			Values: []int32{result.ExitUsage, result.ExitPermanent}}},
+			Values: []int32{installerapi.ExitUsage, installerapi.ExitPermanent}}},
 		{Action: batchv1.PodFailurePolicyActionIgnore, OnPodConditions: []batchv1.PodFailurePolicyOnPodConditionsPattern{
 			{Type: corev1.DisruptionTarget, Status: corev1.ConditionTrue}}},
 	}}
@@ -236,7 +236,7 @@ type Outcome struct {
 // jobOutcome reads a Job and the pods it created. A Job that reports success counts as success even when
 // the installer found nothing to do (a retried pod after a containerd restart); a Job whose result
 // says success=false counts as failed, unless its reason says that the node cannot take the shim at all
-// (result.IsUnsupported: the node becomes unsupported and spends no failure budget). A pod that
+// (installerapi.IsUnsupported: the node becomes unsupported and spends no failure budget). A pod that
 // succeeded with a successful result settles the Job before the job controller marks it Complete (a Job
 // with one completion cannot fail after that), which saves a round trip per node. ok is false while a
 // finished Job's result is not readable yet.
@@ -259,7 +259,7 @@ func jobOutcome(job *cachedJob, pods []*cachedPod) (o Outcome, ok bool) {
 		}
 		return o, true
 	}
-	r, err := result.Decode([]byte(msg))
+	r, err := installerapi.Decode([]byte(msg))
 	if err != nil {
 		o.Detail = strings.TrimSpace(o.Detail + " (unreadable installer result: " + truncate(msg, 200) + ")")
 		return o, true
@@ -268,8 +268,8 @@ func jobOutcome(job *cachedJob, pods []*cachedPod) (o Outcome, ok bool) {
 		o.Duration = time.Duration(r.DurationMS) * time.Millisecond
 	}
 	if !r.Success {
-		o.Phase, o.Busy = rollout.JobFailed, r.Reason == result.ReasonNodeBusy
-		if result.IsUnsupported(r.Reason) {
+		o.Phase, o.Busy = rollout.JobFailed, r.Reason == installerapi.ReasonNodeBusy
+		if installerapi.IsUnsupported(r.Reason) {
 			o.Phase = rollout.JobUnsupported
 		}
 		o.Detail = strings.TrimSpace(fmt.Sprintf("%s: %s", r.Reason, r.Error))
@@ -307,7 +307,7 @@ func podSucceeded(job *cachedJob, pods []*cachedPod) (Outcome, bool) {
 	if !found {
 		return Outcome{}, false
 	}
-	r, err := result.Decode([]byte(msg))
+	r, err := installerapi.Decode([]byte(msg))
 	if err != nil || !r.Success {
 		return Outcome{}, false // let the Job decide
 	}
@@ -324,7 +324,7 @@ func podSucceeded(job *cachedJob, pods []*cachedPod) (Outcome, bool) {
 	return o, true
 }
 
-func successDetail(r result.Result) string {
+func successDetail(r installerapi.Result) string {
 	return fmt.Sprintf("changed=%t restarted=%t platform=%s distro=%s in %s", r.Changed, r.Restarted,
 		r.Platform, r.Distro, time.Duration(r.DurationMS)*time.Millisecond)
 }

@@ -7,7 +7,7 @@
 //
 // Everything the transaction touches on the host goes through Host: file operations rooted at the host
 // root (Files), the shim source (Fetcher), the containerd restart (Restarter), the CRI readiness check
-// (Waiter) and a clock. cmd/node-installer wires the real ones (pkg/shimsource, pkg/restart, pkg/cri);
+// (Waiter) and a clock. internal/nodeinstaller wires the real ones (pkg/shimsource, pkg/restart, pkg/cri);
 // unit tests inject failures; the acceptance tests drive real containerd daemons.
 //
 // # Many Shims on one node
@@ -29,7 +29,7 @@
 //
 // # Crash safety
 //
-// The state file (Target.StateFile, JSON, written atomically) records intent before each change: before
+// The state file (Profile.StateFile, JSON, written atomically) records intent before each change: before
 // the first change of a transaction it records the phase "pending" together with backups of the
 // configuration bytes and the binary as they were; before the configuration is written it records that
 // a restart is owed; after the restart it records "restarted". A run killed at any point is finished by

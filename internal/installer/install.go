@@ -11,8 +11,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/wasmkube/wasmkube/internal/installer/result"
+	installerapi "github.com/wasmkube/wasmkube/api/installer/v1alpha1"
 	"github.com/wasmkube/wasmkube/pkg/containerdcfg"
+	"github.com/wasmkube/wasmkube/pkg/distro"
 )
 
 const defaultRollbackTimeout = 2 * time.Minute
@@ -20,10 +21,10 @@ const defaultRollbackTimeout = 2 * time.Minute
 // Install installs spec on the node: fetch, place the binary, patch the configuration, restart if the
 // configuration changed, verify through the CRI, and roll back on failure. It never returns an error:
 // the result says what happened.
-func (in *Installer) Install(ctx context.Context, spec Spec) (r result.Result) {
+func (in *Installer) Install(ctx context.Context, spec Spec) (r installerapi.Result) {
 	start := in.now()
-	r = result.Result{Operation: result.OpInstall, Shim: spec.Shim, Handler: spec.Handler, SpecHash: spec.SpecHash,
-		Distro: in.Target.Distro}
+	r = installerapi.Result{Operation: installerapi.OpInstall, Shim: spec.Shim, Handler: spec.Handler, SpecHash: spec.SpecHash,
+		Distro: in.Profile.Distro}
 	defer func() {
 		r.Changed = r.ConfigChanged || r.BinaryChanged || r.Restarted || r.RolledBack
 		r.DurationMS = in.now().Sub(start).Milliseconds()
@@ -60,7 +61,7 @@ func (in *Installer) Install(ctx context.Context, spec Spec) (r result.Result) {
 		}
 		err = in.waitReady(ctx, spec.Handler, true)
 		if s.done(StepVerify, err) != nil {
-			r.Fail(result.ReasonVerifyFailed, fmt.Errorf("installed handler %s is not live: %w", spec.Handler, err))
+			r.Fail(installerapi.ReasonVerifyFailed, fmt.Errorf("installed handler %s is not live: %w", spec.Handler, err))
 			return r
 		}
 		r.Success = true
@@ -113,7 +114,7 @@ func (in *Installer) open(p *plan) (*Entry, error) {
 			e.Phase = PhasePending
 		}
 	default:
-		dir := backupDir(in.Target.StateFile, p.spec.Handler)
+		dir := backupDir(in.Profile.StateFile, p.spec.Handler)
 		e.Tx = &Tx{}
 		if old != nil {
 			e.Tx.Previous = old.clone()
@@ -121,7 +122,7 @@ func (in *Installer) open(p *plan) (*Entry, error) {
 		if p.exists {
 			e.Tx.ConfigBackup = path.Join(dir, "config.before")
 			if err := files.WriteFile(e.Tx.ConfigBackup, p.current, 0o600); err != nil {
-				return nil, fail(result.ReasonStateFailed, fmt.Errorf("back up %s: %w", p.cfgFile, err))
+				return nil, fail(installerapi.ReasonStateFailed, fmt.Errorf("back up %s: %w", p.cfgFile, err))
 			}
 		} else {
 			st.setCreated(p.cfgFile, true)
@@ -129,23 +130,23 @@ func (in *Installer) open(p *plan) (*Entry, error) {
 		if _, err := files.Stat(p.binPath); err == nil {
 			e.Tx.BinaryBackup = path.Join(dir, "binary.before")
 			if err := copyFile(files, p.binPath, e.Tx.BinaryBackup); err != nil {
-				return nil, fail(result.ReasonStateFailed, fmt.Errorf("back up %s: %w", p.binPath, err))
+				return nil, fail(installerapi.ReasonStateFailed, fmt.Errorf("back up %s: %w", p.binPath, err))
 			}
 		}
 	}
 	st.Shims[e.Handler] = e
-	if err := st.save(files, in.Target.StateFile); err != nil {
-		return nil, fail(result.ReasonStateFailed, err)
+	if err := st.save(files, in.Profile.StateFile); err != nil {
+		return nil, fail(installerapi.ReasonStateFailed, err)
 	}
 	return e, nil
 }
 
 // apply runs the steps of an open transaction.
-func (in *Installer) apply(ctx context.Context, p *plan, e *Entry, s *stepper, r *result.Result) error {
+func (in *Installer) apply(ctx context.Context, p *plan, e *Entry, s *stepper, r *installerapi.Result) error {
 	files, st := in.Host.Files, p.state
 	save := func() error {
-		if err := st.save(files, in.Target.StateFile); err != nil {
-			return fail(result.ReasonStateFailed, err)
+		if err := st.save(files, in.Profile.StateFile); err != nil {
+			return fail(installerapi.ReasonStateFailed, err)
 		}
 		return nil
 	}
@@ -178,7 +179,7 @@ func (in *Installer) apply(ctx context.Context, p *plan, e *Entry, s *stepper, r
 
 	if e.NeedRestart && e.Phase != PhaseRestarted {
 		if err := in.Host.Restarter.Restart(ctx); err != nil {
-			return s.done(StepRestart, fail(result.ReasonRestartFailed, fmt.Errorf("restart containerd after patching %s: %w", p.cfgFile, err)))
+			return s.done(StepRestart, fail(installerapi.ReasonRestartFailed, fmt.Errorf("restart containerd after patching %s: %w", p.cfgFile, err)))
 		}
 		r.Restarted = true
 		e.Phase = PhaseRestarted
@@ -195,7 +196,7 @@ func (in *Installer) apply(ctx context.Context, p *plan, e *Entry, s *stepper, r
 	r.SourceDigest, r.BinarySHA256, r.Platform, r.BinaryChanged = art.Digest, art.SHA256, art.Platform, pl.changed
 	r.ShimVersion = pl.version
 	if err := in.waitReady(ctx, p.spec.Handler, true); err != nil {
-		return s.done(StepVerify, fail(result.ReasonVerifyFailed, fmt.Errorf("handler %s after install: %w", p.spec.Handler, err)))
+		return s.done(StepVerify, fail(installerapi.ReasonVerifyFailed, fmt.Errorf("handler %s after install: %w", p.spec.Handler, err)))
 	}
 	s.done(StepVerify, nil)
 
@@ -219,7 +220,7 @@ func (in *Installer) prepareRestart(p *plan, e *Entry) <-chan struct{} {
 }
 
 // configure writes the new configuration if it differs, recording first that a restart is owed.
-func (in *Installer) configure(p *plan, e *Entry, r *result.Result, save func() error) error {
+func (in *Installer) configure(p *plan, e *Entry, r *installerapi.Result, save func() error) error {
 	if !p.configChanges() {
 		return nil
 	}
@@ -230,7 +231,7 @@ func (in *Installer) configure(p *plan, e *Entry, r *result.Result, save func() 
 		}
 	}
 	if err := in.Host.Files.WriteFile(p.cfgFile, p.desired, p.perm); err != nil {
-		return fail(result.ReasonConfigWriteFailed, fmt.Errorf("write containerd config %s: %w", p.cfgFile, err))
+		return fail(installerapi.ReasonConfigWriteFailed, fmt.Errorf("write containerd config %s: %w", p.cfgFile, err))
 	}
 	r.ConfigChanged = true
 	e.Phase = PhaseConfigured
@@ -241,20 +242,20 @@ func (in *Installer) configure(p *plan, e *Entry, r *result.Result, save func() 
 func (in *Installer) fetch(ctx context.Context, tmp string) (Fetched, error) {
 	files := in.Host.Files
 	if err := files.RemoveAll(tmp); err != nil {
-		return nil, fail(result.ReasonBinaryFailed, fmt.Errorf("clear fetch directory %s: %w", tmp, err))
+		return nil, fail(installerapi.ReasonBinaryFailed, fmt.Errorf("clear fetch directory %s: %w", tmp, err))
 	}
 	if err := files.MkdirAll(tmp, 0o700); err != nil {
-		return nil, fail(result.ReasonBinaryFailed, fmt.Errorf("create fetch directory %s: %w", tmp, err))
+		return nil, fail(installerapi.ReasonBinaryFailed, fmt.Errorf("create fetch directory %s: %w", tmp, err))
 	}
 	if in.Host.Fetcher == nil {
-		return nil, fail(result.ReasonInvalidArguments, errors.New("no shim source given"))
+		return nil, fail(installerapi.ReasonInvalidArguments, errors.New("no shim source given"))
 	}
 	fetched, err := in.Host.Fetcher.Fetch(ctx, files.HostPath(tmp))
 	switch {
 	case errors.Is(err, ErrUnsupportedPlatform):
-		return nil, fail(result.ReasonUnsupportedPlatform, err)
+		return nil, fail(installerapi.ReasonUnsupportedPlatform, err)
 	case err != nil:
-		return nil, fail(result.ReasonFetchFailed, err)
+		return nil, fail(installerapi.ReasonFetchFailed, err)
 	}
 	return fetched, nil
 }
@@ -262,7 +263,7 @@ func (in *Installer) fetch(ctx context.Context, tmp string) (Fetched, error) {
 // fetchDir is the private directory a handler's binary is fetched into: in the shim directory, so
 // that the binary can be renamed into place.
 func (in *Installer) fetchDir(handler string) string {
-	return path.Join(in.Target.ShimDir, ".wasmkube-fetch-"+handler)
+	return path.Join(in.Profile.ShimDir, ".wasmkube-fetch-"+handler)
 }
 
 // placement is the outcome of place.
@@ -290,10 +291,10 @@ func (in *Installer) place(p *plan, tmp string, fetched Fetched) placement {
 	files := in.Host.Files
 	art, err := fetched.Finish()
 	if err != nil {
-		return placement{err: fail(result.ReasonBinaryFailed, fmt.Errorf("finish fetched shim binary: %w", err))}
+		return placement{err: fail(installerapi.ReasonBinaryFailed, fmt.Errorf("finish fetched shim binary: %w", err))}
 	}
 	if dest := files.HostPath(tmp); filepath.Dir(art.File) != filepath.Clean(dest) {
-		return placement{err: fail(result.ReasonFetchFailed, fmt.Errorf("fetcher wrote %s outside %s", art.File, dest))}
+		return placement{err: fail(installerapi.ReasonFetchFailed, fmt.Errorf("fetcher wrote %s outside %s", art.File, dest))}
 	}
 	file := path.Join(tmp, filepath.Base(art.File))
 	// The source hashed the file while writing it; an existing binary is hashed only when its size
@@ -302,7 +303,7 @@ func (in *Installer) place(p *plan, tmp string, fetched Fetched) placement {
 		if nfi, err := files.Stat(file); err == nil && nfi.Size() == fi.Size() {
 			have, err := fileSHA256(files, p.binPath)
 			if err != nil {
-				return placement{err: fail(result.ReasonBinaryFailed, err)}
+				return placement{err: fail(installerapi.ReasonBinaryFailed, err)}
 			}
 			if have == art.SHA256 {
 				return placement{art: art}
@@ -310,10 +311,10 @@ func (in *Installer) place(p *plan, tmp string, fetched Fetched) placement {
 		}
 	}
 	if err := files.Chmod(file, 0o755); err != nil {
-		return placement{err: fail(result.ReasonBinaryFailed, fmt.Errorf("chmod %s: %w", file, err))}
+		return placement{err: fail(installerapi.ReasonBinaryFailed, fmt.Errorf("chmod %s: %w", file, err))}
 	}
 	if err := files.Rename(file, p.binPath); err != nil {
-		return placement{err: fail(result.ReasonBinaryFailed, fmt.Errorf("place shim binary %s: %w", p.binPath, err))}
+		return placement{err: fail(installerapi.ReasonBinaryFailed, fmt.Errorf("place shim binary %s: %w", p.binPath, err))}
 	}
 	return placement{art: art, changed: true}
 }
@@ -324,13 +325,13 @@ func (in *Installer) commit(p *plan, e *Entry, art Artifact) error {
 	tx := e.Tx
 	fi, err := files.Stat(p.binPath)
 	if err != nil {
-		return fail(result.ReasonBinaryFailed, fmt.Errorf("stat %s: %w", p.binPath, err))
+		return fail(installerapi.ReasonBinaryFailed, fmt.Errorf("stat %s: %w", p.binPath, err))
 	}
 	e.Phase, e.NeedRestart, e.Tx = PhaseInstalled, false, nil
 	e.BinarySHA256, e.BinarySize, e.BinaryModNano = art.SHA256, fi.Size(), fi.ModTime().UnixNano()
 	e.SourceDigest, e.Platform = art.Digest, art.Platform
-	if err := p.state.save(files, in.Target.StateFile); err != nil {
-		return fail(result.ReasonStateFailed, err)
+	if err := p.state.save(files, in.Profile.StateFile); err != nil {
+		return fail(installerapi.ReasonStateFailed, err)
 	}
 	in.dropBackups(tx)
 	// The previous binary (another runtime type's, or an older installer's name): the config no longer
@@ -354,7 +355,7 @@ func (in *Installer) dropBackups(tx *Tx) {
 // rollback restores the configuration and binary from the transaction's backups, restarts containerd
 // if the configuration had changed, verifies it, and restores the state entry. It runs on its own
 // deadline so that a run that timed out still cleans up.
-func (in *Installer) rollback(ctx context.Context, p *plan, e *Entry, r *result.Result) {
+func (in *Installer) rollback(ctx context.Context, p *plan, e *Entry, r *installerapi.Result) {
 	timeout := in.RollbackTimeout
 	if timeout == 0 {
 		timeout = defaultRollbackTimeout
@@ -404,19 +405,19 @@ func (in *Installer) rollback(ctx context.Context, p *plan, e *Entry, r *result.
 			delete(p.state.Shims, e.Handler)
 			p.state.forget(p.cfgFile)
 		}
-		if err := p.state.save(files, in.Target.StateFile); err != nil {
+		if err := p.state.save(files, in.Profile.StateFile); err != nil {
 			errs = append(errs, err)
 		} else {
 			in.dropBackups(tx)
 			if tx.Previous == nil {
-				files.Remove(backupDir(in.Target.StateFile, e.Handler))
+				files.Remove(backupDir(in.Profile.StateFile, e.Handler))
 			}
 		}
 	}
 	r.RolledBack = changed && len(errs) == 0
 	if len(errs) > 0 {
-		r.Reason = result.ReasonRollbackFailed
-		r.Error = fmt.Sprintf("%s; rollback failed (state kept in %s for the next run): %v", r.Error, in.Target.StateFile, errors.Join(errs...))
+		r.Reason = installerapi.ReasonRollbackFailed
+		r.Error = fmt.Sprintf("%s; rollback failed (state kept in %s for the next run): %v", r.Error, in.Profile.StateFile, errors.Join(errs...))
 	}
 }
 
@@ -436,8 +437,8 @@ func (in *Installer) undoConfig(p *plan, e *Entry) (bool, error) {
 		}
 	}
 	want, keep := before, tx.ConfigBackup != ""
-	if exists && in.Target.ConfigMode != ModeDropIn { // a drop-in file holds this handler's runtime only
-		if want, err = containerdcfg.RestoreRuntime(cur, before, e.Handler, in.Target.patchOptions()); err != nil {
+	if exists && in.Profile.Config.Mode != distro.ModeDropIn { // a drop-in file holds this handler's runtime only
+		if want, err = containerdcfg.RestoreRuntime(cur, before, e.Handler, in.patchOptions()); err != nil {
 			return false, fmt.Errorf("put runtime %s in %s back as it was: %w", e.Handler, p.cfgFile, err)
 		}
 		keep = in.keepConfig(p.state, e.Handler, p.cfgFile, want)
@@ -449,7 +450,7 @@ func (in *Installer) undoConfig(p *plan, e *Entry) (bool, error) {
 // file wasmkube created goes when no other handler's block is in it and nothing but its seed is left.
 func (in *Installer) keepConfig(st *State, handler, file string, out []byte) bool {
 	return st.shared(handler, file) || !st.created(file) ||
-		len(bytes.TrimSpace(out)) > 0 && string(out) != in.Target.Seed
+		len(bytes.TrimSpace(out)) > 0 && string(out) != in.Profile.Config.Seed
 }
 
 // putConfig makes the config file hold want (keep) or removes it (!keep), given what it holds now,
@@ -474,9 +475,9 @@ func (in *Installer) putConfig(file string, cur []byte, exists bool, want []byte
 // removeTemps removes what interrupted runs for handler left: temporary files beside the files an
 // operation writes, and the handler's fetch directory.
 func (in *Installer) removeTemps(handler, cfgFile, binPath string) error {
-	files, backups := in.Host.Files, backupDir(in.Target.StateFile, handler)
+	files, backups := in.Host.Files, backupDir(in.Profile.StateFile, handler)
 	var errs []error
-	for _, f := range []string{cfgFile, in.Target.StateFile, binPath, path.Join(backups, "config.before"), path.Join(backups, "binary.before")} {
+	for _, f := range []string{cfgFile, in.Profile.StateFile, binPath, path.Join(backups, "config.before"), path.Join(backups, "binary.before")} {
 		if err := files.RemoveTemps(f); err != nil {
 			errs = append(errs, err)
 		}
@@ -485,7 +486,7 @@ func (in *Installer) removeTemps(handler, cfgFile, binPath string) error {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fail(result.ReasonStateFailed, fmt.Errorf("remove what an interrupted run left: %w", err))
+		return fail(installerapi.ReasonStateFailed, fmt.Errorf("remove what an interrupted run left: %w", err))
 	}
 	return nil
 }

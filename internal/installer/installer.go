@@ -9,15 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/wasmkube/wasmkube/internal/installer/result"
+	installerapi "github.com/wasmkube/wasmkube/api/installer/v1alpha1"
 	"github.com/wasmkube/wasmkube/pkg/containerdcfg"
-)
-
-// Config modes (the values of distro.ConfigMode).
-const (
-	ModeInPlace  = "in-place"
-	ModeTemplate = "template"
-	ModeDropIn   = "drop-in"
+	"github.com/wasmkube/wasmkube/pkg/distro"
 )
 
 // Steps, as named in Result.Steps and in Host.AfterStep.
@@ -32,25 +26,6 @@ const (
 	StepVerify  = "verify"
 	StepCommit  = "commit"
 )
-
-// Target says where things go on this node: the detected distro profile, with overrides applied.
-// All paths are host paths.
-type Target struct {
-	Distro string
-	// ConfigPath is the configuration file (in-place, template) or the drop-in directory.
-	ConfigPath string
-	// ConfigMode is ModeInPlace, ModeTemplate or ModeDropIn.
-	ConfigMode string
-	// ConfigVersion is the config version a template's base or a drop-in uses (0: read it from the file).
-	ConfigVersion int
-	// Seed is a template's content when the template does not exist yet.
-	Seed string
-	// ShimDir holds the shim binaries; StateFile is the state file (backups go beside it).
-	ShimDir   string
-	StateFile string
-	// ContainerdMajor is 1 or 2 when known, else 0.
-	ContainerdMajor int
-}
 
 // Spec is what to install.
 type Spec struct {
@@ -125,8 +100,10 @@ type Host struct {
 
 // Installer runs install, uninstall and verify on one node.
 type Installer struct {
-	Target Target
-	Host   Host
+	// Profile says where things go on this node: the detected distro profile with overrides applied.
+	// All its paths are host paths.
+	Profile distro.Profile
+	Host    Host
 	// RollbackTimeout bounds a rollback, which runs even when the run's own deadline has passed
 	// (default 2 minutes).
 	RollbackTimeout time.Duration
@@ -170,28 +147,37 @@ func reasonOf(err error) string {
 	case errors.As(err, &f):
 		return f.reason
 	case errors.Is(err, context.DeadlineExceeded):
-		return result.ReasonTimeout
+		return installerapi.ReasonTimeout
 	case errors.Is(err, ErrInvalid):
-		return result.ReasonInvalidArguments
+		return installerapi.ReasonInvalidArguments
 	}
-	return result.ReasonInternal
+	return installerapi.ReasonInternal
 }
 
-// configReason maps a containerdcfg error to a reason.
+// configReason maps a containerdcfg error to a reason; any other error is an invalid argument.
 func configReason(err error) string {
+	if reason, ok := ConfigReason(err); ok {
+		return reason
+	}
+	return installerapi.ReasonInvalidArguments
+}
+
+// ConfigReason returns the result reason for an error of pkg/containerdcfg about a containerd config,
+// and false for any other error.
+func ConfigReason(err error) (string, bool) {
 	switch {
 	case errors.Is(err, containerdcfg.ErrParse):
-		return result.ReasonConfigUnparseable
+		return installerapi.ReasonConfigUnparseable, true
 	case errors.Is(err, containerdcfg.ErrUnknownVersion):
-		return result.ReasonConfigUnknownVersion
+		return installerapi.ReasonConfigUnknownVersion, true
 	case errors.Is(err, containerdcfg.ErrConflict):
-		return result.ReasonConfigConflict
+		return installerapi.ReasonConfigConflict, true
 	case errors.Is(err, containerdcfg.ErrContainerdVersion):
-		return result.ReasonContainerdVersionUnknown
+		return installerapi.ReasonContainerdVersionUnknown, true
 	case errors.Is(err, containerdcfg.ErrUnsafeEdit):
-		return result.ReasonConfigUnsafe
+		return installerapi.ReasonConfigUnsafe, true
 	}
-	return result.ReasonInvalidArguments
+	return "", false
 }
 
 var (
@@ -216,30 +202,32 @@ func BinaryName(handler, runtimeType string) (string, error) {
 }
 
 // configFile is the file holding the handler's runtime: the config file, or our drop-in file.
-func (t Target) configFile(handler string) string {
-	if t.ConfigMode == ModeDropIn {
-		return path.Join(t.ConfigPath, "wasmkube-"+handler+".toml")
+func (in *Installer) configFile(handler string) string {
+	if in.Profile.Config.Mode == distro.ModeDropIn {
+		return path.Join(in.Profile.Config.Path, "wasmkube-"+handler+".toml")
 	}
-	return t.ConfigPath
+	return in.Profile.Config.Path
 }
 
-// patchOptions are the containerdcfg options for this target: the node's containerd generation decides
-// where the runtime goes, and a template's version comes from its base.
-func (t Target) patchOptions() containerdcfg.PatchOptions {
-	opts := containerdcfg.PatchOptions{ContainerdMajor: t.ContainerdMajor}
-	if t.ConfigMode == ModeTemplate {
-		opts.DefaultVersion = t.ConfigVersion
+// patchOptions are the containerdcfg options for this node: its containerd generation decides where the
+// runtime goes, and a template's version comes from its base.
+func (in *Installer) patchOptions() containerdcfg.PatchOptions {
+	opts := containerdcfg.PatchOptions{ContainerdMajor: in.Profile.ContainerdMajor}
+	if in.Profile.Config.Mode == distro.ModeTemplate {
+		opts.DefaultVersion = in.Profile.Config.Version
 	}
 	return opts
 }
 
-func (t Target) validate() error {
-	switch t.ConfigMode {
-	case ModeInPlace, ModeTemplate, ModeDropIn:
+// validateProfile checks what install and uninstall need of the profile.
+func (in *Installer) validateProfile() error {
+	t := in.Profile
+	switch t.Config.Mode {
+	case distro.ModeInPlace, distro.ModeTemplate, distro.ModeDropIn:
 	default:
-		return fmt.Errorf("%w: config mode %q (want %s, %s or %s)", ErrInvalid, t.ConfigMode, ModeInPlace, ModeTemplate, ModeDropIn)
+		return fmt.Errorf("%w: config mode %q (want %s, %s or %s)", ErrInvalid, t.Config.Mode, distro.ModeInPlace, distro.ModeTemplate, distro.ModeDropIn)
 	}
-	for _, p := range [][2]string{{"config path", t.ConfigPath}, {"shim dir", t.ShimDir}, {"state file", t.StateFile}} {
+	for _, p := range [][2]string{{"config path", t.Config.Path}, {"shim dir", t.ShimDir}, {"state file", t.StateFile}} {
 		if !path.IsAbs(p[1]) {
 			return fmt.Errorf("%w: %s %q is not an absolute host path", ErrInvalid, p[0], p[1])
 		}
@@ -256,9 +244,9 @@ func (in *Installer) probe(ctx context.Context, binary string) (string, error) {
 	v, err := in.Host.Prober.Probe(ctx, binary)
 	switch {
 	case errors.Is(err, ErrNotRunnable):
-		return "", fail(result.ReasonShimNotRunnable, err)
+		return "", fail(installerapi.ReasonShimNotRunnable, err)
 	case err != nil:
-		return "", fail(result.ReasonVerifyFailed, err)
+		return "", fail(installerapi.ReasonVerifyFailed, err)
 	}
 	return v, nil
 }
@@ -279,11 +267,11 @@ func (in *Installer) after(step string) {
 // stepper times steps into a result.
 type stepper struct {
 	in    *Installer
-	r     *result.Result
+	r     *installerapi.Result
 	start time.Time
 }
 
-func (in *Installer) begin(r *result.Result) *stepper {
+func (in *Installer) begin(r *installerapi.Result) *stepper {
 	return &stepper{in: in, r: r, start: in.now()}
 }
 

@@ -15,17 +15,18 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wasmkube/wasmkube/internal/installer/result"
+	installerapi "github.com/wasmkube/wasmkube/api/installer/v1alpha1"
 	"github.com/wasmkube/wasmkube/pkg/containerdcfg"
+	"github.com/wasmkube/wasmkube/pkg/distro"
 )
 
 // node models a host for unit tests: real files under a temp root, and a containerd stand-in whose
 // "loaded" configuration is what the config file held at its last restart. Faults are injected through
 // its fields; the acceptance tests in test/installer run the real daemons.
 type node struct {
-	t      *testing.T
-	files  DirFS
-	target Target
+	t       *testing.T
+	files   DirFS
+	profile distro.Profile
 
 	binary    []byte // what the fetcher delivers
 	fetchErr  error
@@ -51,24 +52,24 @@ const handler = "wkt"
 var spec = Spec{Shim: "wkt", Handler: handler, RuntimeType: "io.containerd.wkt.v2", SpecHash: "h1",
 	Options: []containerdcfg.Option{{Key: "BinaryName", Value: "runc"}}}
 
-func newNode(t *testing.T, mode, fixture string) *node {
+func newNode(t *testing.T, mode distro.ConfigMode, fixture string) *node {
 	t.Helper()
 	n := &node{t: t, files: DirFS{Root: t.TempDir()}, binary: []byte("#!/bin/sh\necho shim v1\n")}
-	n.target = Target{Distro: "test", ConfigPath: "/etc/containerd/config.toml", ConfigMode: mode,
+	n.profile = distro.Profile{Distro: "test", Config: distro.ConfigTarget{Path: "/etc/containerd/config.toml", Mode: mode},
 		ShimDir: "/opt/wasmkube/bin", StateFile: "/opt/wasmkube/state.json", ContainerdMajor: 2}
 	switch mode {
-	case ModeDropIn:
-		n.target.ConfigPath, n.target.ConfigVersion = "/etc/containerd/config.d", 3
-	case ModeTemplate:
-		n.target.ConfigPath, n.target.ConfigVersion = "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl", 3
-		n.target.Seed = "{{ template \"base\" . }}\n"
+	case distro.ModeDropIn:
+		n.profile.Config.Path, n.profile.Config.Version = "/etc/containerd/config.d", 3
+	case distro.ModeTemplate:
+		n.profile.Config.Path, n.profile.Config.Version = "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl", 3
+		n.profile.Config.Seed = "{{ template \"base\" . }}\n"
 	}
 	if fixture != "" {
 		data, err := os.ReadFile(filepath.Join("testdata", fixture))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := n.files.WriteFile(n.target.ConfigPath, data, 0o640); err != nil {
+		if err := n.files.WriteFile(n.profile.Config.Path, data, 0o640); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -76,7 +77,7 @@ func newNode(t *testing.T, mode, fixture string) *node {
 }
 
 func (n *node) installer() *Installer {
-	return &Installer{Target: n.target, Host: Host{Files: faultyFiles{DirFS: n.files, n: n}, Fetcher: n, Restarter: n, CRI: n, Prober: n}}
+	return &Installer{Profile: n.profile, Host: Host{Files: faultyFiles{DirFS: n.files, n: n}, Fetcher: n, Restarter: n, CRI: n, Prober: n}}
 }
 
 // faultyFiles fails WriteFile for paths containing n.writeFails and Rename to n.renameFails.
@@ -140,11 +141,11 @@ func (n *node) Restart(context.Context) error {
 	n.loaded = map[string]bool{}
 	n.down = false
 	for _, h := range handlers {
-		data, exists, _ := readOptional(n.files, n.target.configFile(h))
+		data, exists, _ := readOptional(n.files, n.installer().configFile(h))
 		present := exists
-		if exists && n.target.ConfigMode != ModeDropIn {
+		if exists && n.profile.Config.Mode != distro.ModeDropIn {
 			var err error
-			if present, err = containerdcfg.Owned(data, h, n.target.patchOptions()); err != nil {
+			if present, err = containerdcfg.Owned(data, h, n.installer().patchOptions()); err != nil {
 				n.t.Fatalf("containerd stand-in cannot read the config: %v", err)
 			}
 		}
@@ -201,7 +202,7 @@ func (n *node) exists(p string) bool {
 
 func (n *node) state() *State {
 	n.t.Helper()
-	st, err := loadState(n.files, n.target.StateFile)
+	st, err := loadState(n.files, n.profile.StateFile)
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -210,7 +211,7 @@ func (n *node) state() *State {
 
 const binPath = "/opt/wasmkube/bin/containerd-shim-wkt-v2"
 
-func check(t *testing.T, r result.Result, want result.Result) {
+func check(t *testing.T, r installerapi.Result, want installerapi.Result) {
 	t.Helper()
 	got := fmt.Sprintf("success=%t changed=%t config=%t binary=%t restarted=%t rolledBack=%t reason=%s",
 		r.Success, r.Changed, r.ConfigChanged, r.BinaryChanged, r.Restarted, r.RolledBack, r.Reason)
@@ -222,31 +223,32 @@ func check(t *testing.T, r result.Result, want result.Result) {
 }
 
 var (
-	freshInstall = result.Result{Success: true, Changed: true, ConfigChanged: true, BinaryChanged: true, Restarted: true}
-	noChange     = result.Result{Success: true}
-	fullRemoval  = result.Result{Success: true, Changed: true, ConfigChanged: true, BinaryChanged: true, Restarted: true}
+	freshInstall = installerapi.Result{Success: true, Changed: true, ConfigChanged: true, BinaryChanged: true, Restarted: true}
+	noChange     = installerapi.Result{Success: true}
+	fullRemoval  = installerapi.Result{Success: true, Changed: true, ConfigChanged: true, BinaryChanged: true, Restarted: true}
 )
 
 func TestInstallUninstallCycle(t *testing.T) {
 	tests := []struct {
-		mode, fixture string
-		major         int // containerd major version the profile reports (0: unknown)
+		mode    distro.ConfigMode
+		fixture string
+		major   int // containerd major version the profile reports (0: unknown)
 	}{
-		{ModeInPlace, "config-v2.toml", 0},
-		{ModeInPlace, "config-v2.toml", 1},
-		{ModeInPlace, "config-v3.toml", 2},
+		{distro.ModeInPlace, "config-v2.toml", 0},
+		{distro.ModeInPlace, "config-v2.toml", 1},
+		{distro.ModeInPlace, "config-v3.toml", 2},
 		// containerd 1.x keeps its runc through wasmkube's copy of it; 2.x needs none.
-		{ModeInPlace, "config-v2-noruntimes.toml", 1},
-		{ModeInPlace, "config-v2-noruntimes.toml", 2},
-		{ModeTemplate, "", 0},
-		{ModeDropIn, "", 2},
+		{distro.ModeInPlace, "config-v2-noruntimes.toml", 1},
+		{distro.ModeInPlace, "config-v2-noruntimes.toml", 2},
+		{distro.ModeTemplate, "", 0},
+		{distro.ModeDropIn, "", 2},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%s-%s-containerd%d", tt.mode, tt.fixture, tt.major), func(t *testing.T) {
 			t.Parallel()
 			n := newNode(t, tt.mode, tt.fixture)
-			n.target.ContainerdMajor = tt.major
-			cfgFile := n.target.configFile(handler)
+			n.profile.ContainerdMajor = tt.major
+			cfgFile := n.installer().configFile(handler)
 			var before []byte
 			if tt.fixture != "" {
 				before = n.read(cfgFile)
@@ -295,7 +297,7 @@ func TestInstallUninstallCycle(t *testing.T) {
 			} else if n.exists(cfgFile) {
 				t.Errorf("uninstall left %s that wasmkube created", cfgFile)
 			}
-			for _, p := range []string{binPath, n.target.StateFile, "/opt/wasmkube/backup/" + handler} {
+			for _, p := range []string{binPath, n.profile.StateFile, "/opt/wasmkube/backup/" + handler} {
 				if n.exists(p) {
 					t.Errorf("uninstall left %s", p)
 				}
@@ -309,14 +311,14 @@ func TestInstallUninstallCycle(t *testing.T) {
 // containerd 1.x and 2.x, so with the generation unknown nothing is touched and the result names the flag.
 func TestInstallNeedsContainerdVersion(t *testing.T) {
 	t.Parallel()
-	n := newNode(t, ModeInPlace, "config-v2-noruntimes.toml")
-	n.target.ContainerdMajor = 0
-	before := n.read(n.target.ConfigPath)
+	n := newNode(t, distro.ModeInPlace, "config-v2-noruntimes.toml")
+	n.profile.ContainerdMajor = 0
+	before := n.read(n.profile.Config.Path)
 	r := n.installer().Install(context.Background(), spec)
-	if r.Success || r.Reason != result.ReasonContainerdVersionUnknown || !strings.Contains(r.Error, "pass --container-runtime-version") {
-		t.Fatalf("got success=%t reason=%s error=%q, want %s naming --container-runtime-version", r.Success, r.Reason, r.Error, result.ReasonContainerdVersionUnknown)
+	if r.Success || r.Reason != installerapi.ReasonContainerdVersionUnknown || !strings.Contains(r.Error, "pass --container-runtime-version") {
+		t.Fatalf("got success=%t reason=%s error=%q, want %s naming --container-runtime-version", r.Success, r.Reason, r.Error, installerapi.ReasonContainerdVersionUnknown)
 	}
-	if after := n.read(n.target.ConfigPath); !bytes.Equal(after, before) || n.restarts != 0 || n.exists(n.target.StateFile) {
+	if after := n.read(n.profile.Config.Path); !bytes.Equal(after, before) || n.restarts != 0 || n.exists(n.profile.StateFile) {
 		t.Errorf("refused install changed the node: restarts %d, config:\n%s", n.restarts, after)
 	}
 }
@@ -329,23 +331,23 @@ func TestInstallFailureRollsBack(t *testing.T) {
 		restarts int
 		rolled   bool
 	}{
-		{"fetch fails", func(n *node) { n.fetchErr = errors.New("registry down") }, result.ReasonFetchFailed, 0, false},
-		{"no platform", func(n *node) { n.fetchErr = fmt.Errorf("index: %w", ErrUnsupportedPlatform) }, result.ReasonUnsupportedPlatform, 0, false},
+		{"fetch fails", func(n *node) { n.fetchErr = errors.New("registry down") }, installerapi.ReasonFetchFailed, 0, false},
+		{"no platform", func(n *node) { n.fetchErr = fmt.Errorf("index: %w", ErrUnsupportedPlatform) }, installerapi.ReasonUnsupportedPlatform, 0, false},
 		// The fetched binary is placed only after the configuration is written, so nothing changed.
-		{"config write fails", func(n *node) { n.writeFails = "config.toml" }, result.ReasonConfigWriteFailed, 0, false},
+		{"config write fails", func(n *node) { n.writeFails = "config.toml" }, installerapi.ReasonConfigWriteFailed, 0, false},
 		// The binary's durable tail runs during the restart: its failure rolls back config and restart.
-		{"binary cannot be made durable", func(n *node) { n.finishErr = errors.New("fsync: input/output error") }, result.ReasonBinaryFailed, 2, true},
-		{"binary cannot be placed", func(n *node) { n.renameFails = binPath }, result.ReasonBinaryFailed, 2, true},
-		{"containerd does not start", func(n *node) { n.breaks = "BreakMe" }, result.ReasonRestartFailed, 2, true},
+		{"binary cannot be made durable", func(n *node) { n.finishErr = errors.New("fsync: input/output error") }, installerapi.ReasonBinaryFailed, 2, true},
+		{"binary cannot be placed", func(n *node) { n.renameFails = binPath }, installerapi.ReasonBinaryFailed, 2, true},
+		{"containerd does not start", func(n *node) { n.breaks = "BreakMe" }, installerapi.ReasonRestartFailed, 2, true},
 		// The binary is probed in place during the restart: one that does not run rolls back.
-		{"binary does not run", func(n *node) { n.notRunnable = "shim v1" }, result.ReasonShimNotRunnable, 2, true},
-		{"handler never appears", func(n *node) { n.verifyErr = errors.New("handler missing") }, result.ReasonRollbackFailed, 2, false},
+		{"binary does not run", func(n *node) { n.notRunnable = "shim v1" }, installerapi.ReasonShimNotRunnable, 2, true},
+		{"handler never appears", func(n *node) { n.verifyErr = errors.New("handler missing") }, installerapi.ReasonRollbackFailed, 2, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			n := newNode(t, ModeInPlace, "config-v2.toml")
-			before := n.read(n.target.ConfigPath)
+			n := newNode(t, distro.ModeInPlace, "config-v2.toml")
+			before := n.read(n.profile.Config.Path)
 			tt.inject(n)
 			s := spec
 			s.Options = append(s.Options, containerdcfg.Option{Key: "ConfigPath", Value: "BreakMe"})
@@ -357,16 +359,16 @@ func TestInstallFailureRollsBack(t *testing.T) {
 				t.Fatalf("got success=%t reason=%s rolledBack=%t restarts=%d (%s), want reason=%s rolledBack=%t restarts=%d",
 					r.Success, r.Reason, r.RolledBack, n.restarts, r.Error, tt.reason, tt.rolled, tt.restarts)
 			}
-			if tt.reason == result.ReasonRollbackFailed {
+			if tt.reason == installerapi.ReasonRollbackFailed {
 				// The CRI never confirms anything, so the rollback cannot verify either: the state
 				// keeps the open transaction for the next run, and the config is the old one.
 				if e := n.state().Shims[handler]; e == nil || e.Tx == nil {
 					t.Errorf("state after failed rollback: %+v", e)
 				}
-			} else if n.exists(n.target.StateFile) || n.exists(binPath) {
+			} else if n.exists(n.profile.StateFile) || n.exists(binPath) {
 				t.Errorf("rollback left state file or binary behind")
 			}
-			if after := n.read(n.target.ConfigPath); !bytes.Equal(after, before) {
+			if after := n.read(n.profile.Config.Path); !bytes.Equal(after, before) {
 				t.Errorf("config not restored:\n%s", after)
 			}
 			if !n.down && n.loaded[handler] {
@@ -378,11 +380,11 @@ func TestInstallFailureRollsBack(t *testing.T) {
 
 func TestUpgradeFailureRestoresPreviousBinary(t *testing.T) {
 	t.Parallel()
-	n := newNode(t, ModeInPlace, "config-v3.toml")
+	n := newNode(t, distro.ModeInPlace, "config-v3.toml")
 	in := n.installer()
 	check(t, in.Install(context.Background(), spec), freshInstall)
 	old := n.read(binPath)
-	cfg := n.read(n.target.ConfigPath)
+	cfg := n.read(n.profile.Config.Path)
 
 	// A new binary under a new spec: no config change, so no restart.
 	n.binary = []byte("#!/bin/sh\necho shim v2\n")
@@ -390,10 +392,10 @@ func TestUpgradeFailureRestoresPreviousBinary(t *testing.T) {
 	s2.SpecHash = "h2"
 	n.verifyErr = errors.New("CRI unavailable")
 	r := in.Install(context.Background(), s2)
-	if r.Success || r.Reason != result.ReasonVerifyFailed || !r.RolledBack || n.restarts != 1 {
+	if r.Success || r.Reason != installerapi.ReasonVerifyFailed || !r.RolledBack || n.restarts != 1 {
 		t.Fatalf("upgrade with failing verify: %+v restarts=%d", r, n.restarts)
 	}
-	if !bytes.Equal(n.read(binPath), old) || !bytes.Equal(n.read(n.target.ConfigPath), cfg) {
+	if !bytes.Equal(n.read(binPath), old) || !bytes.Equal(n.read(n.profile.Config.Path), cfg) {
 		t.Error("previous binary or config not restored")
 	}
 	if e := n.state().Shims[handler]; e == nil || e.SpecHash != "h1" || e.Phase != PhaseInstalled || e.Tx != nil {
@@ -401,7 +403,7 @@ func TestUpgradeFailureRestoresPreviousBinary(t *testing.T) {
 	}
 
 	n.verifyErr = nil
-	check(t, in.Install(context.Background(), s2), result.Result{Success: true, Changed: true, BinaryChanged: true})
+	check(t, in.Install(context.Background(), s2), installerapi.Result{Success: true, Changed: true, BinaryChanged: true})
 	if !bytes.Equal(n.read(binPath), n.binary) || n.restarts != 1 {
 		t.Errorf("upgrade: binary not replaced or containerd restarted (%d)", n.restarts)
 	}
@@ -412,26 +414,26 @@ func TestUpgradeFailureRestoresPreviousBinary(t *testing.T) {
 
 func TestConfigLeftUntouched(t *testing.T) {
 	tests := []struct{ fixture, reason string }{
-		{"unparseable.toml", result.ReasonConfigUnparseable},
-		{"version5.toml", result.ReasonConfigUnknownVersion},
-		{"", result.ReasonConfigUnparseable}, // in-place config missing
+		{"unparseable.toml", installerapi.ReasonConfigUnparseable},
+		{"version5.toml", installerapi.ReasonConfigUnknownVersion},
+		{"", installerapi.ReasonConfigUnparseable}, // in-place config missing
 	}
 	for _, tt := range tests {
 		t.Run(tt.fixture, func(t *testing.T) {
 			t.Parallel()
-			n := newNode(t, ModeInPlace, tt.fixture)
+			n := newNode(t, distro.ModeInPlace, tt.fixture)
 			var before []byte
 			if tt.fixture != "" {
-				before = n.read(n.target.ConfigPath)
+				before = n.read(n.profile.Config.Path)
 			}
 			r := n.installer().Install(context.Background(), spec)
 			if r.Success || r.Reason != tt.reason || r.Changed || n.fetches != 0 || n.restarts != 0 {
 				t.Fatalf("result %+v fetches=%d restarts=%d", r, n.fetches, n.restarts)
 			}
-			if !strings.Contains(r.Error, n.target.ConfigPath) {
+			if !strings.Contains(r.Error, n.profile.Config.Path) {
 				t.Errorf("error does not name the file: %s", r.Error)
 			}
-			if tt.fixture != "" && !bytes.Equal(n.read(n.target.ConfigPath), before) {
+			if tt.fixture != "" && !bytes.Equal(n.read(n.profile.Config.Path), before) {
 				t.Error("config modified")
 			}
 			entries, _ := os.ReadDir(n.files.HostPath("/opt"))
@@ -454,8 +456,8 @@ func TestCrashAfterEachStepConverges(t *testing.T) {
 	for _, step := range steps {
 		t.Run(step, func(t *testing.T) {
 			t.Parallel()
-			n := newNode(t, ModeInPlace, "config-v2.toml")
-			before := n.read(n.target.ConfigPath)
+			n := newNode(t, distro.ModeInPlace, "config-v2.toml")
+			before := n.read(n.profile.Config.Path)
 			in := n.installer()
 			in.Host.AfterStep = func(s string) {
 				if s == step {
@@ -486,7 +488,7 @@ func TestCrashAfterEachStepConverges(t *testing.T) {
 				t.Errorf("state: %+v", e)
 			}
 			check(t, in.Uninstall(context.Background(), spec.Shim, handler, ""), fullRemoval)
-			if !bytes.Equal(n.read(n.target.ConfigPath), before) {
+			if !bytes.Equal(n.read(n.profile.Config.Path), before) {
 				t.Error("config not restored after crash + re-run + uninstall")
 			}
 		})
@@ -495,8 +497,8 @@ func TestCrashAfterEachStepConverges(t *testing.T) {
 	for _, step := range uninstallSteps {
 		t.Run("uninstall-"+step, func(t *testing.T) {
 			t.Parallel()
-			n := newNode(t, ModeInPlace, "config-v3.toml")
-			before := n.read(n.target.ConfigPath)
+			n := newNode(t, distro.ModeInPlace, "config-v3.toml")
+			before := n.read(n.profile.Config.Path)
 			in := n.installer()
 			check(t, in.Install(context.Background(), spec), freshInstall)
 			in.Host.AfterStep = func(s string) {
@@ -513,7 +515,7 @@ func TestCrashAfterEachStepConverges(t *testing.T) {
 			if !r.Success || n.restarts != 2 || n.loaded[handler] {
 				t.Fatalf("re-run after crash at %s: %+v restarts=%d loaded=%t", step, r, n.restarts, n.loaded[handler])
 			}
-			if !bytes.Equal(n.read(n.target.ConfigPath), before) || n.exists(binPath) || n.exists(n.target.StateFile) {
+			if !bytes.Equal(n.read(n.profile.Config.Path), before) || n.exists(binPath) || n.exists(n.profile.StateFile) {
 				t.Error("uninstall did not converge")
 			}
 		})
@@ -522,8 +524,8 @@ func TestCrashAfterEachStepConverges(t *testing.T) {
 
 func TestDryRunChangesNothing(t *testing.T) {
 	t.Parallel()
-	n := newNode(t, ModeInPlace, "config-v2.toml")
-	before := n.read(n.target.ConfigPath)
+	n := newNode(t, distro.ModeInPlace, "config-v2.toml")
+	before := n.read(n.profile.Config.Path)
 	out, err := n.installer().DryRun(spec)
 	if err != nil {
 		t.Fatal(err)
@@ -533,7 +535,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 			t.Errorf("dry run output lacks %q:\n%s", want, out)
 		}
 	}
-	if !bytes.Equal(n.read(n.target.ConfigPath), before) || n.exists("/opt/wasmkube") || n.fetches+n.restarts != 0 {
+	if !bytes.Equal(n.read(n.profile.Config.Path), before) || n.exists("/opt/wasmkube") || n.fetches+n.restarts != 0 {
 		t.Error("dry run changed the host")
 	}
 }
@@ -560,15 +562,15 @@ func TestBinaryName(t *testing.T) {
 
 func TestCorruptStateFileIsKept(t *testing.T) {
 	t.Parallel()
-	n := newNode(t, ModeInPlace, "config-v2.toml")
-	if err := n.files.WriteFile(n.target.StateFile, []byte("{not json"), 0o600); err != nil {
+	n := newNode(t, distro.ModeInPlace, "config-v2.toml")
+	if err := n.files.WriteFile(n.profile.StateFile, []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	r := n.installer().Install(context.Background(), spec)
-	if r.Reason != result.ReasonStateFailed || !strings.Contains(r.Error, path.Clean(n.target.StateFile)) {
+	if r.Reason != installerapi.ReasonStateFailed || !strings.Contains(r.Error, path.Clean(n.profile.StateFile)) {
 		t.Fatalf("result: %+v", r)
 	}
-	if got := n.read(n.target.StateFile); string(got) != "{not json" {
+	if got := n.read(n.profile.StateFile); string(got) != "{not json" {
 		t.Errorf("state file rewritten: %q", got)
 	}
 }
@@ -577,7 +579,7 @@ func TestCorruptStateFileIsKept(t *testing.T) {
 // SIGKILL skips the deferred cleanup that a panic in the unit tests would run).
 func TestUninstallRemovesFetchLeftovers(t *testing.T) {
 	t.Parallel()
-	n := newNode(t, ModeInPlace, "config-v3.toml")
+	n := newNode(t, distro.ModeInPlace, "config-v3.toml")
 	in := n.installer()
 	check(t, in.Install(context.Background(), spec), freshInstall)
 	leftover := path.Join(in.fetchDir(handler), ".shimsource-containerd-shim-wkt-v2-1.tmp")
@@ -593,7 +595,7 @@ func TestUninstallRemovesFetchLeftovers(t *testing.T) {
 // The restarter is prepared (beside the fetch) only when a restart is expected.
 func TestRestartPreparedOnlyWhenNeeded(t *testing.T) {
 	t.Parallel()
-	n := newNode(t, ModeInPlace, "config-v3.toml")
+	n := newNode(t, distro.ModeInPlace, "config-v3.toml")
 	in := n.installer()
 	check(t, in.Install(context.Background(), spec), freshInstall)
 	if n.prepares != 1 || n.restarts != 1 {
@@ -603,7 +605,7 @@ func TestRestartPreparedOnlyWhenNeeded(t *testing.T) {
 	n.binary = []byte("#!/bin/sh\necho shim v2\n")
 	s2 := spec
 	s2.SpecHash = "h2"
-	check(t, in.Install(context.Background(), s2), result.Result{Success: true, Changed: true, BinaryChanged: true})
+	check(t, in.Install(context.Background(), s2), installerapi.Result{Success: true, Changed: true, BinaryChanged: true})
 	if n.prepares != 1 || n.restarts != 1 {
 		t.Errorf("binary-only upgrade: %d prepares, %d restarts; want 1, 1", n.prepares, n.restarts)
 	}
@@ -613,7 +615,7 @@ func TestRestartPreparedOnlyWhenNeeded(t *testing.T) {
 // neither changes anything, and the probe sees the installed binary each time.
 func TestInstalledBinaryProbed(t *testing.T) {
 	t.Parallel()
-	n := newNode(t, ModeInPlace, "config-v3.toml")
+	n := newNode(t, distro.ModeInPlace, "config-v3.toml")
 	in := n.installer()
 	r := in.Install(context.Background(), spec)
 	check(t, r, freshInstall)
@@ -623,14 +625,14 @@ func TestInstalledBinaryProbed(t *testing.T) {
 	if v := in.Verify(context.Background(), handler, true); !v.Success || v.BinaryPath != binPath {
 		t.Fatalf("verify: %+v", v)
 	}
-	cfg := n.read(n.target.ConfigPath)
+	cfg := n.read(n.profile.Config.Path)
 
 	n.notRunnable = "shim v1"
-	check(t, in.Install(context.Background(), spec), result.Result{Reason: result.ReasonShimNotRunnable})
-	if v := in.Verify(context.Background(), handler, true); v.Success || v.Reason != result.ReasonShimNotRunnable {
+	check(t, in.Install(context.Background(), spec), installerapi.Result{Reason: installerapi.ReasonShimNotRunnable})
+	if v := in.Verify(context.Background(), handler, true); v.Success || v.Reason != installerapi.ReasonShimNotRunnable {
 		t.Errorf("verify of a binary that does not run: %+v", v)
 	}
-	if n.restarts != 1 || !bytes.Equal(n.read(n.target.ConfigPath), cfg) {
+	if n.restarts != 1 || !bytes.Equal(n.read(n.profile.Config.Path), cfg) {
 		t.Errorf("a failed probe changed the node: %d restarts", n.restarts)
 	}
 	// Verify of an absent handler probes nothing.

@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/wasmkube/wasmkube/internal/installer/result"
+	installerapi "github.com/wasmkube/wasmkube/api/installer/v1alpha1"
 )
 
 // ErrNodeBusy means another installer operation held the node lock until this operation's deadline.
@@ -37,14 +37,14 @@ type nodeLock struct{ f *os.File }
 // (reason NodeBusy) naming the holder. holder describes this operation to a waiter; it is written into
 // the lock file while held.
 func (in *Installer) lockNode(ctx context.Context, holder string) (*nodeLock, error) {
-	file := LockFile(in.Target.StateFile)
+	file := LockFile(in.Profile.StateFile)
 	files := in.Host.Files
 	if err := files.MkdirAll(path.Dir(file), 0o755); err != nil {
-		return nil, fail(result.ReasonStateFailed, fmt.Errorf("create the directory of the node lock %s: %w", file, err))
+		return nil, fail(installerapi.ReasonStateFailed, fmt.Errorf("create the directory of the node lock %s: %w", file, err))
 	}
 	f, err := os.OpenFile(files.HostPath(file), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fail(result.ReasonStateFailed, fmt.Errorf("open the node lock %s: %w", file, err))
+		return nil, fail(installerapi.ReasonStateFailed, fmt.Errorf("open the node lock %s: %w", file, err))
 	}
 	start := in.now()
 	for wait := lockPollMin; ; wait = min(2*wait, lockPollMax) {
@@ -54,7 +54,7 @@ func (in *Installer) lockNode(ctx context.Context, holder string) (*nodeLock, er
 		}
 		if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
 			f.Close()
-			return nil, fail(result.ReasonStateFailed, fmt.Errorf("lock %s: %w", file, err))
+			return nil, fail(installerapi.ReasonStateFailed, fmt.Errorf("lock %s: %w", file, err))
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -62,7 +62,7 @@ func (in *Installer) lockNode(ctx context.Context, holder string) (*nodeLock, er
 			t.Stop()
 			by, _ := os.ReadFile(files.HostPath(file))
 			f.Close()
-			return nil, fail(result.ReasonNodeBusy, fmt.Errorf("%w: another node-installer operation (%s) held the node lock %s for the %s this operation could wait (its deadline); nothing was changed, run it again when that one has finished",
+			return nil, fail(installerapi.ReasonNodeBusy, fmt.Errorf("%w: another node-installer operation (%s) held the node lock %s for the %s this operation could wait (its deadline); nothing was changed, run it again when that one has finished",
 				ErrNodeBusy, strings.TrimSpace(string(by)), file, in.now().Sub(start).Round(time.Millisecond)))
 		case <-t.C:
 		}

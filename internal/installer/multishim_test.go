@@ -14,8 +14,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/wasmkube/wasmkube/internal/installer/result"
+	installerapi "github.com/wasmkube/wasmkube/api/installer/v1alpha1"
 	"github.com/wasmkube/wasmkube/pkg/containerdcfg"
+	"github.com/wasmkube/wasmkube/pkg/distro"
 )
 
 // Issue 13: several Shims on one node. The acceptance test with real daemons and random sequences is
@@ -28,7 +29,7 @@ var other = Spec{Shim: "other", Handler: "other", RuntimeType: spec.RuntimeType,
 const otherBin = "/opt/wasmkube/bin/containerd-shim-other-v2"
 
 // install runs an install and fails the test unless it succeeds.
-func (n *node) install(s Spec) result.Result {
+func (n *node) install(s Spec) installerapi.Result {
 	n.t.Helper()
 	r := n.installer().Install(context.Background(), s)
 	if !r.Success {
@@ -37,7 +38,7 @@ func (n *node) install(s Spec) result.Result {
 	return r
 }
 
-func (n *node) uninstall(s Spec) result.Result {
+func (n *node) uninstall(s Spec) installerapi.Result {
 	n.t.Helper()
 	r := n.installer().Uninstall(context.Background(), s.Shim, s.Handler, "")
 	if !r.Success {
@@ -53,27 +54,27 @@ func TestUninstallKeepsOtherShims(t *testing.T) {
 	for _, fixture := range []string{"config-v2.toml", "config-v3.toml"} {
 		t.Run(fixture, func(t *testing.T) {
 			t.Parallel()
-			n := newNode(t, ModeInPlace, fixture)
-			orig := n.read(n.target.ConfigPath)
+			n := newNode(t, distro.ModeInPlace, fixture)
+			orig := n.read(n.profile.Config.Path)
 			n.install(spec)
 			n.binary = []byte("other shim")
 			n.install(other)
-			withBoth := n.read(n.target.ConfigPath)
+			withBoth := n.read(n.profile.Config.Path)
 
 			upgraded := spec
 			upgraded.SpecHash, upgraded.Options = "h2", []containerdcfg.Option{{Key: "BinaryName", Value: "crun"}}
 			n.binary = []byte("wkt shim v2")
 			n.install(upgraded)
-			if !bytes.Contains(n.read(n.target.ConfigPath), []byte("crun")) {
+			if !bytes.Contains(n.read(n.profile.Config.Path), []byte("crun")) {
 				t.Fatal("upgrade did not change the config")
 			}
 			n.uninstall(upgraded)
 
-			onlyOther, err := containerdcfg.RemoveRuntime(withBoth, handler, n.target.patchOptions())
+			onlyOther, err := containerdcfg.RemoveRuntime(withBoth, handler, n.installer().patchOptions())
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := n.read(n.target.ConfigPath); !bytes.Equal(got, onlyOther) {
+			if got := n.read(n.profile.Config.Path); !bytes.Equal(got, onlyOther) {
 				t.Errorf("after uninstalling %s the config is not the original plus %s's block:\n%s", handler, other.Handler, got)
 			}
 			if !n.loaded[other.Handler] || n.loaded[handler] {
@@ -91,15 +92,15 @@ func TestUninstallKeepsOtherShims(t *testing.T) {
 			}
 
 			// A person edits the file; uninstalling the last Shim keeps the edit, removes the block.
-			edited := append([]byte("# tuned by hand\n"), n.read(n.target.ConfigPath)...)
-			if err := os.WriteFile(n.files.HostPath(n.target.ConfigPath), edited, 0o640); err != nil {
+			edited := append([]byte("# tuned by hand\n"), n.read(n.profile.Config.Path)...)
+			if err := os.WriteFile(n.files.HostPath(n.profile.Config.Path), edited, 0o640); err != nil {
 				t.Fatal(err)
 			}
 			n.uninstall(other)
-			if got, want := n.read(n.target.ConfigPath), append([]byte("# tuned by hand\n"), orig...); !bytes.Equal(got, want) {
+			if got, want := n.read(n.profile.Config.Path), append([]byte("# tuned by hand\n"), orig...); !bytes.Equal(got, want) {
 				t.Errorf("last uninstall: got\n%s\nwant the original plus the edit:\n%s", got, want)
 			}
-			if n.exists(n.target.StateFile) || n.exists(otherBin) {
+			if n.exists(n.profile.StateFile) || n.exists(otherBin) {
 				t.Error("last uninstall left the state file or the binary")
 			}
 		})
@@ -109,32 +110,32 @@ func TestUninstallKeepsOtherShims(t *testing.T) {
 // Without edits, installs and uninstalls of two Shims in any order end with the original bytes; a
 // template wasmkube created goes with the last block.
 func TestLastUninstallRestoresOriginal(t *testing.T) {
-	for _, mode := range []string{ModeInPlace, ModeTemplate} {
+	for _, mode := range []distro.ConfigMode{distro.ModeInPlace, distro.ModeTemplate} {
 		for _, order := range [][2]Spec{{spec, other}, {other, spec}} {
-			t.Run(mode+"-"+order[0].Shim+"-first", func(t *testing.T) {
+			t.Run(string(mode)+"-"+order[0].Shim+"-first", func(t *testing.T) {
 				t.Parallel()
 				fixture := "config-v3.toml"
-				if mode == ModeTemplate {
+				if mode == distro.ModeTemplate {
 					fixture = ""
 				}
 				n := newNode(t, mode, fixture)
 				var orig []byte
 				if fixture != "" {
-					orig = n.read(n.target.ConfigPath)
+					orig = n.read(n.profile.Config.Path)
 				}
 				n.install(spec)
 				n.install(other)
 				n.uninstall(order[0])
 				n.uninstall(order[1])
 				if fixture == "" {
-					if n.exists(n.target.ConfigPath) {
-						t.Errorf("template wasmkube created left behind:\n%s", n.read(n.target.ConfigPath))
+					if n.exists(n.profile.Config.Path) {
+						t.Errorf("template wasmkube created left behind:\n%s", n.read(n.profile.Config.Path))
 					}
-				} else if got := n.read(n.target.ConfigPath); !bytes.Equal(got, orig) {
+				} else if got := n.read(n.profile.Config.Path); !bytes.Equal(got, orig) {
 					t.Errorf("config not the original:\n%s", got)
 				}
-				if n.exists(n.target.StateFile) {
-					t.Errorf("state file left: %s", n.read(n.target.StateFile))
+				if n.exists(n.profile.StateFile) {
+					t.Errorf("state file left: %s", n.read(n.profile.StateFile))
 				}
 			})
 		}
@@ -145,22 +146,22 @@ func TestLastUninstallRestoresOriginal(t *testing.T) {
 // changes on the node when it tries. The positive control is the owner's own re-run.
 func TestHandlerBelongsToOneShim(t *testing.T) {
 	t.Parallel()
-	n := newNode(t, ModeInPlace, "config-v3.toml")
+	n := newNode(t, distro.ModeInPlace, "config-v3.toml")
 	n.install(spec)
-	cfg, state := n.read(n.target.ConfigPath), n.read(n.target.StateFile)
+	cfg, state := n.read(n.profile.Config.Path), n.read(n.profile.StateFile)
 	restarts, fetches := n.restarts, n.fetches
 
 	thief := spec
 	thief.Shim, thief.SpecHash = "thief", "t1"
 	r := n.installer().Install(context.Background(), thief)
-	if r.Success || r.Reason != result.ReasonHandlerConflict || r.Changed || !strings.Contains(r.Error, "belongs to Shim "+spec.Shim) {
+	if r.Success || r.Reason != installerapi.ReasonHandlerConflict || r.Changed || !strings.Contains(r.Error, "belongs to Shim "+spec.Shim) {
 		t.Fatalf("install of another Shim's handler: %+v", r)
 	}
 	r = n.installer().Uninstall(context.Background(), thief.Shim, thief.Handler, thief.RuntimeType)
 	if !r.Success || r.Changed {
 		t.Fatalf("uninstall by a Shim that owns nothing here: %+v", r)
 	}
-	if !bytes.Equal(n.read(n.target.ConfigPath), cfg) || !bytes.Equal(n.read(n.target.StateFile), state) ||
+	if !bytes.Equal(n.read(n.profile.Config.Path), cfg) || !bytes.Equal(n.read(n.profile.StateFile), state) ||
 		n.restarts != restarts || n.fetches != fetches || !n.exists(binPath) {
 		t.Error("the refused Shim changed the node")
 	}
@@ -171,11 +172,11 @@ func TestHandlerBelongsToOneShim(t *testing.T) {
 // kept while another entry still names it.
 func TestBinariesAreNotShared(t *testing.T) {
 	t.Parallel()
-	n := newNode(t, ModeInPlace, "config-v3.toml")
+	n := newNode(t, distro.ModeInPlace, "config-v3.toml")
 	n.install(spec)
 	n.binary = []byte("other shim")
 	n.install(other)
-	cfg := string(n.read(n.target.ConfigPath))
+	cfg := string(n.read(n.profile.Config.Path))
 	for _, p := range []string{binPath, otherBin} {
 		if !strings.Contains(cfg, `'`+p+`'`) && !strings.Contains(cfg, `"`+p+`"`) {
 			t.Errorf("config does not name %s:\n%s", p, cfg)
@@ -193,7 +194,7 @@ func TestBinariesAreNotShared(t *testing.T) {
 	for _, e := range st.Shims {
 		e.BinaryPath = legacy
 	}
-	if err := st.save(n.files, n.target.StateFile); err != nil {
+	if err := st.save(n.files, n.profile.StateFile); err != nil {
 		t.Fatal(err)
 	}
 	if err := n.files.WriteFile(legacy, []byte("shared"), 0o755); err != nil {
@@ -218,8 +219,8 @@ func TestBinariesAreNotShared(t *testing.T) {
 // Shim's install, then a re-run that fails and rolls back; the other Shim's block stays.
 func TestRollbackKeepsOtherShims(t *testing.T) {
 	t.Parallel()
-	n := newNode(t, ModeInPlace, "config-v3.toml")
-	orig := n.read(n.target.ConfigPath)
+	n := newNode(t, distro.ModeInPlace, "config-v3.toml")
+	orig := n.read(n.profile.Config.Path)
 	in := n.installer()
 	in.Host.AfterStep = func(s string) {
 		if s == StepConfig {
@@ -235,14 +236,14 @@ func TestRollbackKeepsOtherShims(t *testing.T) {
 
 	n.hides = handler
 	r := n.installer().Install(context.Background(), spec)
-	if r.Success || r.Reason != result.ReasonVerifyFailed || !r.RolledBack {
+	if r.Success || r.Reason != installerapi.ReasonVerifyFailed || !r.RolledBack {
 		t.Fatalf("re-run with failing verify: %+v", r)
 	}
-	want, err := containerdcfg.AddRuntime(orig, containerdcfg.Runtime{Handler: other.Handler, Type: otherBin, Options: other.Options}, n.target.patchOptions())
+	want, err := containerdcfg.AddRuntime(orig, containerdcfg.Runtime{Handler: other.Handler, Type: otherBin, Options: other.Options}, n.installer().patchOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := n.read(n.target.ConfigPath); !bytes.Equal(got, want) {
+	if got := n.read(n.profile.Config.Path); !bytes.Equal(got, want) {
 		t.Errorf("after the rollback the config is not the original plus %s:\n%s", other.Handler, got)
 	}
 	if st := n.state(); len(st.Shims) != 1 || st.Shims[other.Handler] == nil {
@@ -255,7 +256,7 @@ func TestRollbackKeepsOtherShims(t *testing.T) {
 // test/installer for a real SIGKILL).
 func TestNodeLock(t *testing.T) {
 	t.Parallel()
-	n := newNode(t, ModeInPlace, "config-v3.toml")
+	n := newNode(t, distro.ModeInPlace, "config-v3.toml")
 	in := n.installer()
 	holder, err := in.lockNode(context.Background(), "test holder")
 	if err != nil {
@@ -263,26 +264,26 @@ func TestNodeLock(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	cfg := n.read(n.target.ConfigPath)
+	cfg := n.read(n.profile.Config.Path)
 	r := n.installer().Install(ctx, spec)
-	if r.Success || r.Reason != result.ReasonNodeBusy || r.Changed || !strings.Contains(r.Error, "test holder") ||
-		!strings.Contains(r.Error, LockFile(n.target.StateFile)) {
+	if r.Success || r.Reason != installerapi.ReasonNodeBusy || r.Changed || !strings.Contains(r.Error, "test holder") ||
+		!strings.Contains(r.Error, LockFile(n.profile.StateFile)) {
 		t.Fatalf("install while the node is locked: %+v", r)
 	}
-	if n.fetches != 0 || n.restarts != 0 || n.exists(n.target.StateFile) || !bytes.Equal(n.read(n.target.ConfigPath), cfg) {
+	if n.fetches != 0 || n.restarts != 0 || n.exists(n.profile.StateFile) || !bytes.Equal(n.read(n.profile.Config.Path), cfg) {
 		t.Error("an install that did not get the lock changed the node")
 	}
-	if r := n.installer().Uninstall(ctx, spec.Shim, handler, ""); r.Reason != result.ReasonNodeBusy {
+	if r := n.installer().Uninstall(ctx, spec.Shim, handler, ""); r.Reason != installerapi.ReasonNodeBusy {
 		t.Errorf("uninstall while locked: %+v", r)
 	}
-	if r := n.installer().Verify(ctx, handler, false); r.Reason != result.ReasonNodeBusy {
+	if r := n.installer().Verify(ctx, handler, false); r.Reason != installerapi.ReasonNodeBusy {
 		t.Errorf("verify while locked: %+v", r)
 	}
 
 	// Released: a waiting install goes ahead. Two installs of different Shims at once serialise (the
 	// containerd stand-in is not safe for concurrent use, so the race detector would see an overlap).
 	var wg sync.WaitGroup
-	results := make([]result.Result, 2)
+	results := make([]installerapi.Result, 2)
 	for i, s := range []Spec{spec, other} {
 		wg.Add(1)
 		go func() {
@@ -291,7 +292,7 @@ func TestNodeLock(t *testing.T) {
 		}()
 	}
 	time.Sleep(50 * time.Millisecond)
-	if n.exists(n.target.StateFile) {
+	if n.exists(n.profile.StateFile) {
 		t.Error("an install ran while the lock was held")
 	}
 	holder.unlock()
@@ -309,13 +310,13 @@ func TestNodeLock(t *testing.T) {
 // An interrupted write leaves a temporary file beside the config; the next run removes it.
 func TestStaleTempFilesRemoved(t *testing.T) {
 	t.Parallel()
-	n := newNode(t, ModeInPlace, "config-v3.toml")
+	n := newNode(t, distro.ModeInPlace, "config-v3.toml")
 	stale := []string{
-		path.Join(path.Dir(n.target.ConfigPath), ".config.toml.wasmkube-123"),
-		path.Join(path.Dir(n.target.StateFile), ".state.json.wasmkube-456"),
-		path.Join(n.target.ShimDir, ".containerd-shim-wkt-v2.wasmkube-789"),
+		path.Join(path.Dir(n.profile.Config.Path), ".config.toml.wasmkube-123"),
+		path.Join(path.Dir(n.profile.StateFile), ".state.json.wasmkube-456"),
+		path.Join(n.profile.ShimDir, ".containerd-shim-wkt-v2.wasmkube-789"),
 	}
-	keep := path.Join(path.Dir(n.target.ConfigPath), ".config.toml.other")
+	keep := path.Join(path.Dir(n.profile.Config.Path), ".config.toml.other")
 	for _, f := range append(stale, keep) {
 		if err := os.MkdirAll(filepath.Dir(n.files.HostPath(f)), 0o755); err != nil {
 			t.Fatal(err)
@@ -347,8 +348,8 @@ func TestStaleTempFilesRemoved(t *testing.T) {
 // user.* attribute takes the same path through WriteFile.
 func TestConfigMetadataKept(t *testing.T) {
 	t.Parallel()
-	n := newNode(t, ModeInPlace, "config-v3.toml")
-	file := n.files.HostPath(n.target.ConfigPath)
+	n := newNode(t, distro.ModeInPlace, "config-v3.toml")
+	file := n.files.HostPath(n.profile.Config.Path)
 	if err := unix.Setxattr(file, "security.selinux", []byte("system_u:object_r:container_config_t:s0\x00"), 0); err != nil {
 		t.Logf("security.selinux cannot be set here (%v); checking a user.* attribute only", err)
 	}
@@ -397,7 +398,7 @@ func metadata(t *testing.T, file string) string {
 // BenchmarkNodeLock measures taking and releasing the node lock when nobody else holds it: what every
 // installer operation pays for it (the file exists after the first operation on a node).
 func BenchmarkNodeLock(b *testing.B) {
-	in := &Installer{Target: Target{StateFile: "/opt/wasmkube/state.json"}, Host: Host{Files: DirFS{Root: b.TempDir()}}}
+	in := &Installer{Profile: distro.Profile{StateFile: "/opt/wasmkube/state.json"}, Host: Host{Files: DirFS{Root: b.TempDir()}}}
 	l, err := in.lockNode(context.Background(), "first")
 	if err != nil {
 		b.Fatal(err)

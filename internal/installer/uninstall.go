@@ -7,8 +7,9 @@ import (
 	"io/fs"
 	"path"
 
-	"github.com/wasmkube/wasmkube/internal/installer/result"
+	installerapi "github.com/wasmkube/wasmkube/api/installer/v1alpha1"
 	"github.com/wasmkube/wasmkube/pkg/containerdcfg"
+	"github.com/wasmkube/wasmkube/pkg/distro"
 )
 
 // Uninstall removes what one Shim installed for a handler: its runtime block and nothing else (other
@@ -18,9 +19,9 @@ import (
 // state file has no entry for the handler (then the binary's name comes from it; "" leaves binaries
 // alone). A handler that belongs to another Shim is left alone: this Shim has nothing there. A failed
 // uninstall keeps its state entry, so running it again finishes the job.
-func (in *Installer) Uninstall(ctx context.Context, shim, handler, runtimeType string) (r result.Result) {
+func (in *Installer) Uninstall(ctx context.Context, shim, handler, runtimeType string) (r installerapi.Result) {
 	start := in.now()
-	r = result.Result{Operation: result.OpUninstall, Shim: shim, Handler: handler, Distro: in.Target.Distro}
+	r = installerapi.Result{Operation: installerapi.OpUninstall, Shim: shim, Handler: handler, Distro: in.Profile.Distro}
 	defer func() {
 		r.Changed = r.ConfigChanged || r.BinaryChanged || r.Restarted
 		r.DurationMS = in.now().Sub(start).Milliseconds()
@@ -34,9 +35,9 @@ func (in *Installer) Uninstall(ctx context.Context, shim, handler, runtimeType s
 	return r
 }
 
-func (in *Installer) uninstall(ctx context.Context, shim, handler, runtimeType string, s *stepper, r *result.Result) error {
-	t, files := in.Target, in.Host.Files
-	if err := t.validate(); err != nil {
+func (in *Installer) uninstall(ctx context.Context, shim, handler, runtimeType string, s *stepper, r *installerapi.Result) error {
+	t, files := in.Profile, in.Host.Files
+	if err := in.validateProfile(); err != nil {
 		return err
 	}
 	if handler == "" {
@@ -49,7 +50,7 @@ func (in *Installer) uninstall(ctx context.Context, shim, handler, runtimeType s
 	defer lock.unlock()
 	st, err := loadState(files, t.StateFile)
 	if err != nil {
-		return s.done(StepPlan, fail(result.ReasonStateFailed, err))
+		return s.done(StepPlan, fail(installerapi.ReasonStateFailed, err))
 	}
 	e := st.Shims[handler]
 	if e != nil && e.Shim != shim {
@@ -57,7 +58,7 @@ func (in *Installer) uninstall(ctx context.Context, shim, handler, runtimeType s
 	}
 	if e == nil {
 		// Nothing recorded (state lost, or never installed): remove whatever is marked as ours.
-		e = &Entry{Shim: shim, Handler: handler, RuntimeType: runtimeType, ConfigPath: t.configFile(handler)}
+		e = &Entry{Shim: shim, Handler: handler, RuntimeType: runtimeType, ConfigPath: in.configFile(handler)}
 		if runtimeType != "" {
 			bin, err := BinaryName(handler, runtimeType)
 			if err != nil {
@@ -73,7 +74,7 @@ func (in *Installer) uninstall(ctx context.Context, shim, handler, runtimeType s
 
 	cur, exists, err := readOptional(files, e.ConfigPath)
 	if err != nil {
-		return s.done(StepPlan, fail(result.ReasonConfigWriteFailed, fmt.Errorf("read containerd config %s: %w", e.ConfigPath, err)))
+		return s.done(StepPlan, fail(installerapi.ReasonConfigWriteFailed, fmt.Errorf("read containerd config %s: %w", e.ConfigPath, err)))
 	}
 	desired, keep, err := in.withoutRuntime(st, e, cur, exists)
 	if s.done(StepPlan, err) != nil {
@@ -93,39 +94,39 @@ func (in *Installer) uninstall(ctx context.Context, shim, handler, runtimeType s
 		e.NeedRestart = e.NeedRestart || configChanges
 		st.Shims[handler] = e
 		if err := st.save(files, t.StateFile); err != nil {
-			return s.done(StepIntent, fail(result.ReasonStateFailed, err))
+			return s.done(StepIntent, fail(installerapi.ReasonStateFailed, err))
 		}
 	}
 	s.done(StepIntent, nil)
 
 	if configChanges {
 		if r.ConfigChanged, err = in.putConfig(e.ConfigPath, cur, exists, desired, keep, modeOf(files, e.ConfigPath)); err != nil {
-			return s.done(StepConfig, fail(result.ReasonConfigWriteFailed, fmt.Errorf("remove runtime %s: %w", handler, err)))
+			return s.done(StepConfig, fail(installerapi.ReasonConfigWriteFailed, fmt.Errorf("remove runtime %s: %w", handler, err)))
 		}
 	}
 	s.done(StepConfig, nil)
 
 	if e.NeedRestart && e.Phase != PhaseRemoved {
 		if err := in.Host.Restarter.Restart(ctx); err != nil {
-			return s.done(StepRestart, fail(result.ReasonRestartFailed, fmt.Errorf("restart containerd after removing runtime %s: %w", handler, err)))
+			return s.done(StepRestart, fail(installerapi.ReasonRestartFailed, fmt.Errorf("restart containerd after removing runtime %s: %w", handler, err)))
 		}
 		r.Restarted = true
 		e.Phase = PhaseRemoved
 		if err := st.save(files, t.StateFile); err != nil {
-			return s.done(StepRestart, fail(result.ReasonStateFailed, err))
+			return s.done(StepRestart, fail(installerapi.ReasonStateFailed, err))
 		}
 		s.done(StepRestart, nil)
 	}
 
 	if err := in.waitReady(ctx, handler, false); err != nil {
-		return s.done(StepVerify, fail(result.ReasonVerifyFailed, fmt.Errorf("handler %s after uninstall: %w", handler, err)))
+		return s.done(StepVerify, fail(installerapi.ReasonVerifyFailed, fmt.Errorf("handler %s after uninstall: %w", handler, err)))
 	}
 	s.done(StepVerify, nil)
 
 	// The binary goes only now: containerd no longer names it. Running shims keep their open file.
 	if binaryPresent {
 		if err := files.Remove(e.BinaryPath); err != nil {
-			return s.done(StepBinary, fail(result.ReasonBinaryFailed, fmt.Errorf("remove shim binary %s: %w", e.BinaryPath, err)))
+			return s.done(StepBinary, fail(installerapi.ReasonBinaryFailed, fmt.Errorf("remove shim binary %s: %w", e.BinaryPath, err)))
 		}
 		r.BinaryChanged = true
 	}
@@ -135,7 +136,7 @@ func (in *Installer) uninstall(ctx context.Context, shim, handler, runtimeType s
 		delete(st.Shims, handler)
 		st.forget(e.ConfigPath)
 		if err := st.save(files, t.StateFile); err != nil {
-			return s.done(StepCommit, fail(result.ReasonStateFailed, err))
+			return s.done(StepCommit, fail(installerapi.ReasonStateFailed, err))
 		}
 		files.RemoveAll(backupDir(t.StateFile, handler))
 	}
@@ -145,11 +146,11 @@ func (in *Installer) uninstall(ctx context.Context, shim, handler, runtimeType s
 // withoutRuntime computes the configuration file without the handler's block; keep=false means the
 // file should be deleted (the handler's drop-in, or a file wasmkube created that holds nothing else).
 func (in *Installer) withoutRuntime(st *State, e *Entry, cur []byte, exists bool) (desired []byte, keep bool, err error) {
-	t := in.Target
-	if !exists || t.ConfigMode == ModeDropIn {
+	t := in.Profile
+	if !exists || t.Config.Mode == distro.ModeDropIn {
 		return nil, false, nil
 	}
-	out, err := containerdcfg.RemoveRuntime(cur, e.Handler, t.patchOptions())
+	out, err := containerdcfg.RemoveRuntime(cur, e.Handler, in.patchOptions())
 	if err != nil {
 		return nil, false, fail(configReason(err), fmt.Errorf("containerd config %s left untouched: %w", e.ConfigPath, err))
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
+	installerapi "github.com/wasmkube/wasmkube/api/installer/v1alpha1"
 	"github.com/wasmkube/wasmkube/pkg/containerdcfg"
 )
 
@@ -330,7 +331,7 @@ func unitDirs() []string {
 // systemd host, else a signal to process.
 func (d *detector) restart(units []string, process string) Restart {
 	if !d.hasSystemd() {
-		return Restart{Method: RestartSignal, Process: process}
+		return Restart{Method: installerapi.RestartSignal, Process: process}
 	}
 	var found, rest []string
 	for _, u := range units {
@@ -348,5 +349,5 @@ func (d *detector) restart(units []string, process string) Restart {
 			rest = append(rest, u)
 		}
 	}
-	return Restart{Method: RestartSystemd, Units: append(found, rest...)}
+	return Restart{Method: installerapi.RestartSystemd, Units: append(found, rest...)}
 }

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	installerapi "github.com/wasmkube/wasmkube/api/installer/v1alpha1"
 	"github.com/wasmkube/wasmkube/internal/goldenfile"
 	"github.com/wasmkube/wasmkube/internal/testenv"
 	"github.com/wasmkube/wasmkube/pkg/containerdcfg"
@@ -61,97 +62,97 @@ func TestDetect(t *testing.T) {
 		// check asserts the facts the case is about, beyond the golden file.
 		check func(t *testing.T, p Profile)
 	}{
-		{name: "kubeadm-v2", hints: Hints{ContainerRuntimeVersion: cd1}, check: want("kubeadm", ModeInPlace, "/etc/containerd/config.toml", 2, RestartSystemd)},
-		{name: "kubeadm-v3", hints: Hints{ContainerRuntimeVersion: cd2}, check: want("kubeadm", ModeInPlace, "/etc/containerd/config.toml", 3, RestartSystemd)},
-		{name: "containerd-v1", hints: Hints{ContainerRuntimeVersion: cd16}, check: want("containerd", ModeInPlace, "/etc/containerd/config.toml", 1, RestartSystemd)},
-		{name: "containerd-v4", check: want("containerd", ModeInPlace, "/etc/containerd/config.toml", 4, RestartSystemd)},
-		{name: "containerd-no-config", check: want("containerd", ModeInPlace, "/etc/containerd/config.toml", 0, RestartSystemd)},
-		{name: "containerd-symlink", check: want("containerd", ModeInPlace, "/etc/containerd/config.toml", 2, RestartSystemd)},
-		{name: "kind", hints: Hints{ContainerRuntimeVersion: "containerd://2.1.3"}, check: want("kind", ModeInPlace, "/etc/containerd/config.toml", 3, RestartSystemd)},
-		{name: "minikube", check: want("minikube", ModeInPlace, "/etc/containerd/config.toml", 2, RestartSystemd)},
-		{name: "eks-al2", hints: Hints{ContainerRuntimeVersion: cd1}, check: want("eks-al2", ModeInPlace, "/etc/containerd/config.toml", 2, RestartSystemd)},
-		{name: "aks", check: want("aks", ModeInPlace, "/etc/containerd/config.toml", 2, RestartSystemd)},
-		{name: "gke", check: want("gke", ModeInPlace, "/etc/containerd/config.toml", 2, RestartSystemd)},
-		{name: "eks-al2023-v3", hints: Hints{ContainerRuntimeVersion: cd2}, check: want("eks-al2023", ModeDropIn, "/etc/containerd/config.d", 3, RestartSystemd)},
-		{name: "eks-al2023-v3-nohint", host: "eks-al2023-v3", check: want("eks-al2023", ModeDropIn, "/etc/containerd/config.d", 3, RestartSystemd)},
-		{name: "eks-al2023-v2", hints: Hints{ContainerRuntimeVersion: cd1}, check: want("eks-al2023", ModeInPlace, "/etc/containerd/config.toml", 2, RestartSystemd)},
+		{name: "kubeadm-v2", hints: Hints{ContainerRuntimeVersion: cd1}, check: want("kubeadm", ModeInPlace, "/etc/containerd/config.toml", 2, installerapi.RestartSystemd)},
+		{name: "kubeadm-v3", hints: Hints{ContainerRuntimeVersion: cd2}, check: want("kubeadm", ModeInPlace, "/etc/containerd/config.toml", 3, installerapi.RestartSystemd)},
+		{name: "containerd-v1", hints: Hints{ContainerRuntimeVersion: cd16}, check: want("containerd", ModeInPlace, "/etc/containerd/config.toml", 1, installerapi.RestartSystemd)},
+		{name: "containerd-v4", check: want("containerd", ModeInPlace, "/etc/containerd/config.toml", 4, installerapi.RestartSystemd)},
+		{name: "containerd-no-config", check: want("containerd", ModeInPlace, "/etc/containerd/config.toml", 0, installerapi.RestartSystemd)},
+		{name: "containerd-symlink", check: want("containerd", ModeInPlace, "/etc/containerd/config.toml", 2, installerapi.RestartSystemd)},
+		{name: "kind", hints: Hints{ContainerRuntimeVersion: "containerd://2.1.3"}, check: want("kind", ModeInPlace, "/etc/containerd/config.toml", 3, installerapi.RestartSystemd)},
+		{name: "minikube", check: want("minikube", ModeInPlace, "/etc/containerd/config.toml", 2, installerapi.RestartSystemd)},
+		{name: "eks-al2", hints: Hints{ContainerRuntimeVersion: cd1}, check: want("eks-al2", ModeInPlace, "/etc/containerd/config.toml", 2, installerapi.RestartSystemd)},
+		{name: "aks", check: want("aks", ModeInPlace, "/etc/containerd/config.toml", 2, installerapi.RestartSystemd)},
+		{name: "gke", check: want("gke", ModeInPlace, "/etc/containerd/config.toml", 2, installerapi.RestartSystemd)},
+		{name: "eks-al2023-v3", hints: Hints{ContainerRuntimeVersion: cd2}, check: want("eks-al2023", ModeDropIn, "/etc/containerd/config.d", 3, installerapi.RestartSystemd)},
+		{name: "eks-al2023-v3-nohint", host: "eks-al2023-v3", check: want("eks-al2023", ModeDropIn, "/etc/containerd/config.d", 3, installerapi.RestartSystemd)},
+		{name: "eks-al2023-v2", hints: Hints{ContainerRuntimeVersion: cd1}, check: want("eks-al2023", ModeInPlace, "/etc/containerd/config.toml", 2, installerapi.RestartSystemd)},
 		{name: "k3s-v3-server", hints: Hints{ContainerRuntimeVersion: k3s2}, check: func(t *testing.T, p Profile) {
-			want("k3s", ModeTemplate, "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl", 3, RestartSystemd)(t, p)
+			want("k3s", ModeTemplate, "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl", 3, installerapi.RestartSystemd)(t, p)
 			if p.Config.Seed != TemplateSeed || p.Restart.Units[0] != "k3s" || p.CRISocket != socketK3s {
 				t.Errorf("want seed %q, unit k3s first, socket %s", TemplateSeed, socketK3s)
 			}
 		}},
 		{name: "k3s-v3-tmpl", hints: Hints{ContainerRuntimeVersion: k3s2}, check: func(t *testing.T, p Profile) {
-			want("k3s", ModeTemplate, "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl", 3, RestartSystemd)(t, p)
+			want("k3s", ModeTemplate, "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl", 3, installerapi.RestartSystemd)(t, p)
 			if p.Config.Seed != "" {
 				t.Errorf("existing template got seed %q", p.Config.Seed)
 			}
 		}},
-		{name: "k3s-v3-nohint", host: "k3s-v3-server", check: want("k3s", ModeTemplate, "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl", 3, RestartSystemd)},
+		{name: "k3s-v3-nohint", host: "k3s-v3-server", check: want("k3s", ModeTemplate, "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl", 3, installerapi.RestartSystemd)},
 		{name: "k3s-v2-agent", hints: Hints{ContainerRuntimeVersion: k3s1}, check: func(t *testing.T, p Profile) {
-			want("k3s", ModeTemplate, "/var/lib/rancher/k3s/agent/etc/containerd/config.toml.tmpl", 2, RestartSystemd)(t, p)
+			want("k3s", ModeTemplate, "/var/lib/rancher/k3s/agent/etc/containerd/config.toml.tmpl", 2, installerapi.RestartSystemd)(t, p)
 			if got := strings.Join(p.Restart.Units, ","); got != "k3s-agent,k3s" {
 				t.Errorf("units %s, want k3s-agent first (its unit file exists)", got)
 			}
 		}},
-		{name: "k3s-v2-agent-nohint", host: "k3s-v2-agent", check: want("k3s", ModeTemplate, "/var/lib/rancher/k3s/agent/etc/containerd/config.toml.tmpl", 2, RestartSystemd)},
-		{name: "k3s-v2-tmpl-containerd2", hints: Hints{ContainerRuntimeVersion: k3s2}, check: want("k3s", ModeTemplate, "/var/lib/rancher/k3s/agent/etc/containerd/config.toml.tmpl", 2, RestartSystemd)},
+		{name: "k3s-v2-agent-nohint", host: "k3s-v2-agent", check: want("k3s", ModeTemplate, "/var/lib/rancher/k3s/agent/etc/containerd/config.toml.tmpl", 2, installerapi.RestartSystemd)},
+		{name: "k3s-v2-tmpl-containerd2", hints: Hints{ContainerRuntimeVersion: k3s2}, check: want("k3s", ModeTemplate, "/var/lib/rancher/k3s/agent/etc/containerd/config.toml.tmpl", 2, installerapi.RestartSystemd)},
 		{name: "k3s-dropin", hints: Hints{ContainerRuntimeVersion: k3s2}, check: func(t *testing.T, p Profile) {
-			want("k3s", ModeDropIn, "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.d", 3, RestartSystemd)(t, p)
+			want("k3s", ModeDropIn, "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.d", 3, installerapi.RestartSystemd)(t, p)
 			if p.Config.Imports != "/var/lib/rancher/k3s/agent/etc/containerd/config.toml" {
 				t.Errorf("imports %q", p.Config.Imports)
 			}
 		}},
-		{name: "k3s-dropin-containerd1", host: "k3s-dropin", hints: Hints{ContainerRuntimeVersion: k3s1}, check: want("k3s", ModeTemplate, "/var/lib/rancher/k3s/agent/etc/containerd/config.toml.tmpl", 2, RestartSystemd)},
-		{name: "k3s-external-containerd", hints: Hints{ContainerRuntimeVersion: cd2}, check: want("containerd", ModeInPlace, "/etc/containerd/config.toml", 2, RestartSystemd)},
+		{name: "k3s-dropin-containerd1", host: "k3s-dropin", hints: Hints{ContainerRuntimeVersion: k3s1}, check: want("k3s", ModeTemplate, "/var/lib/rancher/k3s/agent/etc/containerd/config.toml.tmpl", 2, installerapi.RestartSystemd)},
+		{name: "k3s-external-containerd", hints: Hints{ContainerRuntimeVersion: cd2}, check: want("containerd", ModeInPlace, "/etc/containerd/config.toml", 2, installerapi.RestartSystemd)},
 		{name: "k3d", check: func(t *testing.T, p Profile) {
-			want("k3d", ModeTemplate, "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl", 3, RestartSignal)(t, p)
+			want("k3d", ModeTemplate, "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl", 3, installerapi.RestartSignal)(t, p)
 			if p.Restart.Process != "k3s" {
 				t.Errorf("process %q, want k3s", p.Restart.Process)
 			}
 		}},
 		{name: "k3s-ambiguous", wantErr: ErrAmbiguous},
-		{name: "k3s-ambiguous-hint", host: "k3s-ambiguous", hints: Hints{ContainerRuntimeVersion: k3s1}, check: want("k3s", ModeTemplate, "/var/lib/rancher/k3s/agent/etc/containerd/config.toml.tmpl", 2, RestartSystemd)},
+		{name: "k3s-ambiguous-hint", host: "k3s-ambiguous", hints: Hints{ContainerRuntimeVersion: k3s1}, check: want("k3s", ModeTemplate, "/var/lib/rancher/k3s/agent/etc/containerd/config.toml.tmpl", 2, installerapi.RestartSystemd)},
 		{name: "rke2-server-v3", hints: Hints{ContainerRuntimeVersion: k3s2}, check: func(t *testing.T, p Profile) {
-			want("rke2", ModeTemplate, "/var/lib/rancher/rke2/agent/etc/containerd/config-v3.toml.tmpl", 3, RestartSystemd)(t, p)
+			want("rke2", ModeTemplate, "/var/lib/rancher/rke2/agent/etc/containerd/config-v3.toml.tmpl", 3, installerapi.RestartSystemd)(t, p)
 			if got := strings.Join(p.Restart.Units, ","); got != "rke2-server,rke2-agent" || p.CRISocket != socketK3s {
 				t.Errorf("units %s socket %s", got, p.CRISocket)
 			}
 		}},
-		{name: "rke2-agent-v2", hints: Hints{ContainerRuntimeVersion: rke21}, check: want("rke2", ModeTemplate, "/var/lib/rancher/rke2/agent/etc/containerd/config.toml.tmpl", 2, RestartSystemd)},
+		{name: "rke2-agent-v2", hints: Hints{ContainerRuntimeVersion: rke21}, check: want("rke2", ModeTemplate, "/var/lib/rancher/rke2/agent/etc/containerd/config.toml.tmpl", 2, installerapi.RestartSystemd)},
 		{name: "microk8s-v2", check: func(t *testing.T, p Profile) {
-			want("microk8s", ModeInPlace, microk8sTemplate, 2, RestartSystemd)(t, p)
+			want("microk8s", ModeInPlace, microk8sTemplate, 2, installerapi.RestartSystemd)(t, p)
 			if p.ShimDir != "/var/snap/microk8s/common/wasmkube/bin" || p.CRISocket != socketMicrok8s {
 				t.Errorf("shim dir %s socket %s", p.ShimDir, p.CRISocket)
 			}
 		}},
-		{name: "microk8s-v1", check: want("microk8s", ModeInPlace, microk8sTemplate, 1, RestartSystemd)},
-		{name: "k0s-managed", check: want("k0s", ModeDropIn, "/etc/k0s/containerd.d", 3, RestartNone)},
-		{name: "k0s-managed-noversion", hints: Hints{ContainerRuntimeVersion: cd1}, check: want("k0s", ModeDropIn, "/etc/k0s/containerd.d", 2, RestartNone)},
-		{name: "k0s-unmanaged", check: want("k0s", ModeInPlace, "/etc/k0s/containerd.toml", 2, RestartSignal)},
+		{name: "microk8s-v1", check: want("microk8s", ModeInPlace, microk8sTemplate, 1, installerapi.RestartSystemd)},
+		{name: "k0s-managed", check: want("k0s", ModeDropIn, "/etc/k0s/containerd.d", 3, installerapi.RestartNone)},
+		{name: "k0s-managed-noversion", hints: Hints{ContainerRuntimeVersion: cd1}, check: want("k0s", ModeDropIn, "/etc/k0s/containerd.d", 2, installerapi.RestartNone)},
+		{name: "k0s-unmanaged", check: want("k0s", ModeInPlace, "/etc/k0s/containerd.toml", 2, installerapi.RestartSignal)},
 		// Talos on a writable host root: the profile where it can be patched (the read-only case, a real
 		// Talos node, is TestDetectImmutableReadOnly).
 		{name: "talos", hints: Hints{ContainerRuntimeVersion: cd2}, check: func(t *testing.T, p Profile) {
-			want("talos", ModeInPlace, talosConfig, 3, RestartSignal)(t, p)
+			want("talos", ModeInPlace, talosConfig, 3, installerapi.RestartSignal)(t, p)
 			if p.Unsupported != nil || p.Config.Imports != talosMain || p.ShimDir != immutableShimDir || p.Restart.Process != "containerd" {
 				t.Errorf("unsupported %v, imports %s, shim dir %s, process %s", p.Unsupported, p.Config.Imports, p.ShimDir, p.Restart.Process)
 			}
 		}},
 		// Every Bottlerocket variant renders its containerd config from the settings API.
 		{name: "bottlerocket", hints: Hints{ContainerRuntimeVersion: cd1}, check: func(t *testing.T, p Profile) {
-			want("bottlerocket", ModeInPlace, bottlerocketConfig, 2, RestartSystemd)(t, p)
+			want("bottlerocket", ModeInPlace, bottlerocketConfig, 2, installerapi.RestartSystemd)(t, p)
 			if p.Unsupported == nil || !strings.Contains(p.Unsupported.Reason, "settings API") || !strings.Contains(p.Unsupported.Override, "variant") {
 				t.Errorf("want unsupported (settings API, a custom variant), got %+v", p.Unsupported)
 			}
 		}},
 		{name: "bottlerocket-no-template", hints: Hints{ContainerRuntimeVersion: cd1}, check: func(t *testing.T, p Profile) {
-			want("bottlerocket", ModeInPlace, bottlerocketConfig, 2, RestartSystemd)(t, p)
+			want("bottlerocket", ModeInPlace, bottlerocketConfig, 2, installerapi.RestartSystemd)(t, p)
 			if p.Unsupported != nil || p.StateFile != immutableStateFile {
 				t.Errorf("unsupported %v, state file %s", p.Unsupported, p.StateFile)
 			}
 		}},
-		{name: "forced-eks-al2", host: "containerd-v1", hints: Hints{Distro: "eks-al2"}, check: want("eks-al2", ModeInPlace, "/etc/containerd/config.toml", 1, RestartSystemd)},
-		{name: "forced-k3s-on-k3d", host: "k3d", hints: Hints{Distro: "k3s"}, check: want("k3s", ModeTemplate, "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl", 3, RestartSignal)},
+		{name: "forced-eks-al2", host: "containerd-v1", hints: Hints{Distro: "eks-al2"}, check: want("eks-al2", ModeInPlace, "/etc/containerd/config.toml", 1, installerapi.RestartSystemd)},
+		{name: "forced-k3s-on-k3d", host: "k3d", hints: Hints{Distro: "k3s"}, check: want("k3s", ModeTemplate, "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl", 3, installerapi.RestartSignal)},
 		{name: "forced-unknown-name", host: "kubeadm-v2", hints: Hints{Distro: "openshift"}},
 		{name: "unknown", wantErr: ErrUnknown},
 		{name: "kubeadm-crio", wantErr: ErrUnknown},
@@ -190,7 +191,7 @@ func TestDetect(t *testing.T) {
 }
 
 // want checks the headline of a profile.
-func want(distro string, mode ConfigMode, path string, version int, method RestartMethod) func(*testing.T, Profile) {
+func want(distro string, mode ConfigMode, path string, version int, method installerapi.RestartMethod) func(*testing.T, Profile) {
 	return func(t *testing.T, p Profile) {
 		t.Helper()
 		if p.Distro != distro || p.Config.Mode != mode || p.Config.Path != path || p.Config.Version != version || p.Restart.Method != method {
@@ -211,27 +212,27 @@ func TestDetectWithOverrides(t *testing.T) {
 		check   func(t *testing.T, p Profile)
 	}{
 		{name: "override-nonstandard", host: "nonstandard",
-			o: Overrides{ConfigPath: "/srv/containerd/config.toml", CRISocket: "/srv/containerd/run/containerd.sock", Restart: RestartSignal},
+			o: Overrides{ConfigPath: "/srv/containerd/config.toml", CRISocket: "/srv/containerd/run/containerd.sock", Restart: installerapi.RestartSignal},
 			check: func(t *testing.T, p Profile) {
-				want("custom", ModeInPlace, "/srv/containerd/config.toml", 2, RestartSignal)(t, p)
+				want("custom", ModeInPlace, "/srv/containerd/config.toml", 2, installerapi.RestartSignal)(t, p)
 				if p.CRISocket != "/srv/containerd/run/containerd.sock" || p.Restart.Process != "containerd" {
 					t.Errorf("socket %s process %s", p.CRISocket, p.Restart.Process)
 				}
 			}},
 		{name: "override-config-path", host: "containerd-symlink", o: Overrides{ConfigPath: "/opt/site/x/../containerd/config.toml"},
-			check: want("containerd", ModeInPlace, "/opt/site/containerd/config.toml", 2, RestartSystemd)},
+			check: want("containerd", ModeInPlace, "/opt/site/containerd/config.toml", 2, installerapi.RestartSystemd)},
 		{name: "override-config-path-absent", host: "kubeadm-v3", o: Overrides{ConfigPath: "/etc/containerd/main.toml"},
-			check: want("kubeadm", ModeInPlace, "/etc/containerd/main.toml", 0, RestartSystemd)},
-		{name: "override-restart-none", host: "k3s-v3-server", hints: Hints{ContainerRuntimeVersion: k3s2}, o: Overrides{Restart: RestartNone},
+			check: want("kubeadm", ModeInPlace, "/etc/containerd/main.toml", 0, installerapi.RestartSystemd)},
+		{name: "override-restart-none", host: "k3s-v3-server", hints: Hints{ContainerRuntimeVersion: k3s2}, o: Overrides{Restart: installerapi.RestartNone},
 			check: func(t *testing.T, p Profile) {
-				want("k3s", ModeTemplate, "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl", 3, RestartNone)(t, p)
+				want("k3s", ModeTemplate, "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl", 3, installerapi.RestartNone)(t, p)
 				if len(p.Restart.Units) != 0 {
 					t.Errorf("units %v with restart none", p.Restart.Units)
 				}
 			}},
 		{name: "override-units", host: "k3d", o: Overrides{Units: []string{"k3s-custom"}},
 			check: func(t *testing.T, p Profile) {
-				want("k3d", ModeTemplate, "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl", 3, RestartSystemd)(t, p)
+				want("k3d", ModeTemplate, "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl", 3, installerapi.RestartSystemd)(t, p)
 				if strings.Join(p.Restart.Units, ",") != "k3s-custom" {
 					t.Errorf("units %v", p.Restart.Units)
 				}
@@ -265,7 +266,7 @@ func TestWithOverridesPure(t *testing.T) {
 	base := Profile{
 		Distro:   "k3s",
 		Config:   ConfigTarget{Path: "/a.toml", Mode: ModeInPlace, Version: 2},
-		Restart:  Restart{Method: RestartSystemd, Units: []string{"k3s", "k3s-agent"}},
+		Restart:  Restart{Method: installerapi.RestartSystemd, Units: []string{"k3s", "k3s-agent"}},
 		Evidence: []string{"found x"},
 	}
 	tests := []struct {
@@ -279,12 +280,12 @@ func TestWithOverridesPure(t *testing.T) {
 			Evidence: []string{"found x", "override: containerd config /b.toml (in-place)"},
 		}},
 		{"same path is no change", Overrides{ConfigPath: "/a.toml"}, base},
-		{"systemd keeps units", Overrides{Restart: RestartSystemd}, Profile{
+		{"systemd keeps units", Overrides{Restart: installerapi.RestartSystemd}, Profile{
 			Distro: "k3s", Config: base.Config, Restart: base.Restart,
 			Evidence: []string{"found x", "override: restart systemd unit k3s or k3s-agent"},
 		}},
-		{"signal defaults to containerd", Overrides{Restart: RestartSignal}, Profile{
-			Distro: "k3s", Config: base.Config, Restart: Restart{Method: RestartSignal, Process: "containerd"},
+		{"signal defaults to containerd", Overrides{Restart: installerapi.RestartSignal}, Profile{
+			Distro: "k3s", Config: base.Config, Restart: Restart{Method: installerapi.RestartSignal, Process: "containerd"},
 			Evidence: []string{"found x", "override: restart signal process containerd"},
 		}},
 	}

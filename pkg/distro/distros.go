@@ -6,6 +6,8 @@ import (
 	"path"
 	"slices"
 	"sort"
+
+	installerapi "github.com/wasmkube/wasmkube/api/installer/v1alpha1"
 )
 
 // CRI sockets.
@@ -176,7 +178,7 @@ func buildK0s(d *detector, name string) (Profile, error) {
 			return Profile{}, err
 		}
 		return profile(name, ConfigTarget{Path: main, Mode: ModeInPlace, Version: cfg.version},
-			Restart{Method: RestartSignal, Process: "containerd"}, socketK0s, major), nil
+			Restart{Method: installerapi.RestartSignal, Process: "containerd"}, socketK0s, major), nil
 	}
 	if ok {
 		d.notef("%s is k0s-managed: it imports %s/*.toml", main, dir)
@@ -202,7 +204,7 @@ func buildK0s(d *detector, name string) (Profile, error) {
 		}
 	}
 	return profile(name, ConfigTarget{Path: dir, Mode: ModeDropIn, Version: version, Imports: main},
-		Restart{Method: RestartNone}, socketK0s, major), nil
+		Restart{Method: installerapi.RestartNone}, socketK0s, major), nil
 }
 
 const microk8sTemplate = "/var/snap/microk8s/current/args/containerd-template.toml"

@@ -3,6 +3,8 @@ package distro
 import (
 	"fmt"
 	"path"
+
+	installerapi "github.com/wasmkube/wasmkube/api/installer/v1alpha1"
 )
 
 // Talos and Bottlerocket are image-based: their root file system is read-only and they generate
@@ -31,7 +33,7 @@ func buildTalos(d *detector, name string) (Profile, error) {
 		return Profile{}, err
 	}
 	p := immutableProfile(name, ConfigTarget{Path: talosConfig, Mode: ModeInPlace, Version: cfg.version, Imports: talosMain},
-		Restart{Method: RestartSignal, Process: "containerd"}, d.containerdMajor("/usr/bin/containerd", "/bin/containerd"))
+		Restart{Method: installerapi.RestartSignal, Process: "containerd"}, d.containerdMajor("/usr/bin/containerd", "/bin/containerd"))
 	ro, err := d.fs.readOnly(path.Dir(talosConfig))
 	if err != nil {
 		return Profile{}, err

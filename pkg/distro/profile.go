@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"path"
 	"strings"
+
+	installerapi "github.com/wasmkube/wasmkube/api/installer/v1alpha1"
 )
 
 // ConfigMode says how the containerd configuration is changed.
@@ -18,28 +20,6 @@ const (
 	// ModeDropIn writes a file of its own into a directory that the main config imports.
 	ModeDropIn ConfigMode = "drop-in"
 )
-
-// RestartMethod says how containerd is restarted after a config change.
-type RestartMethod string
-
-// Restart methods.
-const (
-	// RestartSystemd restarts the first existing unit of Restart.Units with the host's systemctl.
-	RestartSystemd RestartMethod = "systemd"
-	// RestartSignal terminates Restart.Process and relies on its supervisor to start it again.
-	RestartSignal RestartMethod = "signal"
-	// RestartNone means the distribution picks up the change itself.
-	RestartNone RestartMethod = "none"
-)
-
-// ParseRestartMethod parses a restart method named on the command line.
-func ParseRestartMethod(s string) (RestartMethod, error) {
-	switch m := RestartMethod(s); m {
-	case RestartSystemd, RestartSignal, RestartNone:
-		return m, nil
-	}
-	return "", fmt.Errorf("unknown restart method %q: use %s, %s or %s", s, RestartSystemd, RestartSignal, RestartNone)
-}
 
 // Default install locations (DESIGN.md "Names").
 const (
@@ -107,7 +87,7 @@ type ConfigTarget struct {
 // Restart says how containerd is restarted.
 type Restart struct {
 	// Method is the restart method.
-	Method RestartMethod `json:"method"`
+	Method installerapi.RestartMethod `json:"method"`
 	// Units are systemd unit candidates in order (e.g. k3s, k3s-agent); the first that exists is used.
 	Units []string `json:"units,omitempty"`
 	// Process is the process to signal, e.g. containerd, or k3s whose exit restarts the node container.
@@ -127,7 +107,7 @@ type Hints struct {
 type Overrides struct {
 	ConfigPath string
 	CRISocket  string
-	Restart    RestartMethod
+	Restart    installerapi.RestartMethod
 	Units      []string
 }
 
@@ -143,7 +123,7 @@ func (o Overrides) validate() error {
 		}
 	}
 	if o.Restart != "" {
-		if _, err := ParseRestartMethod(string(o.Restart)); err != nil {
+		if _, err := installerapi.ParseRestartMethod(string(o.Restart)); err != nil {
 			return err
 		}
 	}
@@ -180,20 +160,20 @@ func (p Profile) WithOverrides(o Overrides) Profile {
 	}
 	method := o.Restart
 	if method == "" && len(o.Units) > 0 {
-		method = RestartSystemd
+		method = installerapi.RestartSystemd
 	}
 	if method != "" {
 		r := Restart{Method: method}
 		switch method {
-		case RestartSystemd:
+		case installerapi.RestartSystemd:
 			r.Units = o.Units
-			if len(r.Units) == 0 && p.Restart.Method == RestartSystemd {
+			if len(r.Units) == 0 && p.Restart.Method == installerapi.RestartSystemd {
 				r.Units = p.Restart.Units
 			}
 			if len(r.Units) == 0 {
 				r.Units = []string{"containerd"}
 			}
-		case RestartSignal:
+		case installerapi.RestartSignal:
 			r.Process = p.Restart.Process
 			if r.Process == "" {
 				r.Process = "containerd"
@@ -207,9 +187,9 @@ func (p Profile) WithOverrides(o Overrides) Profile {
 
 func describeRestart(r Restart) string {
 	switch r.Method {
-	case RestartSystemd:
+	case installerapi.RestartSystemd:
 		return "systemd unit " + strings.Join(r.Units, " or ")
-	case RestartSignal:
+	case installerapi.RestartSignal:
 		return "signal process " + r.Process
 	}
 	return string(r.Method)

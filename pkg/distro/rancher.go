@@ -1,6 +1,10 @@
 package distro
 
-import "fmt"
+import (
+	"fmt"
+
+	installerapi "github.com/wasmkube/wasmkube/api/installer/v1alpha1"
+)
 
 // rancher describes k3s or rke2: both run an embedded containerd whose config.toml they render at
 // start from a Go template in <dataDir>/agent/etc/containerd. Releases with containerd 2.x read
@@ -44,7 +48,7 @@ func (r rancher) build(d *detector, name string) (Profile, error) {
 	}
 	major := d.containerdMajor(r.binaries...)
 	restart := d.restart(r.units, r.process)
-	if name == "k3s" && d.hints.Distro == "" && restart.Method == RestartSignal {
+	if name == "k3s" && d.hints.Distro == "" && restart.Method == installerapi.RestartSignal {
 		name = "k3d"
 		d.notef("k3s without systemd: k3d (k3s in a container)")
 	}

@@ -12,6 +12,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	installerapi "github.com/wasmkube/wasmkube/api/installer/v1alpha1"
 	"github.com/wasmkube/wasmkube/pkg/cri"
 )
 
@@ -20,13 +21,6 @@ import (
 type Restarter interface {
 	Restart(ctx context.Context) error
 }
-
-// Restart methods, as given to New (and to the installer's --restart flag).
-const (
-	MethodSystemd = "systemd"
-	MethodSignal  = "signal"
-	MethodNone    = "none"
-)
 
 // Errors callers branch on (wrapped; test with errors.Is).
 var (
@@ -70,23 +64,23 @@ type Config struct {
 	Socket string
 }
 
-// New returns the Restarter for method (MethodSystemd, MethodSignal or MethodNone).
-func New(method string, c Config) (Restarter, error) {
+// New returns the Restarter for a restart method.
+func New(method installerapi.RestartMethod, c Config) (Restarter, error) {
 	if c.Socket == "" {
 		return nil, errors.New("restart: no CRI socket to wait for: set the socket path")
 	}
 	switch method {
-	case MethodSystemd:
+	case installerapi.RestartSystemd:
 		if len(c.Units) == 0 {
 			return nil, errors.New("restart systemd: no unit candidates given")
 		}
 		return &Systemd{HostRoot: c.HostRoot, Units: c.Units, Socket: c.Socket}, nil
-	case MethodSignal:
+	case installerapi.RestartSignal:
 		return &Signal{ProcRoot: c.ProcRoot, Process: c.Process, Match: c.Match, Socket: c.Socket}, nil
-	case MethodNone:
+	case installerapi.RestartNone:
 		return None{Socket: c.Socket}, nil
 	}
-	return nil, fmt.Errorf("%w %q: want %s, %s or %s", ErrUnknownMethod, method, MethodSystemd, MethodSignal, MethodNone)
+	return nil, fmt.Errorf("%w %q: want %s, %s or %s", ErrUnknownMethod, method, installerapi.RestartSystemd, installerapi.RestartSignal, installerapi.RestartNone)
 }
 
 // Systemd restarts a systemd unit through the host's own systemctl, run as

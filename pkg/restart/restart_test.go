@@ -14,6 +14,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	installerapi "github.com/wasmkube/wasmkube/api/installer/v1alpha1"
 	"github.com/wasmkube/wasmkube/internal/containerdtest"
 	"github.com/wasmkube/wasmkube/pkg/cri"
 	"github.com/wasmkube/wasmkube/pkg/restart"
@@ -25,7 +26,7 @@ const restartTimeout = 60 * time.Second
 func TestNew(t *testing.T) {
 	t.Parallel()
 	tests := map[string]struct {
-		method  string
+		method  installerapi.RestartMethod
 		cfg     restart.Config
 		want    string // %T of the Restarter
 		wantErr error  // errors.Is target, or nil for "any error" when want == ""

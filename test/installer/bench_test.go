@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	installerapi "github.com/wasmkube/wasmkube/api/installer/v1alpha1"
 	"github.com/wasmkube/wasmkube/internal/containerdtest"
 	"github.com/wasmkube/wasmkube/pkg/cri"
 	"github.com/wasmkube/wasmkube/pkg/restart"
@@ -37,7 +38,7 @@ func BenchmarkInstaller(b *testing.B) {
 	var stepOrder []string
 	for range b.N {
 		n := newNode(b, containerdtest.V2, 3)
-		r, err := restart.New(restart.MethodSignal, restart.Config{Match: []string{n.d.ConfigPath()}, Socket: n.d.Socket()})
+		r, err := restart.New(installerapi.RestartSignal, restart.Config{Match: []string{n.d.ConfigPath()}, Socket: n.d.Socket()})
 		if err != nil {
 			b.Fatal(err)
 		}

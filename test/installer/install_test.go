@@ -12,8 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	installerapi "github.com/wasmkube/wasmkube/api/installer/v1alpha1"
 	"github.com/wasmkube/wasmkube/internal/containerdtest"
-	"github.com/wasmkube/wasmkube/internal/installer/result"
 )
 
 var daemons = []struct {
@@ -115,8 +115,8 @@ func TestInstallKeepsRuncOnContainerd1(t *testing.T) {
 	}
 
 	r := n.install(nil)
-	if r.err == nil || r.result.Reason != result.ReasonContainerdVersionUnknown || !strings.Contains(r.result.Error, "--container-runtime-version") {
-		t.Fatalf("install without the containerd version: want reason %s naming --container-runtime-version, got %v %+v", result.ReasonContainerdVersionUnknown, r.err, r.result)
+	if r.err == nil || r.result.Reason != installerapi.ReasonContainerdVersionUnknown || !strings.Contains(r.result.Error, "--container-runtime-version") {
+		t.Fatalf("install without the containerd version: want reason %s naming --container-runtime-version, got %v %+v", installerapi.ReasonContainerdVersionUnknown, r.err, r.result)
 	}
 	if after := n.read(configPath); !bytes.Equal(after, before) || n.d.Restarts() != 0 {
 		t.Fatalf("refused install changed the node (%d restarts):\n%s", n.d.Restarts(), after)
@@ -150,7 +150,7 @@ func TestInstallOnUnsupportedHost(t *testing.T) {
 	r := runInstaller(t, nil, "install", "--host-root="+root, "--result-file=", "--shim-name=wazero", "--runtime-type=io.containerd.wazero.v1",
 		"--source-builtin=wazero", "--builtin-dir="+builtins, "--container-runtime-version=containerd://1.7.27")
 	var exit *exec.ExitError
-	if !errors.As(r.err, &exit) || exit.ExitCode() != result.ExitPermanent || r.result.Success || r.result.Reason != result.ReasonUnsupportedHost ||
+	if !errors.As(r.err, &exit) || exit.ExitCode() != installerapi.ExitPermanent || r.result.Success || r.result.Reason != installerapi.ReasonUnsupportedHost ||
 		r.result.Distro != "bottlerocket" || !strings.Contains(r.result.Error, "settings API") || !strings.Contains(r.result.Error, "variant") || r.result.Changed {
 		t.Fatalf("want exit 3 with an unchanged, unsupported bottlerocket result naming the settings API and the override; got %v %+v\n%s", r.err, r.result, r.stderr)
 	}
@@ -189,8 +189,8 @@ func TestRollback(t *testing.T) {
 			n := newNode(t, tt.version, tt.configVersion)
 			before := n.read(configPath)
 			r := n.install(nil, "--restart="+tt.restart, "--verify-timeout=5s")
-			if r.err == nil || r.result.Success || r.result.Reason != result.ReasonVerifyFailed || !r.result.RolledBack {
-				t.Fatalf("want a failed, rolled back install with reason %s; got %v %+v\n%s", result.ReasonVerifyFailed, r.err, r.result, r.stderr)
+			if r.err == nil || r.result.Success || r.result.Reason != installerapi.ReasonVerifyFailed || !r.result.RolledBack {
+				t.Fatalf("want a failed, rolled back install with reason %s; got %v %+v\n%s", installerapi.ReasonVerifyFailed, r.err, r.result, r.stderr)
 			}
 			if !strings.Contains(r.result.Error, shim) {
 				t.Errorf("error does not say which handler: %s", r.result.Error)
@@ -241,12 +241,12 @@ func TestShimThatDoesNotRunRolledBack(t *testing.T) {
 
 	r := n.install(nil)
 	var exit *exec.ExitError
-	if !errors.As(r.err, &exit) || exit.ExitCode() != result.ExitPermanent {
-		t.Errorf("exit %v, want exit status %d", r.err, result.ExitPermanent)
+	if !errors.As(r.err, &exit) || exit.ExitCode() != installerapi.ExitPermanent {
+		t.Errorf("exit %v, want exit status %d", r.err, installerapi.ExitPermanent)
 	}
-	if r.result.Success || r.result.Reason != result.ReasonShimNotRunnable || !r.result.RolledBack ||
+	if r.result.Success || r.result.Reason != installerapi.ReasonShimNotRunnable || !r.result.RolledBack ||
 		!strings.Contains(r.result.Error, "exec format error: built for "+goArch(other)) {
-		t.Fatalf("want a rolled back install failing with %s (built for %s); got %+v\n%s", result.ReasonShimNotRunnable, goArch(other), r.result, r.stderr)
+		t.Fatalf("want a rolled back install failing with %s (built for %s); got %+v\n%s", installerapi.ReasonShimNotRunnable, goArch(other), r.result, r.stderr)
 	}
 	if after := n.read(configPath); !bytes.Equal(after, before) {
 		t.Errorf("config not restored:\n%s", after)
@@ -272,8 +272,8 @@ func goArch(m elf.Machine) string {
 // Issue 3 item 5: an unparseable or unknown-version config is left untouched with a clear error.
 func TestBadConfigLeftUntouched(t *testing.T) {
 	tests := []struct{ config, reason, says string }{
-		{"version = 2\n[plugins\n", result.ReasonConfigUnparseable, "not valid toml"},
-		{"version = 5\n[plugins]\n", result.ReasonConfigUnknownVersion, "version 5"},
+		{"version = 2\n[plugins\n", installerapi.ReasonConfigUnparseable, "not valid toml"},
+		{"version = 5\n[plugins]\n", installerapi.ReasonConfigUnknownVersion, "version 5"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.reason, func(t *testing.T) {

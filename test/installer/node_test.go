@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
+	installerapi "github.com/wasmkube/wasmkube/api/installer/v1alpha1"
 	"github.com/wasmkube/wasmkube/images"
 	"github.com/wasmkube/wasmkube/internal/containerdtest"
-	"github.com/wasmkube/wasmkube/internal/installer/result"
 	"github.com/wasmkube/wasmkube/internal/testenv"
 )
 
@@ -148,7 +148,7 @@ func (n *node) exists(hostPath string) bool {
 
 // run is one node-installer run.
 type run struct {
-	result result.Result
+	result installerapi.Result
 	stderr string
 	err    error // the process's exit error
 	killed bool  // ended by SIGKILL
@@ -186,7 +186,7 @@ func runInstaller(t testing.TB, env []string, args ...string) run {
 		if jerr := json.Unmarshal(stdout.Bytes(), &r.result); jerr != nil {
 			t.Fatalf("node-installer %s: stdout is not one JSON result: %v\n%s\nstderr: %s", args[0], jerr, stdout.String(), r.stderr)
 		}
-		if stdout.Len() > result.MaxBytes+1 {
+		if stdout.Len() > installerapi.MaxBytes+1 {
 			t.Errorf("result is %d bytes, more than a termination message holds", stdout.Len())
 		}
 	}
@@ -211,7 +211,7 @@ func (n *node) uninstall(env []string) run {
 	return n.installer(env, "uninstall", "--shim-name="+shim, "--restart=signal", "--shim-dir="+n.shimDir)
 }
 
-func (r run) mustSucceed(t testing.TB, what string) result.Result {
+func (r run) mustSucceed(t testing.TB, what string) installerapi.Result {
 	t.Helper()
 	if r.err != nil || !r.result.Success {
 		t.Fatalf("%s failed: %v\nresult: %+v\nstderr: %s", what, r.err, r.result, r.stderr)
@@ -220,9 +220,9 @@ func (r run) mustSucceed(t testing.TB, what string) result.Result {
 }
 
 // termination returns the result the run wrote to the termination-message file.
-func (n *node) termination() result.Result {
+func (n *node) termination() installerapi.Result {
 	n.t.Helper()
-	r, err := result.Decode(n.read("/termination-log"))
+	r, err := installerapi.Decode(n.read("/termination-log"))
 	if err != nil {
 		n.t.Fatal(err)
 	}

@@ -25,8 +25,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	installerapi "github.com/wasmkube/wasmkube/api/installer/v1alpha1"
 	"github.com/wasmkube/wasmkube/internal/containerdtest"
-	"github.com/wasmkube/wasmkube/internal/installer/result"
 )
 
 // tlsServer starts an httptest TLS server and returns it with an environment that makes the
@@ -100,7 +100,7 @@ func TestFetchSourcesThroughBinary(t *testing.T) {
 
 	nothingInstalled := func(what string, r run) {
 		t.Helper()
-		if r.err == nil || r.result.Reason != result.ReasonFetchFailed || r.result.Changed {
+		if r.err == nil || r.result.Reason != installerapi.ReasonFetchFailed || r.result.Changed {
 			t.Fatalf("%s: want a FetchFailed result that changed nothing, got %v %+v\n%s", what, r.err, r.result, r.stderr)
 		}
 		if !bytes.Equal(n.read(configPath), before) || n.exists(n.binPath) || n.exists(stateFile) || n.d.Restarts() != 0 {
@@ -133,7 +133,7 @@ func TestFetchSourcesThroughBinary(t *testing.T) {
 	}
 	restarts := n.d.Restarts()
 	r2 := n.installer(env2, httpArgs(strings.Repeat("ab", 32))...)
-	if r2.err == nil || r2.result.Reason != result.ReasonFetchFailed || n.exists(n.binPath) || n.d.Restarts() != restarts ||
+	if r2.err == nil || r2.result.Reason != installerapi.ReasonFetchFailed || n.exists(n.binPath) || n.d.Restarts() != restarts ||
 		!bytes.Equal(n.read(configPath), before) {
 		t.Fatalf("wrong sha256: %v %+v", r2.err, r2.result)
 	}

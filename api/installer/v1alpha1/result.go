@@ -1,14 +1,13 @@
-// Package result defines the node-installer's JSON result: one document per run, printed on stdout
-// and written to the pod's termination-message file, which the manager reads to learn what happened
-// on a node. Kubelet truncates termination messages at 4096 bytes, so Encode keeps the document
-// within MaxBytes by shortening the free-text fields first.
-package result
+// The result of one node-installer run: one JSON document, printed on stdout and written to the pod's
+// termination-message file, which the manager reads to learn what happened on a node. Kubelet truncates
+// termination messages at 4096 bytes, so Encode keeps the document within MaxBytes by shortening the
+// free-text fields first.
+
+package v1alpha1
 
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 )
 
@@ -203,16 +202,4 @@ func Decode(b []byte) (Result, error) {
 		return Result{}, fmt.Errorf("decode installer result: %w", err)
 	}
 	return r, nil
-}
-
-// WriteFile writes the encoded document to path (the termination-message file); an empty path does
-// nothing. The file is replaced, not appended to, so a retried container reports only its own run.
-func WriteFile(path string, doc []byte) error {
-	if path == "" {
-		return nil
-	}
-	if err := os.WriteFile(path, doc, 0o644); err != nil {
-		return fmt.Errorf("write result file %s: %w (set --result-file \"\" to disable)", filepath.Clean(path), err)
-	}
-	return nil
 }

@@ -1,10 +1,8 @@
-package result
+package v1alpha1
 
 import (
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -85,26 +83,6 @@ func TestFailKeepsError(t *testing.T) {
 	r.Fail(ReasonVerifyFailed, errors.New("handler spin not in CRI status"))
 	if r.Success || r.Reason != ReasonVerifyFailed || r.Error != "handler spin not in CRI status" {
 		t.Errorf("Fail: %+v", r)
-	}
-}
-
-func TestWriteFile(t *testing.T) {
-	t.Parallel()
-	if err := WriteFile("", []byte("x")); err != nil {
-		t.Errorf("empty path: %v", err)
-	}
-	p := filepath.Join(t.TempDir(), "termination-log")
-	if err := os.WriteFile(p, []byte("old content that is longer"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteFile(p, []byte(`{"a":1}`)); err != nil {
-		t.Fatal(err)
-	}
-	if b, _ := os.ReadFile(p); string(b) != `{"a":1}` {
-		t.Errorf("file holds %q", b)
-	}
-	if err := WriteFile(filepath.Join(p, "sub"), []byte("x")); err == nil || !strings.Contains(err.Error(), "--result-file") {
-		t.Errorf("unwritable path: %v", err)
 	}
 }
 
