@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 
+	securejoin "github.com/cyphar/filepath-securejoin"
 	"golang.org/x/sys/unix"
 )
 
@@ -40,7 +41,7 @@ type Files interface {
 	// MkdirAll creates a directory and its parents.
 	MkdirAll(path string, perm fs.FileMode) error
 	// HostPath returns where a host path is in this process's filesystem (for handing to a fetcher).
-	HostPath(path string) string
+	HostPath(path string) (string, error)
 }
 
 // DirFS is Files rooted at a directory: the node's root mounted into the installer's pod (/host), or
@@ -52,62 +53,83 @@ type DirFS struct {
 
 var _ Files = DirFS{}
 
-// HostPath returns path below the root, with symbolic links resolved as the host would resolve them:
-// an absolute link target is taken relative to the root, so a host's
+// HostPath returns path below the root, with symbolic links resolved as the host would resolve them
+// (github.com/cyphar/filepath-securejoin, like the kernel's RESOLVE_IN_ROOT): an absolute link target
+// is taken relative to the root and ".." stops at the root, so a host's
 // /etc/containerd/config.toml -> /etc/containerd/real.toml is followed inside the host root (and a
-// write replaces the target, keeping the link). Resolution stops at the first missing component.
-func (d DirFS) HostPath(path string) string {
-	resolved := "/"
-	rest := strings.Split(strings.TrimPrefix(filepath.Clean("/"+path), "/"), "/")
-	for hops := 0; len(rest) > 0; {
-		next := filepath.Join(resolved, rest[0])
-		rest = rest[1:]
-		target, err := os.Readlink(filepath.Join(d.Root, next))
-		if err != nil || hops >= 40 { // not a link, missing, or a loop: take the name as it is
-			resolved = next
-			continue
-		}
-		hops++
-		if !filepath.IsAbs(target) {
-			target = filepath.Join(filepath.Dir(next), target)
-		}
-		rest = append(strings.Split(strings.TrimPrefix(filepath.Clean(target), "/"), "/"), rest...)
-		resolved = "/"
+// write replaces the target, keeping the link), while no link leads out of it. Components that do not
+// exist are taken as they are. The path is cleaned lexically first (/a/../b is /b).
+func (d DirFS) HostPath(path string) (string, error) {
+	root, err := filepath.Abs(d.Root)
+	if err != nil {
+		return "", err
 	}
-	return filepath.Join(d.Root, resolved)
+	full, err := securejoin.SecureJoin(root, filepath.Clean("/"+path))
+	if err != nil {
+		return "", fmt.Errorf("resolve %s under host root %s: %w", path, d.Root, err)
+	}
+	return full, nil
 }
 
 // ReadFile implements Files.
-func (d DirFS) ReadFile(path string) ([]byte, error) { return os.ReadFile(d.HostPath(path)) }
+func (d DirFS) ReadFile(path string) ([]byte, error) {
+	full, err := d.HostPath(path)
+	if err != nil {
+		return nil, err
+	}
+	return os.ReadFile(full)
+}
 
 // Stat implements Files.
-func (d DirFS) Stat(path string) (fs.FileInfo, error) { return os.Stat(d.HostPath(path)) }
+func (d DirFS) Stat(path string) (fs.FileInfo, error) {
+	full, err := d.HostPath(path)
+	if err != nil {
+		return nil, err
+	}
+	return os.Stat(full)
+}
 
 // MkdirAll implements Files.
 func (d DirFS) MkdirAll(path string, perm fs.FileMode) error {
-	return os.MkdirAll(d.HostPath(path), perm)
+	return d.do(path, func(full string) error { return os.MkdirAll(full, perm) })
 }
 
 // Chmod implements Files.
-func (d DirFS) Chmod(path string, perm fs.FileMode) error { return os.Chmod(d.HostPath(path), perm) }
+func (d DirFS) Chmod(path string, perm fs.FileMode) error {
+	return d.do(path, func(full string) error { return os.Chmod(full, perm) })
+}
 
 // Remove implements Files.
 func (d DirFS) Remove(path string) error {
-	if err := os.Remove(d.HostPath(path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return syncDir(filepath.Dir(d.HostPath(path)))
+	return d.do(path, func(full string) error {
+		if err := os.Remove(full); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return syncDir(filepath.Dir(full))
+	})
 }
 
 // RemoveAll implements Files.
-func (d DirFS) RemoveAll(path string) error { return os.RemoveAll(d.HostPath(path)) }
+func (d DirFS) RemoveAll(path string) error { return d.do(path, os.RemoveAll) }
+
+// do runs op on the resolved path.
+func (d DirFS) do(path string, op func(full string) error) error {
+	full, err := d.HostPath(path)
+	if err != nil {
+		return err
+	}
+	return op(full)
+}
 
 // tempPrefix is the name prefix of WriteFile's temporary files for a file named base.
 func tempPrefix(base string) string { return "." + base + ".wasmkube-" }
 
 // WriteFile implements Files.
 func (d DirFS) WriteFile(path string, data []byte, perm fs.FileMode) error {
-	full := d.HostPath(path)
+	full, err := d.HostPath(path)
+	if err != nil {
+		return err
+	}
 	dir := filepath.Dir(full)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -220,7 +242,10 @@ func growing(call func([]byte) (int, error)) ([]byte, error) {
 
 // RemoveTemps implements Files.
 func (d DirFS) RemoveTemps(path string) error {
-	full := d.HostPath(path)
+	full, err := d.HostPath(path)
+	if err != nil {
+		return err
+	}
 	entries, err := os.ReadDir(filepath.Dir(full))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -242,13 +267,21 @@ func (d DirFS) RemoveTemps(path string) error {
 
 // Rename implements Files.
 func (d DirFS) Rename(from, to string) error {
-	if err := os.MkdirAll(filepath.Dir(d.HostPath(to)), 0o755); err != nil {
+	src, err := d.HostPath(from)
+	if err != nil {
 		return err
 	}
-	if err := os.Rename(d.HostPath(from), d.HostPath(to)); err != nil {
+	dst, err := d.HostPath(to)
+	if err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(d.HostPath(to)))
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	if err := os.Rename(src, dst); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(dst))
 }
 
 func syncDir(dir string) error {
@@ -262,7 +295,11 @@ func syncDir(dir string) error {
 
 // fileSHA256 returns the hex sha256 of a host file, or "" when it does not exist.
 func fileSHA256(files Files, path string) (string, error) {
-	f, err := os.Open(files.HostPath(path))
+	full, err := files.HostPath(path)
+	if err != nil {
+		return "", err
+	}
+	f, err := os.Open(full)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	}

@@ -250,7 +250,11 @@ func (in *Installer) fetch(ctx context.Context, tmp string) (Fetched, error) {
 	if in.Host.Fetcher == nil {
 		return nil, fail(installerapi.ReasonInvalidArguments, errors.New("no shim source given"))
 	}
-	fetched, err := in.Host.Fetcher.Fetch(ctx, files.HostPath(tmp))
+	dest, err := files.HostPath(tmp)
+	if err != nil {
+		return nil, fail(installerapi.ReasonBinaryFailed, fmt.Errorf("fetch directory %s: %w", tmp, err))
+	}
+	fetched, err := in.Host.Fetcher.Fetch(ctx, dest)
 	switch {
 	case errors.Is(err, ErrUnsupportedPlatform):
 		return nil, fail(installerapi.ReasonUnsupportedPlatform, err)
@@ -293,7 +297,11 @@ func (in *Installer) place(p *plan, tmp string, fetched Fetched) placement {
 	if err != nil {
 		return placement{err: fail(installerapi.ReasonBinaryFailed, fmt.Errorf("finish fetched shim binary: %w", err))}
 	}
-	if dest := files.HostPath(tmp); filepath.Dir(art.File) != filepath.Clean(dest) {
+	dest, err := files.HostPath(tmp)
+	if err != nil {
+		return placement{err: fail(installerapi.ReasonBinaryFailed, fmt.Errorf("fetch directory %s: %w", tmp, err))}
+	}
+	if filepath.Dir(art.File) != filepath.Clean(dest) {
 		return placement{err: fail(installerapi.ReasonFetchFailed, fmt.Errorf("fetcher wrote %s outside %s", art.File, dest))}
 	}
 	file := path.Join(tmp, filepath.Base(art.File))

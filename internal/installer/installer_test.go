@@ -407,7 +407,7 @@ func TestUpgradeFailureRestoresPreviousBinary(t *testing.T) {
 	if !bytes.Equal(n.read(binPath), n.binary) || n.restarts != 1 {
 		t.Errorf("upgrade: binary not replaced or containerd restarted (%d)", n.restarts)
 	}
-	if entries, _ := os.ReadDir(n.files.HostPath("/opt/wasmkube/backup/" + handler)); len(entries) != 0 {
+	if entries, _ := os.ReadDir(n.hostPath("/opt/wasmkube/backup/" + handler)); len(entries) != 0 {
 		t.Errorf("backups after upgrade: %v, want none", entries)
 	}
 }
@@ -436,7 +436,7 @@ func TestConfigLeftUntouched(t *testing.T) {
 			if tt.fixture != "" && !bytes.Equal(n.read(n.profile.Config.Path), before) {
 				t.Error("config modified")
 			}
-			entries, _ := os.ReadDir(n.files.HostPath("/opt"))
+			entries, _ := os.ReadDir(n.hostPath("/opt"))
 			if len(entries) != 0 {
 				t.Errorf("install of a bad config created %v under /opt", entries)
 			}
@@ -641,4 +641,14 @@ func TestInstalledBinaryProbed(t *testing.T) {
 	if want := []string{binPath, binPath, binPath, binPath}; len(n.probed) != before || !slices.Equal(n.probed, want) {
 		t.Errorf("probed %v, want %v", n.probed, want)
 	}
+}
+
+// hostPath is where a host path is under the node's root.
+func (n *node) hostPath(p string) string {
+	n.t.Helper()
+	full, err := n.files.HostPath(p)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return full
 }

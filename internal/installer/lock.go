@@ -42,7 +42,11 @@ func (in *Installer) lockNode(ctx context.Context, holder string) (*nodeLock, er
 	if err := files.MkdirAll(path.Dir(file), 0o755); err != nil {
 		return nil, fail(installerapi.ReasonStateFailed, fmt.Errorf("create the directory of the node lock %s: %w", file, err))
 	}
-	f, err := os.OpenFile(files.HostPath(file), os.O_RDWR|os.O_CREATE, 0o600)
+	full, err := files.HostPath(file)
+	if err != nil {
+		return nil, fail(installerapi.ReasonStateFailed, fmt.Errorf("open the node lock %s: %w", file, err))
+	}
+	f, err := os.OpenFile(full, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fail(installerapi.ReasonStateFailed, fmt.Errorf("open the node lock %s: %w", file, err))
 	}
@@ -60,7 +64,7 @@ func (in *Installer) lockNode(ctx context.Context, holder string) (*nodeLock, er
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			by, _ := os.ReadFile(files.HostPath(file))
+			by, _ := os.ReadFile(full)
 			f.Close()
 			return nil, fail(installerapi.ReasonNodeBusy, fmt.Errorf("%w: another node-installer operation (%s) held the node lock %s for the %s this operation could wait (its deadline); nothing was changed, run it again when that one has finished",
 				ErrNodeBusy, strings.TrimSpace(string(by)), file, in.now().Sub(start).Round(time.Millisecond)))

@@ -80,7 +80,7 @@ func TestUninstallKeepsOtherShims(t *testing.T) {
 			if !n.loaded[other.Handler] || n.loaded[handler] {
 				t.Errorf("containerd has handlers %v, want only %s", n.loaded, other.Handler)
 			}
-			if got, err := os.ReadFile(n.files.HostPath(otherBin)); err != nil || string(got) != "other shim" {
+			if got, err := os.ReadFile(n.hostPath(otherBin)); err != nil || string(got) != "other shim" {
 				t.Errorf("%s's binary: %q, %v", other.Handler, got, err)
 			}
 			if n.exists(binPath) {
@@ -93,7 +93,7 @@ func TestUninstallKeepsOtherShims(t *testing.T) {
 
 			// A person edits the file; uninstalling the last Shim keeps the edit, removes the block.
 			edited := append([]byte("# tuned by hand\n"), n.read(n.profile.Config.Path)...)
-			if err := os.WriteFile(n.files.HostPath(n.profile.Config.Path), edited, 0o640); err != nil {
+			if err := os.WriteFile(n.hostPath(n.profile.Config.Path), edited, 0o640); err != nil {
 				t.Fatal(err)
 			}
 			n.uninstall(other)
@@ -318,10 +318,10 @@ func TestStaleTempFilesRemoved(t *testing.T) {
 	}
 	keep := path.Join(path.Dir(n.profile.Config.Path), ".config.toml.other")
 	for _, f := range append(stale, keep) {
-		if err := os.MkdirAll(filepath.Dir(n.files.HostPath(f)), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(n.hostPath(f)), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(n.files.HostPath(f), []byte("partial"), 0o600); err != nil {
+		if err := os.WriteFile(n.hostPath(f), []byte("partial"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -334,7 +334,7 @@ func TestStaleTempFilesRemoved(t *testing.T) {
 	if !n.exists(keep) {
 		t.Errorf("install removed %s, which is not its temporary file", keep)
 	}
-	if err := os.WriteFile(n.files.HostPath(stale[0]), []byte("partial"), 0o600); err != nil {
+	if err := os.WriteFile(n.hostPath(stale[0]), []byte("partial"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	n.uninstall(spec)
@@ -349,7 +349,7 @@ func TestStaleTempFilesRemoved(t *testing.T) {
 func TestConfigMetadataKept(t *testing.T) {
 	t.Parallel()
 	n := newNode(t, distro.ModeInPlace, "config-v3.toml")
-	file := n.files.HostPath(n.profile.Config.Path)
+	file := n.hostPath(n.profile.Config.Path)
 	if err := unix.Setxattr(file, "security.selinux", []byte("system_u:object_r:container_config_t:s0\x00"), 0); err != nil {
 		t.Logf("security.selinux cannot be set here (%v); checking a user.* attribute only", err)
 	}

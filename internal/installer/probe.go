@@ -87,16 +87,20 @@ func (p ExecProber) Probe(ctx context.Context, binary string) (string, error) {
 func (p ExecProber) chroot() bool { return p.Root != "" && filepath.Clean(p.Root) != "/" }
 
 // file is the binary's path in this process's filesystem.
-func (p ExecProber) file(binary string) string {
+func (p ExecProber) file(binary string) (string, error) {
 	if !p.chroot() {
-		return binary
+		return binary, nil
 	}
 	return DirFS{Root: p.Root}.HostPath(binary)
 }
 
 // whyNoExec explains an ENOEXEC: the kernel knows no way to run the file.
 func (p ExecProber) whyNoExec(binary string) string {
-	f, err := os.Open(p.file(binary))
+	file, err := p.file(binary)
+	if err != nil {
+		return "the kernel cannot execute it (exec format error)"
+	}
+	f, err := os.Open(file)
 	if err != nil {
 		return "the kernel cannot execute it (exec format error)"
 	}
@@ -119,9 +123,13 @@ func (p ExecProber) whyNoExec(binary string) string {
 
 // whyNotFound explains an ENOENT for a file that may exist: its interpreter is missing.
 func (p ExecProber) whyNotFound(binary string) string {
-	f, err := elf.Open(p.file(binary))
+	file, err := p.file(binary)
 	if err != nil {
-		if _, serr := os.Stat(p.file(binary)); serr != nil {
+		return "no such file"
+	}
+	f, err := elf.Open(file)
+	if err != nil {
+		if _, serr := os.Stat(file); serr != nil {
 			return "no such file"
 		}
 		return "its interpreter (#! line) is missing on this node"

@@ -3,6 +3,7 @@ package distro
 import (
 	"debug/buildinfo"
 	"fmt"
+	"os"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -74,6 +75,9 @@ func moduleMajor(m debug.Module) int {
 // binaryMajor reads the containerd major version from the Go build information of a host binary.
 func (h hostFS) binaryMajor(p string) (major int, detail string, err error) {
 	real, err := h.resolve(p)
+	if err == nil {
+		_, err = os.Stat(real)
+	}
 	if err != nil {
 		if absent(err) {
 			return 0, "", nil

@@ -9,59 +9,30 @@ import (
 	"strings"
 	"syscall"
 
+	securejoin "github.com/cyphar/filepath-securejoin"
 	"golang.org/x/sys/unix"
 )
 
-// maxSymlinks bounds symbolic link resolution, as the kernel does (ELOOP).
-const maxSymlinks = 40
-
 // hostFS reads files of a host mounted at root. Paths are host paths; symbolic links are resolved
-// inside root (an absolute link target starts again at root, ".." stops at root), so a link never
-// leads out of the host's tree into the installer's own filesystem.
+// inside root the way the kernel's RESOLVE_IN_ROOT does (github.com/cyphar/filepath-securejoin): an
+// absolute link target starts again at root and ".." stops at root, so a link never leads out of the
+// host's tree into the installer's own filesystem. (os.Root cannot serve here: it refuses absolute
+// links, which hosts use, e.g. /var/run -> /run.)
 type hostFS struct {
 	root string
 }
 
-// resolve returns the path under root that the host path p names, after following links.
+// resolve returns the path under root that the host path p names, after following links. Components
+// that do not exist are taken as they are.
 func (h hostFS) resolve(p string) (string, error) {
 	if !strings.HasPrefix(p, "/") {
 		return "", fmt.Errorf("host path %q is not absolute", p)
 	}
-	pending := strings.Split(p, "/")
-	cur := "/"
-	links := 0
-	for len(pending) > 0 {
-		c := pending[0]
-		pending = pending[1:]
-		switch c {
-		case "", ".":
-			continue
-		case "..":
-			cur = filepath.Dir(cur)
-			continue
-		}
-		next := filepath.Join(cur, c)
-		fi, err := os.Lstat(filepath.Join(h.root, next))
-		if err != nil {
-			return "", err
-		}
-		if fi.Mode()&fs.ModeSymlink == 0 {
-			cur = next
-			continue
-		}
-		if links++; links > maxSymlinks {
-			return "", &fs.PathError{Op: "resolve", Path: p, Err: syscall.ELOOP}
-		}
-		target, err := os.Readlink(filepath.Join(h.root, next))
-		if err != nil {
-			return "", err
-		}
-		if strings.HasPrefix(target, "/") {
-			cur = "/"
-		}
-		pending = append(strings.Split(target, "/"), pending...)
+	root, err := filepath.Abs(h.root)
+	if err != nil {
+		return "", err
 	}
-	return filepath.Join(h.root, cur), nil
+	return securejoin.SecureJoin(root, p)
 }
 
 // absent reports whether err means that a path does not exist (a missing component, or a file where
@@ -105,15 +76,16 @@ func (h hostFS) readFile(p string) (data []byte, ok bool, err error) {
 func (h hostFS) readOnly(p string) (bool, error) {
 	for {
 		real, err := h.resolve(p)
+		if err != nil {
+			return false, fmt.Errorf("inspect %s under host root %s: %w", p, h.root, err)
+		}
+		var st unix.Statfs_t
+		err = unix.Statfs(real, &st)
 		if absent(err) && p != "/" {
 			p = filepath.Dir(p)
 			continue
 		}
 		if err != nil {
-			return false, fmt.Errorf("inspect %s under host root %s: %w", p, h.root, err)
-		}
-		var st unix.Statfs_t
-		if err := unix.Statfs(real, &st); err != nil {
 			return false, fmt.Errorf("inspect the file system of %s under host root %s: %w", p, h.root, err)
 		}
 		return st.Flags&unix.ST_RDONLY != 0, nil
