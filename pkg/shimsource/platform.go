@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
-	"strconv"
 	"strings"
+
+	"github.com/containerd/platforms"
+	specs "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // Platform is an OS/architecture/variant triple, e.g. linux/arm/v7.
@@ -58,83 +60,37 @@ func (p Platform) String() string {
 	return p.OS + "/" + p.Architecture + "/" + p.Variant
 }
 
-// Normalize returns p in canonical form: lower case, common architecture aliases mapped to Go
-// names (x86_64 -> amd64, aarch64 -> arm64, armhf -> arm/v7, ...), and default variants made
-// explicit or dropped the way containerd does (arm64/v8 -> arm64, amd64/v1 -> amd64, arm -> arm/v7).
+// Normalize returns p in containerd's canonical form (github.com/containerd/platforms.Normalize):
+// lower case, architecture aliases mapped to Go names (x86_64 -> amd64, aarch64 -> arm64, armhf ->
+// arm/v7, ...), and default variants made explicit or dropped (arm64/v8 -> arm64, amd64/v1 -> amd64,
+// arm -> arm/v7).
 func (p Platform) Normalize() Platform {
-	p.OS = strings.ToLower(p.OS)
-	p.Architecture = strings.ToLower(p.Architecture)
-	p.Variant = strings.ToLower(p.Variant)
-	switch p.Architecture {
-	case "x86_64", "x86-64":
-		p.Architecture = "amd64"
-	case "aarch64":
-		p.Architecture = "arm64"
-	case "i386", "i686", "x86":
-		p.Architecture = "386"
-	case "armhf":
-		p.Architecture, p.Variant = "arm", "v7"
-	case "armel":
-		p.Architecture, p.Variant = "arm", "v6"
-	}
-	switch p.Architecture {
-	case "arm64":
-		if p.Variant == "v8" {
-			p.Variant = ""
-		}
-	case "amd64":
-		if p.Variant == "v1" {
-			p.Variant = ""
-		}
-	case "arm":
-		if p.Variant == "" {
-			p.Variant = "v7"
-		}
-	}
-	return p
+	n := platforms.Normalize(p.spec())
+	return Platform{OS: n.OS, Architecture: n.Architecture, Variant: n.Variant}
 }
 
-// level returns the numeric level of a "vN" variant for architectures whose variants are
-// backwards compatible (arm, amd64), and false otherwise.
-func (p Platform) level() (int, bool) {
-	switch p.Architecture {
-	case "arm", "amd64":
-	default:
-		return 0, false
-	}
-	if p.Variant == "" {
-		return 1, p.Architecture == "amd64"
-	}
-	n, err := strconv.Atoi(strings.TrimPrefix(p.Variant, "v"))
-	if err != nil || !strings.HasPrefix(p.Variant, "v") {
-		return 0, false
-	}
-	return n, true
+func (p Platform) spec() specs.Platform {
+	return specs.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant}
 }
 
-// Match picks the entry of available that best serves want, comparing normalized platforms:
-// OS and architecture must be equal; the variant must be equal, except that on arm and amd64 a
-// lower level also runs (an arm/v7 node can use arm/v6; an amd64/v3 node can use amd64). The
-// highest compatible level wins; among equals the first. It returns the index in available, or
-// -1 when nothing fits.
+// Match picks the entry of available that best serves want, with containerd's rules
+// (platforms.Only): normalized platforms, an exact variant first, else the highest lower variant that
+// still runs (an arm/v7 node can use arm/v6; an amd64/v3 node can use amd64/v2, then amd64); among
+// equals the first. Unlike containerd, which also lets an arm64 node pull arm images and an amd64
+// node 386 ones, the architecture must be the node's own: a shim binary for the 32-bit userland would
+// need compatibility support that a node need not have. It returns the index in available, or -1 when
+// nothing fits.
 func Match(available []Platform, want Platform) int {
 	w := want.Normalize()
-	wantLevel, wantLeveled := w.level()
-	best, bestLevel := -1, -1
+	m := platforms.Only(w.spec())
+	best := -1
 	for i, a := range available {
 		c := a.Normalize()
-		if c.OS != w.OS || c.Architecture != w.Architecture {
+		if c.OS != w.OS || c.Architecture != w.Architecture || !m.Match(c.spec()) {
 			continue
 		}
-		if c.Variant == w.Variant {
-			return i
-		}
-		l, ok := c.level()
-		if !ok || !wantLeveled || l > wantLevel {
-			continue
-		}
-		if l > bestLevel {
-			best, bestLevel = i, l
+		if best < 0 || m.Less(c.spec(), available[best].Normalize().spec()) {
+			best = i
 		}
 	}
 	return best

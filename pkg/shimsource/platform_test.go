@@ -94,6 +94,19 @@ func TestMatch(t *testing.T) {
 		{"amd64 v3 takes v2 over v1", []string{"linux/amd64", "linux/amd64/v2"}, "linux/amd64/v3", 1},
 		{"amd64 v3 takes plain", []string{"linux/amd64"}, "linux/amd64/v3", 0},
 		{"first of equals", []string{"linux/amd64", "linux/amd64/v1"}, "linux/amd64", 0},
+		// Entries (and nodes) that spell the architecture the way uname or Debian do are the same
+		// platform, on both sides of the comparison.
+		{"x86_64 entry", []string{"linux/aarch64", "linux/x86_64"}, "linux/amd64", 1},
+		{"aarch64 entry", []string{"linux/x86_64", "linux/aarch64"}, "linux/arm64", 1},
+		{"aarch64 v8 entry", []string{"linux/aarch64/v8"}, "linux/arm64", 0},
+		{"x86_64 node", []string{"linux/arm64", "linux/amd64"}, "linux/x86_64", 1},
+		{"upper case entry", []string{"Linux/AMD64"}, "linux/amd64", 0},
+		{"armhf entry for arm v7", []string{"linux/armhf"}, "linux/arm/v7", 0},
+		{"armel entry for arm v7", []string{"linux/armel"}, "linux/arm/v7", 0},
+		{"armhf node refuses armel over armhf", []string{"linux/armel", "linux/arm/v7"}, "linux/armhf", 1},
+		{"armel node refuses armhf", []string{"linux/armhf"}, "linux/armel", -1},
+		{"amd64 does not run 386", []string{"linux/386"}, "linux/amd64", -1},
+		{"i386 entry for 386", []string{"linux/i386"}, "linux/386", 0},
 	}
 	for _, tc := range tests {
 		if got := Match(parse(tc.available...), parse(tc.want)[0]); got != tc.index {
