@@ -55,9 +55,13 @@ lint: ## gofmt check, go vet and staticcheck.
 	$(WITH_TOOLS) sh -c '"$$WASMKUBE_STATICCHECK" ./...'
 
 .PHONY: fuzz
-fuzz: ## Fuzz the containerd config patcher and the wazero shim's confined filesystem, FUZZTIME each (default 60s).
-	go test ./pkg/containerdcfg -run '^$$' -fuzz '^FuzzPatch$$' -fuzztime $(FUZZTIME)
-	go test ./internal/wazerofs -run '^$$' -fuzz '^FuzzConfinement$$' -fuzztime $(FUZZTIME)
+fuzz: ## Run every fuzz target of the tree (found with go test -list), FUZZTIME each (default 60s).
+	@for pkg in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for target in $$(go test -list '^Fuzz' "$$pkg" | grep '^Fuzz'); do \
+			echo "==> $$pkg $$target"; \
+			go test "$$pkg" -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME); \
+		done; \
+	done
 
 .PHONY: bench-restart
 bench-restart: ## Time signal restarts of a supervised containerd 1.6 and 2.4.2 (SIGTERM -> CRI ready).
