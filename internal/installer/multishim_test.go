@@ -19,7 +19,7 @@ import (
 	"github.com/wasmkube/wasmkube/pkg/distro"
 )
 
-// Issue 13: several Shims on one node. The acceptance test with real daemons and random sequences is
+// Several Shims on one node. The acceptance test with real daemons and random sequences is
 // test/installer's TestManyShimsRandomized; these are the single scenarios, each with its fault.
 
 // other is a second Shim with the same runtime type as spec.
@@ -47,7 +47,7 @@ func (n *node) uninstall(s Spec) installerapi.Result {
 	return r
 }
 
-// The scenario of issue 13 item 1: install A, install B, re-install A with a new spec, uninstall A.
+// The basic many-Shims scenario: install A, install B, re-install A with a new spec, uninstall A.
 // B's block, binary and state entry stay, and so does a person's edit; uninstalling B then gives the
 // original file back (plus the person's edit, which is theirs).
 func TestUninstallKeepsOtherShims(t *testing.T) {

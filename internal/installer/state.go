@@ -99,7 +99,8 @@ func loadState(files Files, file string) (*State, error) {
 	if st.Shims == nil {
 		st.Shims = map[string]*Entry{}
 	}
-	// Installers before issue 13 recorded per entry whether wasmkube created the config file.
+	// Installers from before several Shims could share a node recorded per entry whether wasmkube
+	// created the config file.
 	var legacy struct {
 		Shims map[string]struct {
 			ConfigPath    string `json:"configPath"`
@@ -150,7 +151,8 @@ func (st *State) shared(handler, configFile string) bool {
 }
 
 // binaryUser returns another handler's entry that names the binary path (now or before its open
-// transaction), or nil. Installers before issue 13 named binaries by runtime type alone, so two Shims
+// transaction), or nil. Installers from before several Shims could share a node named binaries by
+// runtime type alone, so two Shims
 // with one runtime type shared a binary.
 func (st *State) binaryUser(handler, binPath string) *Entry {
 	for h, e := range st.Shims {

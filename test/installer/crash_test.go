@@ -8,7 +8,7 @@ import (
 	"github.com/wasmkube/wasmkube/internal/installer"
 )
 
-// Issue 3 item 6: a node-installer killed by SIGKILL after any step (the CrashAfterEnv test hook),
+// A node-installer killed by SIGKILL after any step (the CrashAfterEnv test hook),
 // then run again, converges: the handler is live, a pod runs through it, the state is committed, and a
 // restart that already happened is not repeated. The same holds for uninstall.
 func TestCrashAfterEachStepConverges(t *testing.T) {

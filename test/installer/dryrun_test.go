@@ -13,7 +13,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/dryrun")
 
-// Issue 3 item 8: `detect` and `install --dry-run` through the real binary on every host-root fixture
+// `detect` and `install --dry-run` through the real binary on every host-root fixture
 // of pkg/distro (k3s/rke2 templates, k0s and AL2023 drop-ins included). The output (plan and config
 // diff, or the one-line error) is compared with testdata/dryrun/<fixture>.txt; refresh with -update.
 // A dry run must leave the fixture unchanged.

@@ -25,7 +25,7 @@ var daemons = []struct {
 	{containerdtest.V2, 4},
 }
 
-// Issue 3 items 1-3: install registers the handler and a pod runs through it; a second install
+// Install registers the handler and a pod runs through it; a second install
 // changes nothing and does not restart containerd; uninstall restores the config byte for byte.
 func TestInstallRunPodRerunUninstall(t *testing.T) {
 	for _, tt := range daemons {
@@ -97,7 +97,7 @@ func TestInstallRunPodRerunUninstall(t *testing.T) {
 	}
 }
 
-// Issue 15: on a containerd 1.x node, a config that defines no runtimes (Debian's stock file does not)
+// On a containerd 1.x node, a config that defines no runtimes (Debian's stock file does not)
 // keeps containerd's built-in runc: the installer, told the node's containerd version, writes 1.x's
 // default runtime beside the handler, and 1.6 then lists both. Without the version it refuses, names the
 // flag and touches nothing. Uninstall restores the file byte for byte.
@@ -132,9 +132,9 @@ func TestInstallKeepsRuncOnContainerd1(t *testing.T) {
 	}
 }
 
-// Issue 15: on a host whose containerd configuration the OS renders itself (Bottlerocket's settings API),
+// On a host whose containerd configuration the OS renders itself (Bottlerocket's settings API),
 // install changes nothing and reports the node unsupported with the reason and the route the OS offers
-// instead. Issue 14: it exits 3, a failure a retry cannot fix, which the Job's podFailurePolicy does
+// instead. It exits 3, a failure a retry cannot fix, which the Job's podFailurePolicy does
 // not retry.
 func TestInstallOnUnsupportedHost(t *testing.T) {
 	t.Parallel()
@@ -162,7 +162,7 @@ func TestInstallOnUnsupportedHost(t *testing.T) {
 	}
 }
 
-// Issue 3 item 4: a config containerd cannot use triggers a rollback that leaves a healthy containerd
+// A config containerd cannot use triggers a rollback that leaves a healthy containerd
 // with the old config, and the result says why.
 //
 // No runtime option breaks containerd's start (1.6 and 2.4.2 keep options as a free-form map and decode
@@ -216,7 +216,7 @@ func TestRollback(t *testing.T) {
 	}
 }
 
-// Issue 14: a shim binary that cannot run on the node (here: built for another architecture) is caught
+// A shim binary that cannot run on the node (here: built for another architecture) is caught
 // by the probe after the install, rolled back, and reported as a permanent failure (exit 3). Without
 // the probe it would pass: containerd loads the config and the CRI lists the handler either way, and
 // only a pod start would fail (TestInstallRunPodRerunUninstall is the positive control with the same
@@ -269,7 +269,7 @@ func goArch(m elf.Machine) string {
 	return "amd64"
 }
 
-// Issue 3 item 5: an unparseable or unknown-version config is left untouched with a clear error.
+// An unparseable or unknown-version config is left untouched with a clear error.
 func TestBadConfigLeftUntouched(t *testing.T) {
 	tests := []struct{ config, reason, says string }{
 		{"version = 2\n[plugins\n", installerapi.ReasonConfigUnparseable, "not valid toml"},

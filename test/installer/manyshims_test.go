@@ -37,7 +37,7 @@ var (
 	randomSteps = flag.Int("random.steps", 16, "steps per containerd version in TestManyShimsRandomized (make test runs the default)")
 )
 
-// Issue 13 item 7: seeded random sequences of install, upgrade and uninstall of three Shims on one node
+// Seeded random sequences of install, upgrade and uninstall of three Shims on one node
 // with a real containerd (2.4.2 with a version 3 config, and 1.6 with version 2). Two of the Shims share
 // a runtime type. Steps run one operation, two operations of different Shims at once, or an operation
 // killed with SIGKILL (after a random step, or after a random delay, mid-step) that is run again, with

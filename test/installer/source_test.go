@@ -70,7 +70,7 @@ func shimImage(t *testing.T, arch string, binary []byte) v1.Image {
 	return img
 }
 
-// Issue 3 item 7: OCI fetch through the real binary from an in-process TLS registry holding a
+// OCI fetch through the real binary from an in-process TLS registry holding a
 // two-platform index picks this node's binary; a wrong pinned digest or sha256 installs nothing;
 // HTTPS download with a sha256 through httptest TLS.
 func TestFetchSourcesThroughBinary(t *testing.T) {
