@@ -152,8 +152,7 @@ func (st *State) shared(handler, configFile string) bool {
 
 // binaryUser returns another handler's entry that names the binary path (now or before its open
 // transaction), or nil. Installers from before several Shims could share a node named binaries by
-// runtime type alone, so two Shims
-// with one runtime type shared a binary.
+// runtime type alone, so two Shims with one runtime type shared a binary.
 func (st *State) binaryUser(handler, binPath string) *Entry {
 	for h, e := range st.Shims {
 		if h == handler {
