@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"errors"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,7 +19,22 @@ func TestLabelWrites(t *testing.T) {
 		return &cachedNode{ObjectMeta: metav1.ObjectMeta{Name: "n1", ResourceVersion: rv}}
 	}
 	var w labelWrites
-	w.wrote("spin", rollout.Change{Node: "n1", State: v1alpha1.NodeReady, Hash: "h2"}, "100")
+	wrote := func(shim string, c rollout.Change, rv string) {
+		w.done(shim, c.Node, w.begin(shim, c), rv, nil)
+	}
+	// A write the API server has not answered yet counts already; one that failed does not.
+	token := w.begin("spin", rollout.Change{Node: "n1", State: v1alpha1.NodeReady, Hash: "h2"})
+	if got, _ := w.labelView("spin", w.of("spin"), cached("500"), v1alpha1.NodeInstalling, "h1"); got != v1alpha1.NodeReady {
+		t.Errorf("write in flight: state %q, want the write's (ready)", got)
+	}
+	w.done("spin", "n1", token, "", errors.New("boom"))
+	if got, _ := w.labelView("spin", w.of("spin"), cached("99"), v1alpha1.NodeInstalling, "h1"); got != v1alpha1.NodeInstalling {
+		t.Errorf("write failed: state %q, want the cache's (installing)", got)
+	}
+	// The end of an earlier write to the node does not touch a later one.
+	first := w.begin("spin", rollout.Change{Node: "n1", State: ""})
+	wrote("spin", rollout.Change{Node: "n1", State: v1alpha1.NodeReady, Hash: "h2"}, "100")
+	w.done("spin", "n1", first, "", errors.New("boom"))
 	for _, tc := range []struct {
 		name, rv, cachedState, wantState string
 	}{
@@ -38,18 +54,18 @@ func TestLabelWrites(t *testing.T) {
 	}
 
 	// Someone else changed the label after the write: the newer cache wins.
-	w.wrote("spin", rollout.Change{Node: "n1", State: v1alpha1.NodeFailed, Hash: "h2"}, "200")
+	wrote("spin", rollout.Change{Node: "n1", State: v1alpha1.NodeFailed, Hash: "h2"}, "200")
 	if got, _ := w.labelView("spin", w.of("spin"), cached("250"), "", ""); got != "" {
 		t.Errorf("cache newer than the write: state %q, want the cache's (none)", got)
 	}
 	// A version that is not a number: the cache as it is.
-	w.wrote("spin", rollout.Change{Node: "n1", State: v1alpha1.NodeReady}, "300")
+	wrote("spin", rollout.Change{Node: "n1", State: v1alpha1.NodeReady}, "300")
 	if got, _ := w.labelView("spin", w.of("spin"), cached("x"), v1alpha1.NodeInstalling, ""); got != v1alpha1.NodeInstalling {
 		t.Errorf("unreadable cached version: state %q, want the cache's", got)
 	}
 	// Nodes that left the cluster, and Shims that are gone, are forgotten.
-	w.wrote("spin", rollout.Change{Node: "gone", State: v1alpha1.NodeReady}, "400")
-	w.wrote("wasmtime", rollout.Change{Node: "n1", State: v1alpha1.NodeReady}, "400")
+	wrote("spin", rollout.Change{Node: "gone", State: v1alpha1.NodeReady}, "400")
+	wrote("wasmtime", rollout.Change{Node: "n1", State: v1alpha1.NodeReady}, "400")
 	w.forget("spin", func(node string) bool { return node == "gone" })
 	w.forget("wasmtime", nil)
 	if len(w.byNode) != 0 {

@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/wasmkube/wasmkube/api/v1alpha1"
 	"github.com/wasmkube/wasmkube/internal/rollout"
@@ -54,6 +55,7 @@ type ShimReconciler struct {
 	waiters   nodeWaiters
 	memory    shimMemory
 	labels    labelWrites
+	writer    *nodeWriter
 }
 
 // jobExpectations remembers Jobs this manager created that its cache has not shown yet, so that a quick
@@ -94,6 +96,10 @@ func (r *ShimReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	r.objects = objects
+	r.writer = newNodeWriter()
+	if err := mgr.Add(r.writer); err != nil {
+		return fmt.Errorf("add the node writer: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("shim").
 		For(&v1alpha1.Shim{}).
@@ -103,6 +109,7 @@ func (r *ShimReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&nodev1.RuntimeClass{}, handler.EnqueueRequestsFromMapFunc(r.shimsOfRuntimeClass)).
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.allShims),
 			builder.WithPredicates(nodeChanged())).
+		WatchesRawSource(source.Channel(r.writer.wake, &handler.EnqueueRequestForObject{})).
 		Complete(r)
 }
 
@@ -150,6 +157,9 @@ func (r *ShimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		}
 		return ctrl.Result{}, fmt.Errorf("get Shim %s: %w", req.Name, err)
 	}
+	if wait := r.memory.planWait(&shim, time.Now()); wait > 0 {
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
 	deleting := !shim.DeletionTimestamp.IsZero()
 	if deleting && !controllerutil.ContainsFinalizer(&shim, v1alpha1.Finalizer) {
 		return ctrl.Result{}, nil
@@ -162,10 +172,11 @@ func (r *ShimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		}
 	}
 
+	// Writes of earlier plans that failed: reported now, and planned again below.
+	errs := r.writer.takeErrors(shim.Name)
 	hash := rollout.SpecHash(&shim)
 	st := statusInput{Generation: shim.Generation, SpecHash: hash, Deleting: deleting,
 		MaxFailures: rollout.MaxFailures(shim.Spec.Rollout.MaxFailures)}
-	var errs []error
 	var requeue time.Duration
 
 	if deleting {
@@ -198,6 +209,7 @@ func (r *ShimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		}
 	}
 
+	planStart := time.Now()
 	view, outcomes, waitResult := r.observe(&shim, hash)
 	errs = append(errs, r.forgetDeletedNodes(ctx, &shim)...)
 
@@ -211,12 +223,8 @@ func (r *ShimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		MaxUnavailable: maxUnavailable, MaxFailures: st.MaxFailures, Wave: wave,
 		Now: time.Now(), HandlerDeadline: r.HandlerDeadline, Nodes: view,
 	})
-	applyErrs := r.apply(ctx, &shim, hash, plan, outcomes)
-	if len(applyErrs) > 0 {
-		// A result that was not written is planned again: do not count its success twice.
-		plan.Wave = min(plan.Wave, max(wave, 1))
-	}
-	r.memory.setWave(&shim, plan.Wave)
+	r.memory.planned(&shim, plan.Wave, planStart, time.Since(planStart)) // before any write can fail and take a success back
+	written, applyErrs := r.apply(ctx, &shim, hash, plan, outcomes)
 	errs = append(errs, applyErrs...)
 	st.Plan, st.MaxUnavailable = plan, maxUnavailable
 	var waiting []string
@@ -248,7 +256,12 @@ func (r *ShimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 			requeue = minPositive(requeue, wait)
 		} else {
 			// An update (not a merge patch) writes every count, zeros included, and fails on a conflict
-			// instead of mixing in a newer status.
+			// instead of mixing in a newer status. It waits for the plan's results, so that the status
+			// never counts a node whose label does not show it yet.
+			select {
+			case <-written:
+			case <-ctx.Done():
+			}
 			shim.Status = newStatus
 			if err := r.Client.Status().Update(ctx, &shim); err != nil && !apierrors.IsNotFound(err) {
 				errs = append(errs, fmt.Errorf("update status of Shim %s: %w", shim.Name, err))
@@ -259,6 +272,9 @@ func (r *ShimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	}
 
 	if deleting && len(errs) == 0 && plan.InFlight == 0 && plan.Pending == 0 && !anyState(view, plan) {
+		if r.writer.busy(shim.Name) {
+			return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil // the last labels are being removed
+		}
 		patch := client.MergeFrom(shim.DeepCopy())
 		controllerutil.RemoveFinalizer(&shim, v1alpha1.Finalizer)
 		if err := r.Client.Patch(ctx, &shim, patch); err != nil && !apierrors.IsNotFound(err) {
@@ -389,10 +405,9 @@ func (r *ShimReconciler) forgetDeletedNodes(ctx context.Context, shim *v1alpha1.
 	return errs
 }
 
-// writeParallelism is how many nodes' writes apply runs at once (a start writes its label and its Job
-// at once, so up to twice as many requests). Different nodes do not wait for each other, so a wave of a
-// large rollout costs a few round trips instead of hundreds; with 16 the manager created Jobs more
-// slowly than the API server took them at 5,000 nodes.
+// writeParallelism is how many node writes run at once (see nodeWriter). Different nodes do not wait
+// for each other, so a wave of a large rollout costs a few round trips instead of hundreds; with 16 the
+// manager created Jobs more slowly than the API server took them at 5,000 nodes.
 const writeParallelism = 64
 
 // nodeWork is one node's part of a plan, in the order it must happen.
@@ -400,16 +415,24 @@ type nodeWork struct {
 	node     string
 	changes  []rollout.Change
 	restarts []rollout.Restart
-	starts   []rollout.Start
+	// jobs are the Jobs of the node's starts, claimed (see claimNode) and built.
+	jobs []*batchv1.Job
+	keys []jobKey
+	// tokens are the labelWrites tokens of changes.
+	tokens []uint64
 }
 
-// apply carries out a plan in two phases: first the results (labels of nodes that finished, with Events
-// and metrics) and the deletion of stale Jobs, then the starts (label installing/uninstalling, then the
-// Job). Results land before starts so that no observer ever sees more nodes installing than the budget
-// allows. Within a phase nodes are written in parallel. Errors are collected, not stopped at, so one bad
-// node does not hold the others.
+// apply queues a plan's writes to the nodeWriter (see nodewriter.go) and returns without waiting for
+// them; the returned channel closes once the plan's results are written. Before it returns, every
+// label change counts in labelWrites and every Job in jobExpectations, so the next plan sees them.
+// The results (labels of nodes that finished, with Events and metrics, and the deletion of finished
+// Jobs to run again) go first; a start's Job is created with them unless the node has a result in this
+// plan too; the starts' labels (installing, uninstalling) follow once the results are written, so that no
+// observer ever sees more nodes in flight than the results allow. A node whose start another Shim's
+// operation holds (claimNode) waits for a later plan. Errors of the writes are reported by the next
+// reconcile (nodeWriter.takeErrors); apply returns only those of building Jobs.
 func (r *ShimReconciler) apply(ctx context.Context, shim *v1alpha1.Shim, hash string, plan rollout.Output,
-	outcomes map[string]Outcome) []error {
+	outcomes map[string]Outcome) (<-chan struct{}, []error) {
 	starting := map[string]bool{}
 	for _, st := range plan.Starts {
 		starting[st.Node] = true
@@ -438,56 +461,142 @@ func (r *ShimReconciler) apply(ctx context.Context, shim *v1alpha1.Shim, hash st
 		w := get(results, &resultOrder, rs.Node)
 		w.restarts = append(w.restarts, rs)
 	}
+	var errs []error
 	for _, st := range plan.Starts {
-		w := get(starts, &startOrder, st.Node)
-		w.starts = append(w.starts, st)
+		errs = r.claimStart(ctx, shim, hash, st, get(starts, &startOrder, st.Node), errs)
 	}
 
-	var mu sync.Mutex
-	var errs []error
-	failed := map[string]bool{}
-	run := func(works []*nodeWork) {
-		sem := make(chan struct{}, writeParallelism)
-		var wg sync.WaitGroup
-		for _, w := range works {
-			mu.Lock()
-			skip := failed[w.node]
-			mu.Unlock()
-			if skip {
-				continue // its earlier writes failed: the start waits for the next reconcile
-			}
-			sem <- struct{}{}
-			wg.Add(1)
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				if err := r.applyNode(ctx, shim, hash, w, r.objects.node(w.node), outcomes); err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					failed[w.node] = true
-					mu.Unlock()
-				}
-			}()
+	// The writes run after this reconcile has returned: they keep their own copy of the Shim.
+	shim = shim.DeepCopy()
+	log := ctrl.LoggerFrom(ctx)
+	var resultDone []chan struct{}
+	failed := &failedNodes{}
+	startsBefore := r.writer.lastBarrier(shim.Name, startsWritten)
+	for _, w := range resultOrder {
+		w.begin(&r.labels, shim.Name)
+		var after []chan struct{}
+		if startsBefore != nil && slices.ContainsFunc(w.changes, func(c rollout.Change) bool { return c.State == v1alpha1.NodeFailed }) {
+			// A failure drops the wave size: the starts planned before it go first.
+			after = append(after, startsBefore)
 		}
-		wg.Wait()
+		resultDone = append(resultDone, r.writer.enqueue(shim.Name, w.node, after, func(ctx context.Context) error {
+			err := r.writeResults(ctx, shim, hash, w, outcomes)
+			if err != nil {
+				failed.add(w.node)
+			}
+			return err
+		}))
 	}
-	run(resultOrder)
-	run(startOrder)
+	// Jobs of nodes without a result in this plan are created at once.
+	for _, w := range startOrder {
+		if _, ok := results[w.node]; ok || len(w.jobs) == 0 {
+			continue
+		}
+		jobs, keys := w.jobs, w.keys
+		w.jobs, w.keys = nil, nil
+		resultDone = append(resultDone, r.writer.enqueue(shim.Name, w.node, nil, func(ctx context.Context) error {
+			err := r.createJobs(ctx, w.node, jobs, keys)
+			if err != nil {
+				failed.add(w.node) // no installing label without its Job
+			}
+			return err
+		}))
+	}
+	written := r.writer.barrier(shim.Name, resultsWritten, resultDone)
+	var startDone []chan struct{}
+	for _, w := range startOrder {
+		if len(w.changes) == 0 && len(w.jobs) == 0 {
+			continue
+		}
+		w.begin(&r.labels, shim.Name)
+		startDone = append(startDone, r.writer.enqueue(shim.Name, w.node, []chan struct{}{written}, func(ctx context.Context) error {
+			if failed.has(w.node) {
+				// Its result was not written: the start waits for the next plan.
+				r.labels.forgetTokens(shim.Name, w.node, w.tokens)
+				r.releaseJobs(w.keys)
+				return nil
+			}
+			labelled := make(chan error, 1)
+			go func() { labelled <- r.writeChanges(ctx, shim.Name, w) }()
+			return errors.Join(r.createJobs(ctx, w.node, w.jobs, w.keys), <-labelled)
+		}))
+	}
+	if len(startDone) > 0 {
+		r.writer.barrier(shim.Name, startsWritten, startDone)
+	}
+	log.V(1).Info("node writes queued", "results", len(resultOrder), "starts", len(startOrder))
+	return written, errs
+}
+
+// claimStart claims the node of a start for the Shim (see claimNode) and builds its Job into w. A node
+// that another Shim's operation holds is left out of the plan's writes: its Job waits.
+func (r *ShimReconciler) claimStart(ctx context.Context, shim *v1alpha1.Shim, hash string, st rollout.Start,
+	w *nodeWork, errs []error) []error {
+	cached := r.objects.node(st.Node)
+	if cached == nil {
+		w.changes = nil // the node has left the cluster
+		return errs
+	}
+	key := jobKey{shim.Name, st.Node, st.Op, hash}
+	if other := r.claimNode(key); other != "" {
+		ctrl.LoggerFrom(ctx).V(1).Info("node busy with another Shim's operation; the Job waits", "node", st.Node, "shim", other)
+		w.changes = nil
+		return errs
+	}
+	job, err := BuildJob(r.Jobs, shim, cached.node(), st.Op, hash)
+	if err != nil {
+		r.expect.forget(key)
+		w.changes = nil
+		return append(errs, err)
+	}
+	w.jobs, w.keys = append(w.jobs, job), append(w.keys, key)
 	return errs
 }
 
-// applyNode runs one node's writes and stops at the first error. cached is nil when the node has left
-// the cluster.
-func (r *ShimReconciler) applyNode(ctx context.Context, shim *v1alpha1.Shim, hash string, w *nodeWork,
-	cached *cachedNode, outcomes map[string]Outcome) error {
-	if len(w.starts) > 0 {
-		return r.startNode(ctx, shim, hash, w, cached)
+// failedNodes are the nodes whose result writes failed in one plan.
+type failedNodes struct {
+	mu    sync.Mutex
+	nodes map[string]bool
+}
+
+func (f *failedNodes) add(node string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.nodes == nil {
+		f.nodes = map[string]bool{}
 	}
+	f.nodes[node] = true
+}
+
+func (f *failedNodes) has(node string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.nodes[node]
+}
+
+// begin records the work's label changes as written (labelWrites) before they are queued.
+func (w *nodeWork) begin(labels *labelWrites, shim string) {
+	w.tokens = make([]uint64, len(w.changes))
+	for i, c := range w.changes {
+		w.tokens[i] = labels.begin(shim, c)
+	}
+}
+
+// writeResults writes a node's results: its label changes with their Events and metrics, then the
+// deletion of finished Jobs that must run again. It stops at the first error.
+func (r *ShimReconciler) writeResults(ctx context.Context, shim *v1alpha1.Shim, hash string, w *nodeWork,
+	outcomes map[string]Outcome) error {
 	var related runtime.Object // an Event's related object: none, not a nil *Node, when the node is gone
-	if cached != nil {
+	if cached := r.objects.node(w.node); cached != nil {
 		related = cached.node()
 	}
-	for _, c := range w.changes {
-		if err := r.patchNode(ctx, shim.Name, c); err != nil {
+	for i, c := range w.changes {
+		if err := r.patchNode(ctx, shim.Name, c, w.tokens[i]); err != nil {
+			r.labels.forgetTokens(shim.Name, w.node, w.tokens[i+1:])
+			if rollout.Success(c) {
+				// The result is planned again, and its success counted again: take this count back.
+				r.memory.uncount(shim)
+			}
 			return err
 		}
 		if c.Event == nil {
@@ -510,57 +619,34 @@ func (r *ShimReconciler) applyNode(ctx context.Context, shim *v1alpha1.Shim, has
 	return nil
 }
 
-// startNode starts a node's Job: it claims the node (another Shim's Job there makes it wait), then moves
-// the node's label to installing or uninstalling and creates the Job at the same time. Neither needs
-// the other: the rollout's budget counts Jobs (and the Jobs this manager just created), not labels; a
-// Job whose label did not move gets it from the next reconcile, and a label whose Job was not created
-// gets its Job then. cached is nil when the node has left the cluster.
-func (r *ShimReconciler) startNode(ctx context.Context, shim *v1alpha1.Shim, hash string, w *nodeWork, cached *cachedNode) error {
-	if cached == nil {
-		return nil
-	}
-	node := cached.node()
-	var claimed []jobKey
-	release := func() {
-		for _, k := range claimed {
-			r.expect.forget(k)
-		}
-	}
-	var jobs []*batchv1.Job
-	for _, s := range w.starts {
-		key := jobKey{shim.Name, s.Node, s.Op, hash}
-		if other := r.claimNode(key); other != "" {
-			release()
-			ctrl.LoggerFrom(ctx).V(1).Info("node busy with another Shim's operation; the Job waits", "node", s.Node, "shim", other)
-			return nil
-		}
-		claimed = append(claimed, key)
-		job, err := BuildJob(r.Jobs, shim, node, s.Op, hash)
-		if err != nil {
-			release()
+// writeChanges writes a node's label changes in order and stops at the first error.
+func (r *ShimReconciler) writeChanges(ctx context.Context, shim string, w *nodeWork) error {
+	for i, c := range w.changes {
+		if err := r.patchNode(ctx, shim, c, w.tokens[i]); err != nil {
+			r.labels.forgetTokens(shim, w.node, w.tokens[i+1:])
 			return err
 		}
-		jobs = append(jobs, job)
 	}
-	labelled := make(chan error, 1)
-	go func() {
-		var err error
-		for _, c := range w.changes {
-			if err = r.patchNode(ctx, shim.Name, c); err != nil {
-				break
-			}
-		}
-		labelled <- err
-	}()
-	var created error
-	for _, job := range jobs {
+	return nil
+}
+
+// createJobs creates a node's claimed Jobs. A Job that exists already is fine (its name is
+// deterministic); one that could not be created is no longer expected, so the next plan starts it again.
+func (r *ShimReconciler) createJobs(ctx context.Context, node string, jobs []*batchv1.Job, keys []jobKey) error {
+	for i, job := range jobs {
 		if err := r.Client.Create(ctx, job); err != nil && !apierrors.IsAlreadyExists(err) {
-			created = fmt.Errorf("create %s Job %s for node %s: %w", job.Labels[LabelOperation], job.Name, w.node, err)
-			release()
-			break
+			r.releaseJobs(keys[i:])
+			return fmt.Errorf("create %s Job %s for node %s: %w", job.Labels[LabelOperation], job.Name, node, err)
 		}
 	}
-	return errors.Join(<-labelled, created)
+	return nil
+}
+
+// releaseJobs drops the expectations (and node claims) of Jobs that were not created.
+func (r *ShimReconciler) releaseJobs(keys []jobKey) {
+	for _, k := range keys {
+		r.expect.forget(k)
+	}
 }
 
 // observeResult records metrics for a node result.
@@ -588,8 +674,8 @@ func (r *ShimReconciler) observeResult(shim *v1alpha1.Shim, hash string, c rollo
 }
 
 // patchNode sets or removes a node's state label and hash annotation with one merge patch that names
-// only those two keys.
-func (r *ShimReconciler) patchNode(ctx context.Context, shim string, c rollout.Change) error {
+// only those two keys, and tells labelWrites how the write of token ended.
+func (r *ShimReconciler) patchNode(ctx context.Context, shim string, c rollout.Change, token uint64) error {
 	value := func(s string) any {
 		if s == "" {
 			return nil
@@ -601,16 +687,14 @@ func (r *ShimReconciler) patchNode(ctx context.Context, shim string, c rollout.C
 		"annotations": map[string]any{v1alpha1.NodeHashAnnotation(shim): value(c.Hash)},
 	}})
 	if err != nil {
+		r.labels.done(shim, c.Node, token, "", err)
 		return fmt.Errorf("encode label patch for node %s: %w", c.Node, err)
 	}
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: c.Node}}
 	err = r.Client.Patch(ctx, node, client.RawPatch(types.MergePatchType, body))
-	switch {
-	case apierrors.IsNotFound(err):
-	case err != nil:
+	r.labels.done(shim, c.Node, token, node.ResourceVersion, err)
+	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("label node %s %s=%q: %w", c.Node, v1alpha1.NodeStateLabel(shim), c.State, err)
-	default:
-		r.labels.wrote(shim, c, node.ResourceVersion)
 	}
 	return nil
 }

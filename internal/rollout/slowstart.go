@@ -31,17 +31,19 @@ func nextWave(in Input, idle bool, changes []Change) int {
 // A node found unsupported is neither: its Job tells nothing about the spec.
 func results(changes []Change) (successes, failures int) {
 	for _, c := range changes {
-		if c.Event == nil {
-			continue
-		}
-		switch c.State {
-		case v1alpha1.NodeReady, "":
+		switch {
+		case Success(c):
 			successes++
-		case v1alpha1.NodeFailed:
+		case c.Event != nil && c.State == v1alpha1.NodeFailed:
 			failures++
 		}
 	}
 	return successes, failures
+}
+
+// Success reports whether a change reports a successful install (ready) or uninstall (label removed).
+func Success(c Change) bool {
+	return c.Event != nil && (c.State == v1alpha1.NodeReady || c.State == "")
 }
 
 // inFlight reports whether a node is in the middle of an operation as the plan begins: a Job of the
