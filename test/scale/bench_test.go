@@ -171,8 +171,8 @@ func printBenches(benches []bench, chart v1alpha1.RolloutSpec, qps int) {
 	}
 	fmt.Println("(slow-start floor: the floor's Jobs created as slow start would, one more in flight per completion; 100%/it is the manager's own overhead)")
 
-	fmt.Printf("\nthe manager in each rollout (medians; ms: mean reconcile, workqueue wait, PATCH and POST latency)\n%7s %-13s %8s %9s %7s %6s %6s %7s %6s %6s %12s %11s %7s %8s %8s %8s\n",
-		"nodes", "rollout", "RSS MiB", "heap MiB", "CPU s", "GET/n", "POST/n", "PATCH/n", "PUT/n", "DEL/n", "writes/node", "reconciles", "avg ms",
+	fmt.Printf("\nthe manager in each rollout (medians; RSS: peak, and peak before the Shim existed; ms: mean reconcile, workqueue wait, PATCH and POST latency)\n%7s %-13s %8s %9s %9s %7s %6s %6s %7s %6s %6s %12s %11s %7s %8s %8s %8s\n",
+		"nodes", "rollout", "RSS MiB", "start MiB", "heap MiB", "CPU s", "GET/n", "POST/n", "PATCH/n", "PUT/n", "DEL/n", "writes/node", "reconciles", "avg ms",
 		"queue ms", "PATCH ms", "POST ms")
 	for _, b := range benches {
 		for _, k := range []struct {
@@ -185,8 +185,8 @@ func printBenches(benches []bench, chart v1alpha1.RolloutSpec, qps int) {
 			m := func(f func(result) float64) float64 { return b.median(func(r run) float64 { return f(k.res(r)) }) }
 			per := func(method string) float64 { return m(func(r result) float64 { return r.perNode(method, b.n) }) }
 			count := func(r result) float64 { return r.requests["controller_runtime_reconcile_time_seconds_count"] }
-			fmt.Printf("%7d %-13s %8.0f %9.0f %7.1f %6.2f %6.2f %7.2f %6.2f %6.2f %12.2f %11.0f %7.1f %8.1f %8.1f %8.1f\n", b.n, k.name,
-				m(func(r result) float64 { return float64(r.rssMiB) }),
+			fmt.Printf("%7d %-13s %8.0f %9.0f %9.0f %7.1f %6.2f %6.2f %7.2f %6.2f %6.2f %12.2f %11.0f %7.1f %8.1f %8.1f %8.1f\n", b.n, k.name,
+				m(func(r result) float64 { return float64(r.rssMiB) }), m(func(r result) float64 { return float64(r.startRSSMiB) }),
 				m(func(r result) float64 { return r.requests["go_memstats_heap_inuse_bytes"] / (1 << 20) }),
 				m(func(r result) float64 { return r.cpu.Seconds() }),
 				per("GET"), per("POST"), per("PATCH"), per("PUT"), per("DELETE"),

@@ -318,7 +318,9 @@ type result struct {
 	progress *progress
 	ready    int
 	rssMiB   int64
-	cpu      time.Duration
+	// startRSSMiB is the manager's peak RSS before the Shim was created: its caches' initial sync.
+	startRSSMiB int64
+	cpu         time.Duration
 	// requests maps HTTP methods to the requests the manager made, plus the shim controller's
 	// reconcile count and total seconds and the Go heap in use at the end, under their metric names.
 	requests map[string]float64
@@ -385,6 +387,10 @@ func (e *env) rollout(t *testing.T, settings v1alpha1.RolloutSpec, tag string, r
 		t.Fatalf("the manager's controller did not start (log %s): %v", logPath, err)
 	}
 
+	startRSS, err := peakRSSMiB(cmd.Process.Pid)
+	if err != nil {
+		t.Fatalf("read the manager's RSS: %v", err)
+	}
 	shim := &v1alpha1.Shim{
 		ObjectMeta: metav1.ObjectMeta{Name: shimName},
 		Spec: v1alpha1.ShimSpec{
@@ -441,6 +447,7 @@ func (e *env) rollout(t *testing.T, settings v1alpha1.RolloutSpec, tag string, r
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		res.rssMiB = ru.Maxrss / 1024
 	}
+	res.startRSSMiB = startRSS
 	res.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	return res
 }
@@ -531,6 +538,21 @@ func scrapeRequests(addr string) (map[string]float64, error) {
 		return nil, fmt.Errorf("no rest_client_requests_total in /metrics")
 	}
 	return out, sc.Err()
+}
+
+// peakRSSMiB reads a process's peak resident set size so far (VmHWM) in MiB.
+func peakRSSMiB(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmHWM:" && f[2] == "kB" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			return kb / 1024, err
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
 }
 
 func freeAddr(t *testing.T) string {
