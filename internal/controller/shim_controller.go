@@ -56,6 +56,7 @@ type ShimReconciler struct {
 	memory    shimMemory
 	labels    labelWrites
 	writer    *nodeWriter
+	buffers   sync.Map // Shim name -> *planBuffers
 }
 
 // jobExpectations remembers Jobs this manager created that its cache has not shown yet, so that a quick
@@ -153,6 +154,7 @@ func (r *ShimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 			r.waiters.set(req.Name, nil)
 			r.memory.forget(req.Name)
 			r.labels.forget(req.Name, nil)
+			r.buffers.Delete(req.Name)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, fmt.Errorf("get Shim %s: %w", req.Name, err)
@@ -299,11 +301,13 @@ func (r *ShimReconciler) observe(shim *v1alpha1.Shim, hash string) ([]rollout.No
 	handler := rollout.Handler(shim)
 	label, annotation := v1alpha1.NodeStateLabel(shim.Name), v1alpha1.NodeHashAnnotation(shim.Name)
 	outcomes := map[string]Outcome{}
-	jobs := r.jobsByNode(shim.Name, hash)
+	buf := r.planBuffers(shim.Name)
+	jobs := r.jobsByNode(shim.Name, hash, buf.jobs)
 	busy := r.busyNodes(shim.Name)
 	expected, written := r.expect.mine(shim.Name), r.labels.of(shim.Name)
 	nodes := r.objects.allNodes()
-	view := make([]rollout.Node, 0, len(nodes))
+	view := buf.view[:0]
+	defer func() { buf.view = view }()
 	waitResult := false
 	for _, n := range nodes {
 		v := rollout.Node{
@@ -337,11 +341,24 @@ type nodeJobs struct {
 	otherActive bool
 }
 
-// jobsByNode sorts a Shim's cached Jobs by node. It runs once per reconcile: an informer index by node
-// kept a set per node, a few hundred bytes each, for the manager's whole life.
-func (r *ShimReconciler) jobsByNode(shim, hash string) map[string]nodeJobs {
+// planBuffers are the buffers a Shim's reconciles reuse (they never run at the same time): at thousands
+// of nodes, a new view and Job map per reconcile were most of the manager's garbage.
+type planBuffers struct {
+	view []rollout.Node
+	jobs map[string]nodeJobs
+}
+
+// planBuffers returns the Shim's buffers.
+func (r *ShimReconciler) planBuffers(shim string) *planBuffers {
+	b, _ := r.buffers.LoadOrStore(shim, &planBuffers{jobs: map[string]nodeJobs{}})
+	return b.(*planBuffers)
+}
+
+// jobsByNode sorts a Shim's cached Jobs by node into out (cleared first). It runs once per reconcile:
+// an informer index by node kept a set per node, a few hundred bytes each, for the manager's whole life.
+func (r *ShimReconciler) jobsByNode(shim, hash string, out map[string]nodeJobs) map[string]nodeJobs {
+	clear(out)
 	jobs := r.objects.shimJobs(shim)
-	out := make(map[string]nodeJobs, len(jobs))
 	for _, j := range jobs {
 		nj := out[j.Node]
 		switch {

@@ -160,11 +160,12 @@ type Output struct {
 }
 
 // Plan decides one reconcile of a Shim's rollout. It is deterministic: nodes are taken in name order.
+// It leaves each node of in.Nodes as the plan leaves it (State and Hash after the Changes, Jobs started):
+// the caller passes a view it owns, which at thousands of nodes saves a copy per reconcile.
 func Plan(in Input) Output {
 	nodes := make([]*Node, len(in.Nodes))
-	copies := slices.Clone(in.Nodes)
-	for i := range copies {
-		nodes[i] = &copies[i]
+	for i := range in.Nodes {
+		nodes[i] = &in.Nodes[i]
 	}
 	slices.SortFunc(nodes, func(a, b *Node) int { return strings.Compare(a.Name, b.Name) })
 
