@@ -9,6 +9,9 @@ const (
 	NodeLabelPrefix = "shim.wasmkube.io/"
 	// HashAnnotationSuffix ends the per-Shim annotation shim.wasmkube.io/<shim>.hash.
 	HashAnnotationSuffix = ".hash"
+	// RuntimeAnnotationSuffix ends the per-Shim annotation shim.wasmkube.io/<shim>.runtime: the node's
+	// container runtime version and boot ID when the Shim became ready there.
+	RuntimeAnnotationSuffix = ".runtime"
 	// Finalizer holds a Shim until its uninstall Jobs have run.
 	Finalizer = "wasmkube.io/uninstall"
 )
@@ -16,10 +19,13 @@ const (
 // NodeState is the value of the node label shim.wasmkube.io/<shim>.
 type NodeState string
 
-// Node states.
+// Node states. A drifted node was ready but no longer serves the handler (the runtime stopped listing
+// it, containerd changed or the node rebooted, or a verify Job failed); it is reinstalled through the
+// rollout.
 const (
 	NodeInstalling   NodeState = "installing"
 	NodeReady        NodeState = "ready"
+	NodeDrifted      NodeState = "drifted"
 	NodeFailed       NodeState = "failed"
 	NodeUnsupported  NodeState = "unsupported"
 	NodeUninstalling NodeState = "uninstalling"
@@ -30,6 +36,12 @@ func NodeStateLabel(shim string) string { return NodeLabelPrefix + shim }
 
 // NodeHashAnnotation returns the node annotation that holds the spec hash installed for the named Shim.
 func NodeHashAnnotation(shim string) string { return NodeLabelPrefix + shim + HashAnnotationSuffix }
+
+// NodeRuntimeAnnotation returns the node annotation that holds the runtime the named Shim was made ready
+// on: "<containerRuntimeVersion> boot=<bootID>".
+func NodeRuntimeAnnotation(shim string) string {
+	return NodeLabelPrefix + shim + RuntimeAnnotationSuffix
+}
 
 // Condition types of a Shim.
 const (
@@ -64,4 +76,6 @@ const (
 	ReasonHandlerNotReported   = "HandlerNotReported"   // Event: the kubelet never listed the handler
 	ReasonUnsupportedPlatform  = "UnsupportedPlatform"  // Event: no artifact for a node's platform
 	ReasonUnsupportedHost      = "UnsupportedHost"      // Event: the installer found a host it cannot configure
+	ReasonUnsupportedRuntime   = "UnsupportedRuntime"   // Event: a node's container runtime does not meet the requirements
+	ReasonNodeDrifted          = "NodeDrifted"          // Event: a ready node no longer serves the handler
 )

@@ -88,6 +88,39 @@ type ShimSpec struct {
 	// Rollout bounds how fast the install moves across nodes.
 	// +optional
 	Rollout RolloutSpec `json:"rollout,omitempty"`
+
+	// Requirements are what a node must run to take this Shim. A selected node that does not meet them
+	// is marked unsupported (never failed, so it costs no failure budget), and is looked at again when
+	// its container runtime changes.
+	// +optional
+	Requirements Requirements `json:"requirements,omitempty"`
+
+	// Verify configures the periodic check of ready nodes whose runtime reports no handlers.
+	// +optional
+	Verify VerifySpec `json:"verify,omitempty"`
+}
+
+// Requirements are what a node must run to take a Shim, besides an OS and architecture its source offers.
+type Requirements struct {
+	// Containerd is a semantic version constraint on the node's containerd, e.g. ">=2.0" or ">=1.7, <3".
+	// The node's status.nodeInfo.containerRuntimeVersion must name containerd (CRI-O and other runtimes
+	// never qualify) at a version that satisfies it; a suffix such as -k3s1 is ignored. Empty accepts any
+	// containerd. A builtin source adds its own requirement (wazero: containerd >=2.0).
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[0-9A-Za-z.*^~<>=!|, -]+$')",message="requirements.containerd must be a semantic version constraint such as >=2.0 or >=1.7, <3"
+	Containerd string `json:"containerd,omitempty"`
+}
+
+// VerifySpec configures verify Jobs: on a ready node whose container runtime does not report its handlers
+// in node.status.runtimeHandlers (containerd 1.x), the manager cannot see the handler disappear, so it
+// runs a short node-installer verify Job there now and then; a failed verify marks the node drifted.
+type VerifySpec struct {
+	// Interval between a node's verify Jobs; 0s switches them off for this Shim. Defaults to the manager's
+	// --verify-interval (chart: manager.verifyInterval).
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) == duration('0s') || duration(self) >= duration('1m')",message="verify.interval must be 0s (off) or at least 1m"
+	Interval *metav1.Duration `json:"interval,omitempty"`
 }
 
 // RuntimeClassSpec describes the RuntimeClass created for a Shim. Its handler is the Shim's handler and
@@ -250,12 +283,15 @@ type NodeCounts struct {
 	Selected int32 `json:"selected"`
 	// Ready nodes run the current spec.
 	Ready int32 `json:"ready"`
+	// Drifted nodes were ready but no longer serve the handler; they wait for or run a reinstall.
+	Drifted int32 `json:"drifted"`
 	// Installing nodes have an install Job running.
 	Installing int32 `json:"installing"`
 	// Failed nodes failed the current spec.
 	Failed int32 `json:"failed"`
-	// Unsupported nodes have a platform the source offers no artifact for, or a host whose containerd
-	// configuration wasmkube cannot edit (e.g. Talos, Bottlerocket); they spend no failure budget.
+	// Unsupported nodes have a platform the source offers no artifact for, a host whose containerd
+	// configuration wasmkube cannot edit (e.g. Talos, Bottlerocket), or a container runtime that does not
+	// meet the requirements; they spend no failure budget.
 	Unsupported int32 `json:"unsupported"`
 	// Uninstalling nodes have an uninstall Job running.
 	Uninstalling int32 `json:"uninstalling"`

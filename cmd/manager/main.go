@@ -60,7 +60,8 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	fs.StringVar(&j.ShimDir, "installer-shim-dir", "", "override the host directory of the shim binaries on nodes (default: the profile's)")
 	fs.StringVar(&j.StateFile, "installer-state-file", "", "override the host path of the installer's state file on nodes; backups go beside it (default: the profile's)")
 	installerConfig := fs.String("installer-config", "", "YAML or JSON file with the installer pods' tolerations and priorityClassName and per-node overrides (nodeOverrides) of the containerd config, CRI socket and restart method")
-	fs.DurationVar(&c.HandlerDeadline, "handler-deadline", 2*time.Minute, "how long the kubelet may take to list a new handler in node.status.runtimeHandlers before the node is marked failed (0 disables)")
+	fs.DurationVar(&c.HandlerDeadline, "handler-deadline", 2*time.Minute, "how long the kubelet may take to list a new handler in node.status.runtimeHandlers before the node counts as drifted (0 disables)")
+	fs.DurationVar(&j.VerifyInterval, "verify-interval", j.VerifyInterval, "time between verify Jobs on a ready node whose runtime reports no handlers, for Shims without spec.verify.interval (0 disables)")
 	fs.StringVar(&c.MetricsAddr, "metrics-bind-address", ":8080", "listen address of /metrics (0 disables)")
 	fs.StringVar(&c.ProbeAddr, "health-probe-bind-address", ":8081", "listen address of /healthz and /readyz")
 	fs.StringVar(&c.PprofAddr, "pprof-bind-address", "", "listen address of /debug/pprof (empty: off)")
@@ -86,6 +87,9 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	}
 	if j.Namespace == "" {
 		return c, errors.New("--namespace must not be empty")
+	}
+	if j.VerifyInterval < 0 {
+		return c, fmt.Errorf("--verify-interval %s: want 0 (off) or a positive duration", j.VerifyInterval)
 	}
 	if j.Restart != "" && !slices.Contains(controller.RestartMethods, j.Restart) {
 		return c, fmt.Errorf("--installer-restart %q: want one of %s", j.Restart, strings.Join(controller.RestartMethods, ", "))

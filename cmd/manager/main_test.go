@@ -19,7 +19,8 @@ func TestParseFlags(t *testing.T) {
 		"defaults": {
 			args: []string{"--installer-image=reg/installer:1"},
 			check: func(t *testing.T, c config) {
-				if c.Jobs.Namespace != "wasmkube-system" || c.Jobs.BackoffLimit != 3 || c.HandlerDeadline != 2*time.Minute || !c.LeaderElection {
+				if c.Jobs.Namespace != "wasmkube-system" || c.Jobs.BackoffLimit != 3 || c.HandlerDeadline != 2*time.Minute || !c.LeaderElection ||
+					c.Jobs.VerifyInterval != 10*time.Minute {
 					t.Fatalf("defaults: %+v", c)
 				}
 			},
@@ -55,6 +56,12 @@ func TestParseFlags(t *testing.T) {
 		"image required":  {args: nil, wantErr: "--installer-image is required"},
 		"bad pull policy": {args: []string{"--installer-image=i", "--installer-pull-policy=Sometimes"}, wantErr: "want Always, IfNotPresent or Never"},
 		"empty namespace": {args: []string{"--installer-image=i", "--namespace="}, wantErr: "--namespace must not be empty"},
+		"negative verify interval": {args: []string{"--installer-image=i", "--verify-interval=-1m"}, wantErr: "--verify-interval -1m0s"},
+		"verify interval": {args: []string{"--installer-image=i", "--verify-interval=0"}, check: func(t *testing.T, c config) {
+			if c.Jobs.VerifyInterval != 0 {
+				t.Fatalf("verify interval %s, want 0 (off)", c.Jobs.VerifyInterval)
+			}
+		}},
 		"unknown flag":    {args: []string{"--installer-image=i", "--nope"}, wantErr: "unknown flag"},
 		"stray argument":  {args: []string{"--installer-image=i", "extra"}, wantErr: "unexpected arguments"},
 		"version needs nothing else": {args: []string{"--version"}, check: func(t *testing.T, c config) {

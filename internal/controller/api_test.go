@@ -67,6 +67,21 @@ func TestAPIValidation(t *testing.T) {
 				s.Spec.NodeSelector = map[string]string{}
 				s.Spec.Rollout.MaxUnavailable = ptr.To(intstr.FromString("25%"))
 			})},
+		"requirements and verify interval": {shim: validShim("ok-day2", func(s *v1alpha1.Shim) {
+			s.Spec.Requirements.Containerd = ">=1.7, <3"
+			s.Spec.Verify.Interval = &metav1.Duration{Duration: 30 * time.Minute}
+		})},
+		"verify switched off": {shim: validShim("ok-verify-off", func(s *v1alpha1.Shim) {
+			s.Spec.Verify.Interval = &metav1.Duration{}
+		})},
+		"verify interval too short": {
+			shim:    validShim("bad-verify", func(s *v1alpha1.Shim) { s.Spec.Verify.Interval = &metav1.Duration{Duration: 30 * time.Second} }),
+			wantErr: "verify.interval must be 0s (off) or at least 1m",
+		},
+		"requirements not a constraint": {
+			shim:    validShim("bad-requirements", func(s *v1alpha1.Shim) { s.Spec.Requirements.Containerd = "2.x; rm -rf /" }),
+			wantErr: "requirements.containerd must be a semantic version constraint",
+		},
 		"no source": {
 			shim:    validShim("bad-nosource", func(s *v1alpha1.Shim) { s.Spec.Source = v1alpha1.ShimSource{} }),
 			wantErr: "source must set exactly one of oci, http or builtin",

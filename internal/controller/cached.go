@@ -26,9 +26,9 @@ type cachedNode struct {
 	// ObjectMeta keeps name, UID, resourceVersion, deletionTimestamp, the labels (any of them may
 	// select the node) and the annotations the controller reads (see ourAnnotations).
 	metav1.ObjectMeta
-	// OS, Arch and RuntimeVersion are the node's status.nodeInfo operatingSystem, architecture and
-	// containerRuntimeVersion.
-	OS, Arch, RuntimeVersion string
+	// OS, Arch, RuntimeVersion and BootID are the node's status.nodeInfo operatingSystem, architecture,
+	// containerRuntimeVersion and bootID (the last two tell a containerd upgrade or a reboot).
+	OS, Arch, RuntimeVersion, BootID string
 	// Handlers names the runtime handlers the kubelet reports in status.runtimeHandlers.
 	Handlers []string
 }
@@ -47,7 +47,7 @@ func (n *cachedNode) node() *corev1.Node {
 	return &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: n.Name, UID: n.UID, Labels: n.Labels, Annotations: n.Annotations},
 		Status: corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{
-			OperatingSystem: n.OS, Architecture: n.Arch, ContainerRuntimeVersion: n.RuntimeVersion,
+			OperatingSystem: n.OS, Architecture: n.Arch, ContainerRuntimeVersion: n.RuntimeVersion, BootID: n.BootID,
 		}},
 	}
 }
@@ -58,10 +58,12 @@ type cachedJob struct {
 	// ObjectMeta keeps name, namespace, UID, resourceVersion and deletionTimestamp. The labels are not
 	// kept: a map costs a few hundred bytes even for two entries, so the ones read are fields.
 	metav1.ObjectMeta
-	// Shim, Operation and SpecHash are the Job's LabelShim, LabelOperation and LabelSpecHash.
+	// Shim, Operation and SpecHash are the Job's LabelShim, LabelOperation and LabelSpecHash; Repair is
+	// its LabelRepair.
 	Shim      string
 	Operation rollout.Operation
 	SpecHash  string
+	Repair    bool
 	// Node is the node the Job's pod is pinned to.
 	Node string
 	// StartTime is when the job controller started the Job.
@@ -121,7 +123,7 @@ func slimNode(obj any) (any, error) {
 	out := &cachedNode{
 		ObjectMeta: meta,
 		OS:         n.Status.NodeInfo.OperatingSystem, Arch: n.Status.NodeInfo.Architecture,
-		RuntimeVersion: n.Status.NodeInfo.ContainerRuntimeVersion,
+		RuntimeVersion: n.Status.NodeInfo.ContainerRuntimeVersion, BootID: n.Status.NodeInfo.BootID,
 	}
 	if len(n.Status.RuntimeHandlers) > 0 {
 		out.Handlers = make([]string, len(n.Status.RuntimeHandlers))
@@ -156,6 +158,7 @@ func slimJob(obj any) (any, error) {
 	out := &cachedJob{
 		ObjectMeta: cachedMeta(&j.ObjectMeta),
 		Shim:       j.Labels[LabelShim], Operation: rollout.Operation(j.Labels[LabelOperation]), SpecHash: j.Labels[LabelSpecHash],
+		Repair:    j.Labels[LabelRepair] == "true",
 		Node:      j.Spec.Template.Spec.NodeName,
 		StartTime: j.Status.StartTime,
 	}

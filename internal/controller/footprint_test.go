@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/wasmkube/wasmkube/api/v1alpha1"
 	"github.com/wasmkube/wasmkube/internal/kwoktest"
 	"github.com/wasmkube/wasmkube/internal/rollout"
 )
@@ -81,6 +82,11 @@ func servedObjects(b *testing.B) (*batchv1.Job, *corev1.Pod, *corev1.Node) {
 		node.Labels[k] = v
 	}
 	node.Annotations["node.alpha.kubernetes.io/ttl"] = "0"
+	// What wasmkube keeps on a node that runs one Shim: its state label, hash and runtime annotations.
+	node.Labels[v1alpha1.NodeStateLabel("wazero")] = string(v1alpha1.NodeReady)
+	node.Annotations[v1alpha1.NodeHashAnnotation("wazero")] = "5d41402abc4b2a76"
+	node.Status.NodeInfo.BootID = "3f6b2c1e-8a4d-4e7f-9b1c-0d2e3f4a5b6c"
+	node.Annotations[v1alpha1.NodeRuntimeAnnotation("wazero")] = rollout.RuntimeID(node.Status.NodeInfo.ContainerRuntimeVersion, node.Status.NodeInfo.BootID)
 	node.Annotations["volumes.kubernetes.io/controller-managed-attach-detach"] = "true"
 	for _, t := range []corev1.NodeConditionType{corev1.NodeReady, corev1.NodeMemoryPressure, corev1.NodeDiskPressure, corev1.NodePIDPressure, corev1.NodeNetworkUnavailable} {
 		node.Status.Conditions = append(node.Status.Conditions, corev1.NodeCondition{Type: t, Status: corev1.ConditionFalse,

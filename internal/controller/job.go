@@ -22,6 +22,7 @@ const (
 	LabelShim        = "wasmkube.io/shim"
 	LabelOperation   = "wasmkube.io/operation"
 	LabelSpecHash    = "wasmkube.io/spec-hash"
+	LabelRepair      = "wasmkube.io/repair" // "true" on the install Job of a drifted node
 	AnnotationNode   = "wasmkube.io/node"
 	installerName    = "installer"
 	hostRoot         = "/host"
@@ -62,6 +63,17 @@ type JobConfig struct {
 	Env []corev1.EnvVar
 	// Resources of the installer container.
 	Resources corev1.ResourceRequirements
+	// VerifyInterval is the time between verify Jobs on a ready node whose runtime reports no handlers,
+	// for Shims that set no spec.verify.interval; 0 switches them off.
+	VerifyInterval time.Duration
+}
+
+// VerifyIntervalOf returns a Shim's time between verify Jobs: spec.verify.interval, else the config's.
+func (c JobConfig) VerifyIntervalOf(shim *v1alpha1.Shim) time.Duration {
+	if i := shim.Spec.Verify.Interval; i != nil {
+		return i.Duration
+	}
+	return c.VerifyInterval
 }
 
 // DefaultJobConfig returns the Job settings used when a flag is not given.
@@ -72,6 +84,7 @@ func DefaultJobConfig() JobConfig {
 		TTLSecondsAfterFinished: 600,
 		ActiveDeadlineSeconds:   600,
 		BackoffLimit:            3,
+		VerifyInterval:          10 * time.Minute,
 	}
 }
 
@@ -99,8 +112,8 @@ func InstallerArgs(cfg JobConfig, shim *v1alpha1.Shim, node *corev1.Node, op rol
 	if v := node.Status.NodeInfo.ContainerRuntimeVersion; v != "" {
 		args = append(args, "--container-runtime-version="+v)
 	}
-	if op == rollout.Uninstall {
-		return args, nil
+	if op != rollout.Install {
+		return args, nil // uninstall and verify find what was installed in the node's state file
 	}
 	args = append(args, "--runtime-type="+shim.Spec.RuntimeType)
 	src := shim.Spec.Source
@@ -173,6 +186,13 @@ func BuildJob(cfg JobConfig, shim *v1alpha1.Shim, node *corev1.Node, op rollout.
 	if priority == "" {
 		priority = systemNodeCrit
 	}
+	// A verify Job expires one interval after it finished, which is when the next one is due (see
+	// rollout.Input.VerifyInterval); it is retried once, since a failure marks the node drifted and
+	// costs a reinstall.
+	ttl, backoff := cfg.TTLSecondsAfterFinished, cfg.BackoffLimit
+	if op == rollout.Verify {
+		ttl, backoff = int32(max(cfg.VerifyIntervalOf(shim), time.Second)/time.Second), min(backoff, 1)
+	}
 	if oci := shim.Spec.Source.OCI; oci != nil && oci.PullSecret != "" && op == rollout.Install {
 		volumes = append(volumes, corev1.Volume{Name: "registry", VolumeSource: corev1.VolumeSource{
 			Secret: &corev1.SecretVolumeSource{SecretName: oci.PullSecret,
@@ -189,9 +209,9 @@ func BuildJob(cfg JobConfig, shim *v1alpha1.Shim, node *corev1.Node, op rollout.
 				v1alpha1.GroupVersion.WithKind("Shim"))},
 		},
 		Spec: batchv1.JobSpec{
-			TTLSecondsAfterFinished: ptr.To(cfg.TTLSecondsAfterFinished),
+			TTLSecondsAfterFinished: ptr.To(ttl),
 			ActiveDeadlineSeconds:   ptr.To(cfg.ActiveDeadlineSeconds),
-			BackoffLimit:            ptr.To(cfg.BackoffLimit),
+			BackoffLimit:            ptr.To(backoff),
 			PodFailurePolicy:        failurePolicy(),
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{AnnotationNode: node.Name}},

@@ -10,8 +10,8 @@ import (
 	"github.com/wasmkube/wasmkube/internal/rollout"
 )
 
-// labelWrites remembers the node labels this manager wrote until its node cache shows them, so that the
-// next reconcile reads its own writes. Without it, a reconcile that runs before the cache has the new
+// labelWrites remembers the node labels (with the hash and runtime annotations written with them) this
+// manager wrote until its node cache shows them, so that the next reconcile reads its own writes. Without it, a reconcile that runs before the cache has the new
 // label plans the same result again: a second PATCH and Event, and a success that slow start counts
 // twice. A write is shown once the cached node's resourceVersion reaches the one the PATCH returned
 // (resourceVersions are etcd revisions, as kube-scheduler's assume cache also relies on); a node whose
@@ -26,8 +26,8 @@ type labelWrites struct {
 type labelKey struct{ shim, node string }
 
 type labelWrite struct {
-	state v1alpha1.NodeState
-	hash  string
+	state         v1alpha1.NodeState
+	hash, runtime string
 	// resourceVersion is the node's version that the API server stored the write at; pending until
 	// it answered.
 	resourceVersion uint64
@@ -45,7 +45,7 @@ func (w *labelWrites) begin(shim string, c rollout.Change) uint64 {
 		w.byNode = map[labelKey]labelWrite{}
 	}
 	w.last++
-	w.byNode[labelKey{shim, c.Node}] = labelWrite{c.State, c.Hash, pending, w.last}
+	w.byNode[labelKey{shim, c.Node}] = labelWrite{c.State, c.Hash, c.Runtime, pending, w.last}
 	return w.last
 }
 
@@ -82,26 +82,27 @@ func (w *labelWrites) of(shim string) map[string]labelWrite {
 	return out
 }
 
-// labelView returns a Shim's state and hash of a cached node, given its cached ones and the Shim's
-// writes (from of): the last written ones while the cache is older than that write, else the cached
-// ones (and the write is forgotten).
-func (w *labelWrites) labelView(shim string, writes map[string]labelWrite, n *cachedNode, state v1alpha1.NodeState, hash string) (v1alpha1.NodeState, string) {
+// labelView returns a Shim's state, hash and runtime of a cached node, given its cached ones and the
+// Shim's writes (from of): the last written ones while the cache is older than that write, else the
+// cached ones (and the write is forgotten).
+func (w *labelWrites) labelView(shim string, writes map[string]labelWrite, n *cachedNode,
+	state v1alpha1.NodeState, hash, runtime string) (v1alpha1.NodeState, string, string) {
 	lw, ok := writes[n.Name]
 	if !ok {
-		return state, hash
+		return state, hash, runtime
 	}
 	if lw.resourceVersion == pending {
-		return lw.state, lw.hash
+		return lw.state, lw.hash, lw.runtime
 	}
 	if rv, err := strconv.ParseUint(n.ResourceVersion, 10, 64); err == nil && rv < lw.resourceVersion {
-		return lw.state, lw.hash
+		return lw.state, lw.hash, lw.runtime
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if cur, ok := w.byNode[labelKey{shim, n.Name}]; ok && cur == lw {
 		delete(w.byNode, labelKey{shim, n.Name})
 	}
-	return state, hash
+	return state, hash, runtime
 }
 
 // forget drops the Shim's writes on nodes that are gone (all of them when gone is nil: the Shim is gone).

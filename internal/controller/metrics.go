@@ -13,9 +13,11 @@ type Metrics struct {
 	Operations *prometheus.CounterVec
 	// Duration observes how long node Jobs took, by Shim and operation.
 	Duration *prometheus.HistogramVec
-	// Nodes is the number of nodes per Shim and state (selected, ready, installing, failed, unsupported,
-	// uninstalling).
+	// Nodes is the number of nodes per Shim and state (selected, ready, drifted, installing, failed,
+	// unsupported, uninstalling).
 	Nodes *prometheus.GaugeVec
+	// Drifts counts ready nodes found drifted, by Shim and cause (handler, runtime, reboot, verify).
+	Drifts *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg (controller-runtime's metrics.Registry in
@@ -35,8 +37,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "wasmkube_nodes",
 			Help: "Nodes per Shim by state.",
 		}, []string{"shim", "state"}),
+		Drifts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wasmkube_node_drifts_total",
+			Help: "Ready nodes found no longer serving the handler, by Shim and cause (handler, runtime, reboot, verify).",
+		}, []string{"shim", "cause"}),
 	}
-	for _, c := range []prometheus.Collector{m.Operations, m.Duration, m.Nodes} {
+	for _, c := range []prometheus.Collector{m.Operations, m.Duration, m.Nodes, m.Drifts} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -45,7 +51,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 }
 
 func (m *Metrics) setNodes(shim string, c v1alpha1.NodeCounts) {
-	for state, n := range map[string]int32{"selected": c.Selected, "ready": c.Ready, "installing": c.Installing,
+	for state, n := range map[string]int32{"selected": c.Selected, "ready": c.Ready, "drifted": c.Drifted, "installing": c.Installing,
 		"failed": c.Failed, "unsupported": c.Unsupported, "uninstalling": c.Uninstalling} {
 		m.Nodes.WithLabelValues(shim, state).Set(float64(n))
 	}
@@ -55,4 +61,5 @@ func (m *Metrics) forget(shim string) {
 	m.Operations.DeletePartialMatch(prometheus.Labels{"shim": shim})
 	m.Duration.DeletePartialMatch(prometheus.Labels{"shim": shim})
 	m.Nodes.DeletePartialMatch(prometheus.Labels{"shim": shim})
+	m.Drifts.DeletePartialMatch(prometheus.Labels{"shim": shim})
 }

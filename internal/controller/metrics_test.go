@@ -15,13 +15,16 @@ func TestMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.setNodes("spin", v1alpha1.NodeCounts{Selected: 3, Ready: 2, Failed: 1})
+	m.setNodes("spin", v1alpha1.NodeCounts{Selected: 4, Ready: 2, Drifted: 1, Failed: 1})
 	m.Operations.WithLabelValues("spin", "install", "success").Inc()
+	m.Drifts.WithLabelValues("spin", "reboot").Inc()
 	m.Duration.WithLabelValues("spin", "install").Observe(1.5)
 	got := gather(t, reg)
 	for name, want := range map[string]float64{
 		`wasmkube_nodes{shim="spin",state="ready"}`:                                        2,
 		`wasmkube_nodes{shim="spin",state="failed"}`:                                       1,
+		`wasmkube_nodes{shim="spin",state="drifted"}`:                                      1,
+		`wasmkube_node_drifts_total{cause="reboot",shim="spin"}`:                           1,
 		`wasmkube_node_operations_total{operation="install",result="success",shim="spin"}`: 1,
 		`wasmkube_node_operation_duration_seconds_count{operation="install",shim="spin"}`:  1,
 	} {

@@ -56,9 +56,13 @@ func BenchmarkReconcilePlan(b *testing.B) {
 			Node: name, Done: &batchv1.JobCondition{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}))
 	}
 	r := &ShimReconciler{objects: s}
+	reqs, err := rollout.ParseRequirements(shim)
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.ReportAllocs()
 	for b.Loop() {
-		view, _, _ := r.observe(shim, hash)
+		view, _, _ := r.observe(shim, hash, reqs)
 		plan := rollout.Plan(rollout.Input{SpecHash: hash, PreviousHash: hash, Platforms: rollout.BuiltinPlatforms,
 			MaxUnavailable: nodes, MaxFailures: 1, Wave: 600, Now: time.Now(), Nodes: view})
 		if len(plan.Starts) != 100 {

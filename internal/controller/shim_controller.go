@@ -46,7 +46,7 @@ type ShimReconciler struct {
 	Platforms PlatformLister
 	Jobs      JobConfig
 	// HandlerDeadline is how long after an install the kubelet may take to list the handler in
-	// node.status.runtimeHandlers before the node is marked failed (0 disables the check).
+	// node.status.runtimeHandlers before the node counts as drifted (0 disables the check).
 	HandlerDeadline time.Duration
 
 	objects   *store
@@ -138,7 +138,8 @@ func nodeChanged() predicate.Predicate {
 				return true
 			}
 			return !maps.Equal(o.Labels, n.Labels) || !maps.Equal(o.Annotations, n.Annotations) ||
-				o.Arch != n.Arch || o.OS != n.OS || !slices.Equal(o.Handlers, n.Handlers)
+				o.Arch != n.Arch || o.OS != n.OS || !slices.Equal(o.Handlers, n.Handlers) ||
+				o.RuntimeVersion != n.RuntimeVersion || o.BootID != n.BootID
 		},
 	}
 }
@@ -200,10 +201,13 @@ func (r *ShimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 		st.Conflict = c
 	}
 	var platforms []rollout.Platform // nil holds installs, not uninstalls
+	reqs, reqErr := rollout.ParseRequirements(&shim)
 	if !deleting && st.Conflict == nil {
 		var err error
 		if _, err = rollout.OptionFlags(rollout.RawOptions(&shim)); err != nil {
 			st.InvalidSpec = err.Error()
+		} else if reqErr != nil {
+			st.InvalidSpec = reqErr.Error()
 		} else if platforms, err = r.resolvePlatforms(ctx, &shim, hash); err != nil {
 			st.SourceError = err.Error()
 			log.Error(err, "resolve the source's platforms; installs wait", "shim", shim.Name)
@@ -212,7 +216,7 @@ func (r *ShimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	}
 
 	planStart := time.Now()
-	view, outcomes, waitResult := r.observe(&shim, hash)
+	view, outcomes, waitResult := r.observe(&shim, hash, reqs)
 	errs = append(errs, r.forgetDeletedNodes(ctx, &shim)...)
 
 	maxUnavailable, err := rollout.MaxUnavailable(shim.Spec.Rollout.MaxUnavailable, countSelected(view))
@@ -223,7 +227,7 @@ func (r *ShimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 	plan := rollout.Plan(rollout.Input{
 		SpecHash: hash, PreviousHash: shim.Status.SpecHash, Deleting: deleting, Platforms: platforms,
 		MaxUnavailable: maxUnavailable, MaxFailures: st.MaxFailures, Wave: wave,
-		Now: time.Now(), HandlerDeadline: r.HandlerDeadline, Nodes: view,
+		Now: time.Now(), HandlerDeadline: r.HandlerDeadline, VerifyInterval: r.Jobs.VerifyIntervalOf(&shim), Nodes: view,
 	})
 	r.memory.planned(&shim, plan.Wave, planStart, time.Since(planStart)) // before any write can fail and take a success back
 	written, applyErrs := r.apply(ctx, &shim, hash, plan, outcomes)
@@ -297,9 +301,10 @@ func (r *ShimReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.
 // observe turns the cached nodes and Jobs into the planner's view. It also returns the outcomes of
 // finished Jobs whose result moves a node (by Job name, for Events and metrics), and whether some
 // finished Job's result is not readable yet.
-func (r *ShimReconciler) observe(shim *v1alpha1.Shim, hash string) ([]rollout.Node, map[string]Outcome, bool) {
+func (r *ShimReconciler) observe(shim *v1alpha1.Shim, hash string, reqs rollout.Requirements) ([]rollout.Node, map[string]Outcome, bool) {
 	handler := rollout.Handler(shim)
 	label, annotation := v1alpha1.NodeStateLabel(shim.Name), v1alpha1.NodeHashAnnotation(shim.Name)
+	runtimeAnnotation := v1alpha1.NodeRuntimeAnnotation(shim.Name)
 	outcomes := map[string]Outcome{}
 	buf := r.planBuffers(shim.Name)
 	jobs := r.jobsByNode(shim.Name, hash, buf.jobs)
@@ -314,7 +319,8 @@ func (r *ShimReconciler) observe(shim *v1alpha1.Shim, hash string) ([]rollout.No
 			Name:     n.Name,
 			Selected: rollout.Selected(shim.Spec.NodeSelector, n.Labels, n.Annotations),
 		}
-		v.State, v.Hash = r.labels.labelView(shim.Name, written, n, v1alpha1.NodeState(n.Labels[label]), n.Annotations[annotation])
+		v.State, v.Hash, v.InstalledRuntime = r.labels.labelView(shim.Name, written, n,
+			v1alpha1.NodeState(n.Labels[label]), n.Annotations[annotation], n.Annotations[runtimeAnnotation])
 		nj, hasJobs := jobs[n.Name]
 		if v.State == "" && v.Hash == "" && !v.Selected && !hasJobs {
 			continue // nothing of ours there and nothing to do (fast path for large clusters)
@@ -323,10 +329,15 @@ func (r *ShimReconciler) observe(shim *v1alpha1.Shim, hash string) ([]rollout.No
 		v.HandlersReported = len(n.Handlers) > 0
 		v.HandlerListed = slices.Contains(n.Handlers, handler)
 		v.OtherActive = nj.otherActive
-		var waitInstall, waitUninstall bool
+		if n.RuntimeVersion != "" {
+			v.Unmet = reqs.Unmet(n.RuntimeVersion)
+		}
+		v.Runtime = rollout.RuntimeID(n.RuntimeVersion, n.BootID)
+		var waitInstall, waitUninstall, waitVerify bool
 		v.Install, waitInstall = r.jobState(jobKey{shim.Name, n.Name, rollout.Install, hash}, expected, nj.install, v.State, outcomes)
 		v.Uninstall, waitUninstall = r.jobState(jobKey{shim.Name, n.Name, rollout.Uninstall, hash}, expected, nj.uninstall, v.State, outcomes)
-		waitResult = waitResult || waitInstall || waitUninstall
+		v.Verify, waitVerify = r.jobState(jobKey{shim.Name, n.Name, rollout.Verify, hash}, expected, nj.verify, v.State, outcomes)
+		waitResult = waitResult || waitInstall || waitUninstall || waitVerify
 		v.BusyWith = busy[n.Name]
 		view = append(view, v)
 	}
@@ -335,8 +346,8 @@ func (r *ShimReconciler) observe(shim *v1alpha1.Shim, hash string) ([]rollout.No
 
 // nodeJobs are a Shim's Jobs on one node, as observe reads them.
 type nodeJobs struct {
-	// install and uninstall are the Jobs at the current spec hash (nil: none cached).
-	install, uninstall *cachedJob
+	// install, uninstall and verify are the Jobs at the current spec hash (nil: none cached).
+	install, uninstall, verify *cachedJob
 	// otherActive reports a Job at another spec hash that still runs.
 	otherActive bool
 }
@@ -366,6 +377,8 @@ func (r *ShimReconciler) jobsByNode(shim, hash string, out map[string]nodeJobs) 
 			nj.install = j
 		case j.SpecHash == hash && j.Operation == rollout.Uninstall:
 			nj.uninstall = j
+		case j.SpecHash == hash && j.Operation == rollout.Verify:
+			nj.verify = j
 		case !nj.otherActive:
 			o, _ := jobOutcome(j, r.objects.jobPods(j.UID))
 			nj.otherActive = o.Phase == rollout.JobActive
@@ -385,19 +398,24 @@ func (r *ShimReconciler) jobState(key jobKey, expected map[jobKey]bool, job *cac
 	if expected[key] && r.expect.pending(key, job != nil) {
 		return rollout.Job{Phase: rollout.JobActive}, false
 	}
+	if job != nil && job.DeletionTimestamp != nil && key.op == rollout.Verify {
+		// Expired by its TTL, which deletes in the foreground: the next verify Job can take its name
+		// only once it is gone.
+		return rollout.Job{Phase: rollout.JobActive}, false
+	}
 	if job == nil || job.DeletionTimestamp != nil {
 		return rollout.Job{}, false // a Job being deleted is gone for the plan (as in jobOutcome)
 	}
-	if o, finished := jobConditionOutcome(job); finished && state != v1alpha1.NodeInstalling &&
+	if o, finished := jobConditionOutcome(job); finished && key.op != rollout.Verify && state != v1alpha1.NodeInstalling &&
 		state != v1alpha1.NodeUninstalling && state != v1alpha1.NodeFailed {
-		return rollout.Job{Phase: o.Phase, Detail: o.Detail, Finished: o.Finished}, false
+		return rollout.Job{Phase: o.Phase, Detail: o.Detail, Finished: o.Finished, Repair: job.Repair}, false
 	}
 	o, ok := jobOutcome(job, r.objects.jobPods(job.UID))
 	if !ok {
 		o.Phase = rollout.JobActive // hold the node until its result is readable
 	}
 	outcomes[job.Name] = o
-	return rollout.Job{Phase: o.Phase, Detail: o.Detail, Finished: o.Finished, Busy: o.Busy}, !ok
+	return rollout.Job{Phase: o.Phase, Detail: o.Detail, Finished: o.Finished, Busy: o.Busy, Repair: job.Repair}, !ok
 }
 
 // forgetDeletedNodes deletes the running Jobs of nodes that left the cluster, and forgets the labels
@@ -566,6 +584,9 @@ func (r *ShimReconciler) claimStart(ctx context.Context, shim *v1alpha1.Shim, ha
 		w.changes = nil
 		return append(errs, err)
 	}
+	if st.Repair {
+		job.Labels[LabelRepair] = "true"
+	}
 	w.jobs, w.keys = append(w.jobs, job), append(w.keys, key)
 	return errs
 }
@@ -681,6 +702,9 @@ func (r *ShimReconciler) observeResult(shim *v1alpha1.Shim, hash string, c rollo
 		op = rollout.Uninstall
 	case v1alpha1.ReasonUninstallFailed:
 		op, result = rollout.Uninstall, "failure"
+	case v1alpha1.ReasonNodeDrifted:
+		r.Metrics.Drifts.WithLabelValues(shim.Name, string(c.Event.Cause)).Inc()
+		return
 	default:
 		return
 	}
@@ -701,7 +725,7 @@ func (r *ShimReconciler) patchNode(ctx context.Context, shim string, c rollout.C
 	}
 	body, err := json.Marshal(map[string]any{"metadata": map[string]any{
 		"labels":      map[string]any{v1alpha1.NodeStateLabel(shim): value(string(c.State))},
-		"annotations": map[string]any{v1alpha1.NodeHashAnnotation(shim): value(c.Hash)},
+		"annotations": map[string]any{v1alpha1.NodeHashAnnotation(shim): value(c.Hash), v1alpha1.NodeRuntimeAnnotation(shim): value(c.Runtime)},
 	}})
 	if err != nil {
 		r.labels.done(shim, c.Node, token, "", err)

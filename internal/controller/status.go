@@ -54,8 +54,11 @@ func computeStatus(old v1alpha1.ShimStatus, in statusInput) v1alpha1.ShimStatus 
 		set(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonAllNodesReady,
 			fmt.Sprintf("%d of %d selected nodes ready (%d unsupported)", c.Ready, c.Selected, c.Unsupported))
 	default:
-		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonNodesNotReady,
-			fmt.Sprintf("%d of %d supported nodes ready", c.Ready, supported))
+		msg := fmt.Sprintf("%d of %d supported nodes ready", c.Ready, supported)
+		if c.Drifted > 0 {
+			msg += fmt.Sprintf(" (%d drifted, being reinstalled)", c.Drifted)
+		}
+		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonNodesNotReady, msg)
 	}
 
 	progress := fmt.Sprintf("%d installing, %d uninstalling, %d waiting; wave of %d nodes (maxUnavailable %d)",

@@ -167,6 +167,8 @@ type harness struct {
 	nodes   []string
 	opts    Options
 	stopMgr func()
+	// registry holds the metrics of the manager started last.
+	registry *prometheus.Registry
 }
 
 // newHarness creates a namespace for the test's Jobs and registers cleanup of everything the test makes.
@@ -194,7 +196,8 @@ func newHarness(t *testing.T) *harness {
 func (h *harness) start() {
 	h.t.Helper()
 	o := h.opts
-	o.Registry = prometheus.NewRegistry()
+	h.registry = prometheus.NewRegistry()
+	o.Registry = h.registry
 	mgr, err := NewManager(cluster.Config, o)
 	if err != nil {
 		h.t.Fatalf("new manager: %v", err)

@@ -118,8 +118,8 @@ func Uninstall(ctx context.Context, n Node, shim, handler, runtimeType string, s
 // Verify checks that the CRI reports handler (present, else absent) and that its recorded shim binary
 // runs, and reports the result on stdout. With an explicit CRI socket it also works on a host it cannot
 // detect: it asks only the CRI then (and takes the node lock only with a state file).
-func Verify(ctx context.Context, n Node, handler string, present bool, streams cli.Streams) error {
-	r := installerapi.Result{Operation: installerapi.OpVerify, Handler: handler}
+func Verify(ctx context.Context, n Node, shim, handler string, present bool, streams cli.Streams) error {
+	r := installerapi.Result{Operation: installerapi.OpVerify, Shim: shim, Handler: handler}
 	if handler == "" {
 		r.Fail(installerapi.ReasonInvalidArguments, errors.New("verify: --handler is required"))
 		return n.report(streams, r)
@@ -136,7 +136,9 @@ func Verify(ctx context.Context, n Node, handler string, present bool, streams c
 	ctx, cancel := n.withTimeout(ctx)
 	defer cancel()
 	in.VerifyTimeout = n.Timeout
-	return n.report(streams, in.Verify(ctx, handler, present))
+	r = in.Verify(ctx, handler, present)
+	r.Shim = shim
+	return n.report(streams, r)
 }
 
 // detectFailure gives the reason for a failed detection: a config detection could not read is

@@ -60,10 +60,11 @@ func RawOptions(s *v1alpha1.Shim) map[string]json.RawMessage {
 // Operation is what a Job does on a node.
 type Operation string
 
-// Operations.
+// Operations. Verify checks a ready node without changing it (see Input.VerifyInterval).
 const (
 	Install   Operation = "install"
 	Uninstall Operation = "uninstall"
+	Verify    Operation = "verify"
 )
 
 var notDNS = regexp.MustCompile(`[^a-z0-9-]+`)

@@ -56,6 +56,8 @@ type Job struct {
 	// until its deadline (reason NodeBusy): it changed nothing, and the node waits for a new Job
 	// instead of failing.
 	Busy bool
+	// Repair is true for an install Job that reinstalled a drifted node.
+	Repair bool
 }
 
 // Node is what Plan needs to know about one node.
@@ -80,6 +82,16 @@ type Node struct {
 	// time per node, whichever Shim they are for, so this Shim's next Job waits (the node is pending,
 	// not failed, and does not count against this Shim's budget).
 	BusyWith string
+	// Unmet says why the node's container runtime does not meet the Shim's requirements ("" when it
+	// does, or when the kubelet has not reported the runtime yet).
+	Unmet string
+	// Runtime identifies the node's container runtime now: its version and boot ID (see RuntimeID);
+	// InstalledRuntime is the one recorded when the node last became ready or unsupported for the Shim
+	// ("" when unknown). A difference means containerd changed or the node rebooted since: a ready node
+	// has drifted, an unsupported one is looked at again.
+	Runtime, InstalledRuntime string
+	// Verify is the verify Job at the current spec hash.
+	Verify Job
 }
 
 // Input is one reconcile's view of a Shim's rollout.
@@ -97,11 +109,15 @@ type Input struct {
 	MaxFailures    int
 	// Wave is the wave size the last plan returned (0: unknown); see nextWave.
 	Wave int
-	// Now and HandlerDeadline drive the post-check of node.status.runtimeHandlers: a ready node whose
-	// kubelet reports handlers but not ours HandlerDeadline after its install finished becomes failed.
+	// Now and HandlerDeadline drive the check of node.status.runtimeHandlers: a ready node whose kubelet
+	// reports handlers but not ours, HandlerDeadline after its install finished, drifted (or, when that
+	// install was already a repair, failed). A zero HandlerDeadline switches the check off.
 	Now             time.Time
 	HandlerDeadline time.Duration
-	Nodes           []Node
+	// VerifyInterval is the time between verify Jobs on a ready node whose kubelet reports no handlers;
+	// zero switches them off.
+	VerifyInterval time.Duration
+	Nodes          []Node
 }
 
 // Change sets a node's state label and hash annotation ("" removes them), with the Event to report.
@@ -109,6 +125,9 @@ type Change struct {
 	Node  string
 	State v1alpha1.NodeState
 	Hash  string
+	// Runtime is the node's runtime annotation after the change ("" removes it): the node's RuntimeID
+	// when it becomes ready or unsupported, kept through other states, removed with the state and hash.
+	Runtime string
 	// Event is set when the change reports a node result.
 	Event *Event
 }
@@ -118,12 +137,31 @@ type Event struct {
 	Warning bool
 	Reason  string
 	Message string
+	// Cause is what made a node drift (a DriftCause), for the drift metric.
+	Cause DriftCause
 }
+
+// DriftCause says how a drifted node was found out.
+type DriftCause string
+
+// Drift causes.
+const (
+	// DriftHandler: the kubelet stopped listing the handler in node.status.runtimeHandlers.
+	DriftHandler DriftCause = "handler"
+	// DriftRuntime: containerd's version changed since the install.
+	DriftRuntime DriftCause = "runtime"
+	// DriftReboot: the node rebooted since the install.
+	DriftReboot DriftCause = "reboot"
+	// DriftVerify: a verify Job failed.
+	DriftVerify DriftCause = "verify"
+)
 
 // Start asks for a Job running Op on Node.
 type Start struct {
 	Node string
 	Op   Operation
+	// Repair marks the install of a drifted node.
+	Repair bool
 }
 
 // Restart asks to delete a finished Job whose name must be reused (the node went through another
@@ -172,14 +210,21 @@ func Plan(in Input) Output {
 	var out Output
 	hashChanged := in.PreviousHash != "" && in.PreviousHash != in.SpecHash
 	set := func(n *Node, state v1alpha1.NodeState, hash string, ev *Event) {
-		if n.State == state && n.Hash == hash {
+		runtime := n.InstalledRuntime
+		switch {
+		case (state == v1alpha1.NodeReady || state == v1alpha1.NodeUnsupported) && n.Runtime != "":
+			runtime = n.Runtime // what the node was found ready or unsupported on
+		case state == "" && hash == "":
+			runtime = ""
+		}
+		if n.State == state && n.Hash == hash && n.InstalledRuntime == runtime {
 			return
 		}
-		n.State, n.Hash = state, hash
-		out.Changes = append(out.Changes, Change{Node: n.Name, State: state, Hash: hash, Event: ev})
+		n.State, n.Hash, n.InstalledRuntime = state, hash, runtime
+		out.Changes = append(out.Changes, Change{Node: n.Name, State: state, Hash: hash, Runtime: runtime, Event: ev})
 	}
-	var installs, uninstalls []*Node
-	readyAtHash := 0
+	var installs, uninstalls, verifies []*Node
+	readyAtHash, verifying := 0, 0
 	idle := true
 	for _, n := range nodes {
 		idle = idle && !inFlight(n)
@@ -203,8 +248,21 @@ func Plan(in Input) Output {
 			}
 			continue
 		}
+		// A running or just finished install settles first, so that a node that got the shim keeps its
+		// hash (and is uninstalled later) even when it no longer qualifies.
+		if n.Unmet != "" && !busy && n.State != v1alpha1.NodeInstalling {
+			var ev *Event
+			if n.State != v1alpha1.NodeUnsupported {
+				ev = &Event{Reason: v1alpha1.ReasonUnsupportedRuntime, Message: fmt.Sprintf("node %s: %s", n.Name, n.Unmet)}
+			}
+			set(n, v1alpha1.NodeUnsupported, n.Hash, ev)
+			continue
+		}
 		if hashChanged && (n.State == v1alpha1.NodeFailed || n.State == v1alpha1.NodeUnsupported) && n.Install.Phase == JobNone {
 			set(n, "", n.Hash, nil) // failed an older spec, or was unsupported for it: try the new one
+		}
+		if n.State == v1alpha1.NodeUnsupported && n.InstalledRuntime != "" && n.InstalledRuntime != n.Runtime {
+			set(n, "", n.Hash, nil) // unsupported on another runtime (containerd changed, the node rebooted): look again
 		}
 		switch {
 		case n.OtherActive || n.Uninstall.Phase == JobActive:
@@ -225,7 +283,17 @@ func Plan(in Input) Output {
 			set(n, v1alpha1.NodeUnsupported, n.Hash, &Event{Reason: v1alpha1.ReasonUnsupportedHost,
 				Message: fmt.Sprintf("node %s: unsupported: %s", n.Name, n.Install.Detail)})
 		case n.State == v1alpha1.NodeReady && n.Hash == in.SpecHash:
-			postCheck(in, n, set, &out)
+			if checkReady(in, n, set, &out) {
+				verifies = append(verifies, n)
+			}
+			if n.Verify.Phase == JobActive {
+				verifying++
+			}
+			if n.State == v1alpha1.NodeDrifted && n.Install.Phase != JobNone {
+				out.Restarts = append(out.Restarts, Restart{Node: n.Name, Op: Install})
+			} else if n.State == v1alpha1.NodeDrifted {
+				installs = append(installs, n) // repaired in this round when the budget allows
+			}
 		case n.State == v1alpha1.NodeFailed:
 			// Failed this spec: stays failed until the spec changes or someone removes the label.
 		case n.State == v1alpha1.NodeUnsupported:
@@ -275,14 +343,27 @@ func Plan(in Input) Output {
 		budget--
 		out.InFlight++
 		if n.Selected && !in.Deleting {
+			repair := n.State == v1alpha1.NodeDrifted
 			set(n, v1alpha1.NodeInstalling, n.Hash, nil)
-			out.Starts = append(out.Starts, Start{Node: n.Name, Op: Install})
+			out.Starts = append(out.Starts, Start{Node: n.Name, Op: Install, Repair: repair})
 			n.Install.Phase = JobActive
 		} else {
 			set(n, v1alpha1.NodeUninstalling, n.Hash, nil)
 			out.Starts = append(out.Starts, Start{Node: n.Name, Op: Uninstall})
 			n.Uninstall.Phase = JobActive
 		}
+	}
+	// Verify Jobs change nothing on the node and take no rollout budget; they have a budget of their own
+	// so that a large cluster is not verified all at once.
+	for _, n := range verifies {
+		if verifying >= in.MaxUnavailable {
+			break
+		}
+		if n.BusyWith != "" {
+			continue // another Shim's Job runs there; one node operation at a time
+		}
+		verifying++
+		out.Starts = append(out.Starts, Start{Node: n.Name, Op: Verify})
 	}
 
 	for _, n := range nodes {
@@ -291,6 +372,8 @@ func Plan(in Input) Output {
 			if n.Selected && !in.Deleting && n.Hash == in.SpecHash {
 				out.Counts.Ready++
 			}
+		case v1alpha1.NodeDrifted:
+			out.Counts.Drifted++
 		case v1alpha1.NodeFailed:
 			out.Counts.Failed++
 		case v1alpha1.NodeUnsupported:
@@ -318,9 +401,10 @@ func planLeave(n *Node, busy bool, set func(*Node, v1alpha1.NodeState, string, *
 			set(n, v1alpha1.NodeUninstalling, n.Hash, nil)
 		}
 		// An install still runs: uninstall once it has finished.
-	case n.State == v1alpha1.NodeUnsupported,
+	case n.State == v1alpha1.NodeUnsupported && n.Hash == "",
 		n.State == v1alpha1.NodeFailed && n.Hash == "" && n.Uninstall.Phase == JobNone:
-		// Nothing was ever installed here: unsupported, or the first install failed and was rolled back.
+		// Nothing was ever installed here: unsupported from the start, or the first install failed and
+		// was rolled back. (A node that became unsupported after an install keeps its hash.)
 		set(n, "", "", nil)
 	case n.Uninstall.Phase == JobFailed && n.Uninstall.Busy:
 		// The node lock was held by another operation: nothing changed; run the Job again.
@@ -341,19 +425,86 @@ func planLeave(n *Node, busy bool, set func(*Node, v1alpha1.NodeState, string, *
 	}
 }
 
-// postCheck turns a ready node into failed when its kubelet reports runtime handlers but, HandlerDeadline
-// after the install finished, still not ours. It never holds the rollout.
-func postCheck(in Input, n *Node, set func(*Node, v1alpha1.NodeState, string, *Event), out *Output) {
-	if !n.HandlersReported || n.HandlerListed || in.HandlerDeadline <= 0 || n.Install.Finished.IsZero() {
-		return
+// checkReady looks for drift on a ready node at the current spec: a changed runtime or boot, a handler
+// the kubelet stopped listing, or a failed verify Job. A drifted node is reinstalled through the rollout
+// (it counts against maxUnavailable like any install, and as a failure only if the reinstall fails). It
+// reports whether a verify Job is due on the node.
+func checkReady(in Input, n *Node, set func(*Node, v1alpha1.NodeState, string, *Event), out *Output) (verifyDue bool) {
+	drift := func(cause DriftCause, why string) {
+		set(n, v1alpha1.NodeDrifted, n.Hash, &Event{Warning: true, Reason: v1alpha1.ReasonNodeDrifted, Cause: cause,
+			Message: fmt.Sprintf("node %s: %s; reinstalling", n.Name, why)})
 	}
-	due := n.Install.Finished.Add(in.HandlerDeadline)
-	if wait := due.Sub(in.Now); wait > 0 {
-		if out.RequeueAfter == 0 || wait < out.RequeueAfter {
-			out.RequeueAfter = wait
+	switch {
+	case n.InstalledRuntime != "" && n.Runtime != "" && n.InstalledRuntime != n.Runtime:
+		cause, why := runtimeChange(n.InstalledRuntime, n.Runtime)
+		drift(cause, why)
+		return false
+	case n.InstalledRuntime == "" && n.Runtime != "":
+		set(n, v1alpha1.NodeReady, n.Hash, nil) // made ready by an older manager: record the runtime now
+	}
+	if n.HandlersReported {
+		if n.HandlerListed || in.HandlerDeadline <= 0 {
+			return false
 		}
-		return
+		if !n.Install.Finished.IsZero() {
+			if wait := n.Install.Finished.Add(in.HandlerDeadline).Sub(in.Now); wait > 0 {
+				requeue(out, wait)
+				return false
+			}
+			if n.Install.Repair {
+				set(n, v1alpha1.NodeFailed, n.Hash, &Event{Warning: true, Reason: v1alpha1.ReasonHandlerNotReported,
+					Message: fmt.Sprintf("node %s: reinstalled, but the kubelet still does not list the handler in status.runtimeHandlers %s after the install (the installer found it in the CRI)", n.Name, in.HandlerDeadline)})
+				return false
+			}
+		}
+		drift(DriftHandler, "the kubelet does not list the handler in status.runtimeHandlers")
+		return false
 	}
-	set(n, v1alpha1.NodeFailed, n.Hash, &Event{Warning: true, Reason: v1alpha1.ReasonHandlerNotReported,
-		Message: fmt.Sprintf("node %s: the installer reported the handler ready, but the kubelet still does not list it in status.runtimeHandlers %s after the install", n.Name, in.HandlerDeadline)})
+	if in.VerifyInterval <= 0 {
+		return false
+	}
+	stale := !n.Install.Finished.IsZero() && n.Verify.Finished.Before(n.Install.Finished)
+	switch n.Verify.Phase {
+	case JobFailed:
+		out.Restarts = append(out.Restarts, Restart{Node: n.Name, Op: Verify})
+		if !stale {
+			drift(DriftVerify, "the verify Job failed: "+n.Verify.Detail)
+		}
+		return false
+	case JobNone:
+		if !n.Install.Finished.IsZero() {
+			if wait := n.Install.Finished.Add(in.VerifyInterval).Sub(in.Now); wait > 0 {
+				requeue(out, wait)
+				return false
+			}
+		}
+		return true
+	}
+	return false // running, or succeeded: the Job's TTL (the interval) schedules the next one
+}
+
+// runtimeChange describes the difference between two RuntimeIDs.
+func runtimeChange(was, now string) (DriftCause, string) {
+	wasVersion, wasBoot, _ := strings.Cut(was, " boot=")
+	nowVersion, nowBoot, _ := strings.Cut(now, " boot=")
+	if wasVersion != nowVersion {
+		return DriftRuntime, fmt.Sprintf("the container runtime changed from %s to %s", wasVersion, nowVersion)
+	}
+	return DriftReboot, fmt.Sprintf("the node rebooted (boot ID %s, was %s)", nowBoot, wasBoot)
+}
+
+// RuntimeID identifies a node's container runtime as Node.Runtime does: its status.nodeInfo
+// containerRuntimeVersion and bootID; "" while the kubelet has reported neither.
+func RuntimeID(containerRuntimeVersion, bootID string) string {
+	if containerRuntimeVersion == "" && bootID == "" {
+		return ""
+	}
+	return containerRuntimeVersion + " boot=" + bootID
+}
+
+// requeue asks for the next reconcile within d.
+func requeue(out *Output, d time.Duration) {
+	if out.RequeueAfter == 0 || d < out.RequeueAfter {
+		out.RequeueAfter = d
+	}
 }

@@ -20,6 +20,7 @@ var (
 const (
 	installing   = v1alpha1.NodeInstalling
 	ready        = v1alpha1.NodeReady
+	drifted      = v1alpha1.NodeDrifted
 	failed       = v1alpha1.NodeFailed
 	unsupported  = v1alpha1.NodeUnsupported
 	uninstalling = v1alpha1.NodeUninstalling
@@ -38,6 +39,7 @@ func state(s v1alpha1.NodeState, hash string) func(*Node) {
 }
 func install(p JobPhase) func(*Node)   { return func(n *Node) { n.Install.Phase = p } }
 func uninstall(p JobPhase) func(*Node) { return func(n *Node) { n.Uninstall.Phase = p } }
+func verify(p JobPhase) func(*Node)    { return func(n *Node) { n.Verify.Phase = p } }
 func deselected(n *Node)               { n.Selected = false }
 func busyWith(shim string) func(*Node) { return func(n *Node) { n.BusyWith = shim } }
 
@@ -61,6 +63,23 @@ func installed(name string) Change {
 		Message: "node " + name + ": installed ()"}}
 }
 
+func unmet(why string) func(*Node) { return func(n *Node) { n.Unmet = why } }
+func runtime(installed, now string) func(*Node) {
+	return func(n *Node) { n.InstalledRuntime, n.Runtime = installed, now }
+}
+
+func driftEvent(node string, cause DriftCause, why string) *Event {
+	return &Event{Warning: true, Reason: v1alpha1.ReasonNodeDrifted, Cause: cause,
+		Message: "node " + node + ": " + why + "; reinstalling"}
+}
+
+// verifyInput is input with verify Jobs every 10 minutes.
+func verifyInput(nodes ...Node) Input {
+	in := input(nodes...)
+	in.VerifyInterval = 10 * time.Minute
+	return in
+}
+
 func input(nodes ...Node) Input {
 	return Input{SpecHash: "h2", PreviousHash: "h2", Platforms: []Platform{amd64}, MaxUnavailable: 2, MaxFailures: 1,
 		Now: t0, HandlerDeadline: time.Minute, Nodes: nodes}
@@ -81,21 +100,21 @@ func TestPlan(t *testing.T) {
 		"canary first": {
 			in:      input(node("a"), node("b"), node("c")),
 			changes: []Change{{Node: "a", State: installing}},
-			starts:  []Start{{"a", Install}},
+			starts:  []Start{{Node: "a", Op: Install}},
 			canary:  true,
 		},
 		// Issue 13: one node operation per node, whichever Shim it is for.
 		"a node busy with another Shim waits; the next node is the canary": {
 			in:      input(node("a", busyWith("spin")), node("b"), node("c")),
 			changes: []Change{{Node: "b", State: installing}},
-			starts:  []Start{{"b", Install}},
+			starts:  []Start{{Node: "b", Op: Install}},
 			canary:  true,
 		},
 		"nodes busy with other Shims do not use the budget": {
 			in: input(canaryDone("a"), node("b", busyWith("spin")), node("c", busyWith("wasmtime")),
 				node("d"), node("e")),
 			changes: []Change{installed("a"), {Node: "d", State: installing}, {Node: "e", State: installing}},
-			starts:  []Start{{"d", Install}, {"e", Install}},
+			starts:  []Start{{Node: "d", Op: Install}, {Node: "e", Op: Install}},
 		},
 		"an upgrade waits on a busy node, which stays ready": {
 			in: input(node("a", state(ready, "h1"), busyWith("spin")), node("b", state(ready, "h2"))),
@@ -105,11 +124,11 @@ func TestPlan(t *testing.T) {
 		},
 		"the installer found the node locked: the install runs again": {
 			in:       input(node("a", state(installing, "h1"), install(JobFailed), busyJob(true))),
-			restarts: []Restart{{"a", Install}},
+			restarts: []Restart{{Node: "a", Op: Install}},
 		},
 		"the installer found the node locked: the uninstall runs again": {
 			in:       input(node("a", deselected, state(uninstalling, "h2"), uninstall(JobFailed), busyJob(false))),
-			restarts: []Restart{{"a", Uninstall}},
+			restarts: []Restart{{Node: "a", Op: Uninstall}},
 		},
 		"canary holds while running": {
 			in:     input(node("a", state(installing, ""), install(JobActive)), node("b")),
@@ -118,12 +137,12 @@ func TestPlan(t *testing.T) {
 		"the canary's success doubles the wave": {
 			in:      input(canaryDone("a"), node("b"), node("c"), node("d")),
 			changes: []Change{installed("a"), {Node: "b", State: installing}, {Node: "c", State: installing}},
-			starts:  []Start{{"b", Install}, {"c", Install}},
+			starts:  []Start{{Node: "b", Op: Install}, {Node: "c", Op: Install}},
 		},
 		"a round of work after an idle time starts with one node": {
 			in:      input(node("a", state(ready, "h2")), node("b"), node("c"), node("d")),
 			changes: []Change{{Node: "b", State: installing}},
-			starts:  []Start{{"b", Install}},
+			starts:  []Start{{Node: "b", Op: Install}},
 		},
 		"budget counts running jobs of any kind": {
 			in: input(node("a", state(ready, "h2")), node("b", state(installing, ""), install(JobActive)),
@@ -150,7 +169,7 @@ func TestPlan(t *testing.T) {
 		"failures within budget go on": {
 			in:      input(node("a", state(failed, "")), node("c", state(ready, "h2")), node("d")),
 			changes: []Change{{Node: "d", State: installing}},
-			starts:  []Start{{"d", Install}},
+			starts:  []Start{{Node: "d", Op: Install}},
 		},
 		"spec change retries failed nodes": {
 			in: func() Input {
@@ -160,14 +179,14 @@ func TestPlan(t *testing.T) {
 			}(),
 			changes: []Change{{Node: "a", State: "", Hash: "h1"}, {Node: "b", State: "", Hash: "h1"},
 				{Node: "a", State: installing, Hash: "h1"}},
-			starts: []Start{{"a", Install}},
+			starts: []Start{{Node: "a", Op: Install}},
 			canary: true,
 		},
 		"upgrade goes through the budget": {
 			in: input(canaryDone("a"), node("b", state(ready, "h1")), node("c", state(ready, "h1")),
 				node("d", state(ready, "h1"))),
 			changes: []Change{installed("a"), {Node: "b", State: installing, Hash: "h1"}, {Node: "c", State: installing, Hash: "h1"}},
-			starts:  []Start{{"b", Install}, {"c", Install}},
+			starts:  []Start{{Node: "b", Op: Install}, {Node: "c", Op: Install}},
 		},
 		"older install finishes first": {
 			in: input(node("a", state(ready, "h2")), node("b", state(installing, "h1"), func(n *Node) { n.OtherActive = true })),
@@ -192,7 +211,7 @@ func TestPlan(t *testing.T) {
 			in: input(node("a", state(unsupported, "")), node("b", state(unsupported, ""), install(JobSucceeded)),
 				node("c", state(ready, "h2")), node("d")),
 			changes: []Change{{Node: "d", State: installing}},
-			starts:  []Start{{"d", Install}},
+			starts:  []Start{{Node: "d", Op: Install}},
 		},
 		"spec change retries unsupported hosts": {
 			in: func() Input {
@@ -201,13 +220,13 @@ func TestPlan(t *testing.T) {
 				return in
 			}(),
 			changes: []Change{{Node: "a", State: "", Hash: "h1"}, {Node: "a", State: installing, Hash: "h1"}},
-			starts:  []Start{{"a", Install}},
+			starts:  []Start{{Node: "a", Op: Install}},
 			canary:  true,
 		},
 		"opt-out uninstalls": {
 			in:      input(node("a", deselected, state(ready, "h2")), node("b", state(ready, "h2"))),
 			changes: []Change{{Node: "a", State: uninstalling, Hash: "h2"}},
-			starts:  []Start{{"a", Uninstall}},
+			starts:  []Start{{Node: "a", Op: Uninstall}},
 		},
 		"uninstall done removes label and hash": {
 			in: input(node("a", deselected, state(uninstalling, "h2"), uninstall(JobSucceeded))),
@@ -235,25 +254,25 @@ func TestPlan(t *testing.T) {
 			}(),
 			changes: []Change{{Node: "a", Event: &Event{Reason: v1alpha1.ReasonUninstalled, Message: "node a: uninstalled ()"}},
 				{Node: "c"}, {Node: "b", State: uninstalling, Hash: "h2"}, {Node: "e", State: uninstalling, Hash: "h2"}},
-			starts: []Start{{"b", Uninstall}, {"e", Uninstall}},
+			starts: []Start{{Node: "b", Op: Uninstall}, {Node: "e", Op: Uninstall}},
 		},
 		"deselected node whose upgrade failed is uninstalled": {
 			in:      input(node("a", deselected, state(failed, "h1"))),
 			changes: []Change{{Node: "a", State: uninstalling, Hash: "h1"}},
-			starts:  []Start{{"a", Uninstall}},
+			starts:  []Start{{Node: "a", Op: Uninstall}},
 		},
 		"stale finished install job is deleted before reuse": {
 			in:       input(node("a", state(ready, "h2")), node("b", install(JobSucceeded))),
-			restarts: []Restart{{"b", Install}},
+			restarts: []Restart{{Node: "b", Op: Install}},
 		},
 		"stale finished uninstall job is deleted before reuse": {
 			in:       input(node("a", deselected, state(ready, "h2"), uninstall(JobSucceeded))),
-			restarts: []Restart{{"a", Uninstall}},
+			restarts: []Restart{{Node: "a", Op: Uninstall}},
 		},
 		"restart mid-rollout: label without job starts again": {
 			in:      input(node("a", state(ready, "h2")), node("b", state(installing, ""))),
 			changes: nil,
-			starts:  []Start{{"b", Install}},
+			starts:  []Start{{Node: "b", Op: Install}},
 		},
 		"post-check waits for the deadline": {
 			in: input(node("a", state(ready, "h2"), install(JobSucceeded), func(n *Node) {
@@ -261,13 +280,135 @@ func TestPlan(t *testing.T) {
 			})),
 			requeue: 40 * time.Second,
 		},
-		"post-check fails a node whose kubelet never lists the handler": {
+		"a handler the kubelet does not list after the deadline: drifted": {
 			in: input(node("a", state(ready, "h2"), install(JobSucceeded), func(n *Node) {
 				n.HandlersReported, n.Install.Finished = true, t0.Add(-61*time.Second)
 			})),
+			changes: []Change{{Node: "a", State: drifted, Hash: "h2", Event: driftEvent("a", DriftHandler,
+				"the kubelet does not list the handler in status.runtimeHandlers")}},
+			restarts: []Restart{{Node: "a", Op: Install}}, // its install Job's name is reused by the repair
+		},
+		"a handler that disappears long after the install: drifted and repaired": {
+			in: input(node("a", state(ready, "h2"), func(n *Node) { n.HandlersReported = true }), node("b", state(ready, "h2"))),
+			changes: []Change{{Node: "a", State: drifted, Hash: "h2", Event: driftEvent("a", DriftHandler,
+				"the kubelet does not list the handler in status.runtimeHandlers")}, {Node: "a", State: installing, Hash: "h2"}},
+			starts: []Start{{Node: "a", Op: Install, Repair: true}},
+		},
+		"a repair after which the kubelet still does not list the handler: failed": {
+			in: input(node("a", state(ready, "h2"), install(JobSucceeded), func(n *Node) {
+				n.HandlersReported, n.Install.Finished, n.Install.Repair = true, t0.Add(-61*time.Second), true
+			})),
 			changes: []Change{{Node: "a", State: failed, Hash: "h2", Event: &Event{Warning: true,
 				Reason:  v1alpha1.ReasonHandlerNotReported,
-				Message: "node a: the installer reported the handler ready, but the kubelet still does not list it in status.runtimeHandlers 1m0s after the install"}}},
+				Message: "node a: reinstalled, but the kubelet still does not list the handler in status.runtimeHandlers 1m0s after the install (the installer found it in the CRI)"}}},
+		},
+		"no handler check with a zero deadline": {
+			in: func() Input {
+				in := input(node("a", state(ready, "h2"), func(n *Node) { n.HandlersReported = true }))
+				in.HandlerDeadline = 0
+				return in
+			}(),
+		},
+		"containerd changed since the install: drifted": {
+			in: input(node("a", state(ready, "h2"), runtime("containerd://1.7.1 boot=b1", "containerd://2.0.0 boot=b1"), install(JobSucceeded))),
+			changes: []Change{{Node: "a", State: drifted, Hash: "h2", Runtime: "containerd://1.7.1 boot=b1", Event: driftEvent("a", DriftRuntime,
+				"the container runtime changed from containerd://1.7.1 to containerd://2.0.0")}},
+			restarts: []Restart{{Node: "a", Op: Install}},
+		},
+		"rebooted since the install: drifted": {
+			in: input(node("a", state(ready, "h2"), runtime("containerd://2.0.0 boot=b1", "containerd://2.0.0 boot=b2"), install(JobSucceeded))),
+			changes: []Change{{Node: "a", State: drifted, Hash: "h2", Runtime: "containerd://2.0.0 boot=b1", Event: driftEvent("a", DriftReboot,
+				"the node rebooted (boot ID b2, was b1)")}},
+			restarts: []Restart{{Node: "a", Op: Install}},
+		},
+		"a ready node without a recorded runtime gets it": {
+			in:      input(node("a", state(ready, "h2"), runtime("", "containerd://2.0.0 boot=b1"))),
+			changes: []Change{{Node: "a", State: ready, Hash: "h2", Runtime: "containerd://2.0.0 boot=b1"}},
+		},
+		"a drifted node is reinstalled as a repair, within the budget": {
+			in: func() Input {
+				in := input(node("a", state(ready, "h2")), node("b", state(drifted, "h2")), node("c", state(drifted, "h2")),
+					node("d", state(drifted, "h2")), node("e", state(installing, "h2"), install(JobActive)))
+				in.Wave = 2 // e runs: one more Job fits
+				return in
+			}(),
+			changes: []Change{{Node: "b", State: installing, Hash: "h2"}},
+			starts:  []Start{{Node: "b", Op: Install, Repair: true}},
+		},
+		"a drifted node's finished install Job is deleted first": {
+			in:       input(node("a", state(ready, "h2")), node("b", state(drifted, "h2"), install(JobSucceeded))),
+			restarts: []Restart{{Node: "b", Op: Install}},
+		},
+		"a successful repair makes the node ready on its runtime": {
+			in: input(node("a", state(installing, "h2"), install(JobSucceeded), runtime("containerd://1.7.1 boot=b1", "containerd://2.0.0 boot=b1"))),
+			changes: []Change{{Node: "a", State: ready, Hash: "h2", Runtime: "containerd://2.0.0 boot=b1", Event: &Event{
+				Reason: v1alpha1.ReasonInstalled, Message: "node a: installed ()"}}},
+		},
+		"a failed repair is a failure": {
+			in: input(node("a", state(installing, "h2"), install(JobFailed))),
+			changes: []Change{{Node: "a", State: failed, Hash: "h2", Event: &Event{Warning: true,
+				Reason: v1alpha1.ReasonInstallFailed, Message: "node a: install failed: "}}},
+		},
+		"a runtime that does not meet the requirements: unsupported": {
+			in: input(node("a", unmet("the node's container runtime is cri-o://1.30.0, not containerd")), node("b", state(ready, "h2"))),
+			changes: []Change{{Node: "a", State: unsupported, Event: &Event{Reason: v1alpha1.ReasonUnsupportedRuntime,
+				Message: "node a: the node's container runtime is cri-o://1.30.0, not containerd"}}},
+		},
+		"an unsupported node records the runtime it was found unsupported on": {
+			in: input(node("a", unmet("containerd 1.7.1 does not satisfy >=2.0"), runtime("", "containerd://1.7.1 boot=b1"))),
+			changes: []Change{{Node: "a", State: unsupported, Runtime: "containerd://1.7.1 boot=b1", Event: &Event{Reason: v1alpha1.ReasonUnsupportedRuntime,
+				Message: "node a: containerd 1.7.1 does not satisfy >=2.0"}}},
+		},
+		"a ready node that stops meeting the requirements keeps its hash": {
+			in: input(node("a", state(ready, "h2"), unmet("containerd 1.7.1 does not satisfy >=2.0"))),
+			changes: []Change{{Node: "a", State: unsupported, Hash: "h2", Event: &Event{Reason: v1alpha1.ReasonUnsupportedRuntime,
+				Message: "node a: containerd 1.7.1 does not satisfy >=2.0"}}},
+		},
+		"an install finishes before the requirements are looked at": {
+			in: input(node("a", state(installing, ""), install(JobActive), unmet("containerd 1.7.1 does not satisfy >=2.0"))),
+		},
+		"an unsupported node whose runtime changed is looked at again": {
+			in:      input(node("a", state(ready, "h2")), node("b", state(unsupported, ""), runtime("containerd://1.7.1 boot=b1", "containerd://2.0.0 boot=b1"))),
+			changes: []Change{{Node: "b"}, {Node: "b", State: installing}},
+			starts:  []Start{{Node: "b", Op: Install}},
+		},
+		"an unsupported node on the runtime it was found unsupported on stays so": {
+			in: input(node("a", state(ready, "h2")), node("b", state(unsupported, ""), runtime("containerd://2.0.0 boot=b1", "containerd://2.0.0 boot=b1"))),
+		},
+		"a deselected node that was installed before it became unsupported is uninstalled": {
+			in:      input(node("a", deselected, state(unsupported, "h1")), node("b", deselected, state(unsupported, ""))),
+			changes: []Change{{Node: "b"}, {Node: "a", State: uninstalling, Hash: "h1"}},
+			starts:  []Start{{Node: "a", Op: Uninstall}},
+		},
+		"verify Jobs start when due, within their own budget": {
+			in: verifyInput(node("a", state(ready, "h2")), node("b", state(ready, "h2")), node("c", state(ready, "h2")),
+				node("d", state(installing, ""), install(JobActive))),
+			starts: []Start{{Node: "a", Op: Verify}, {Node: "b", Op: Verify}},
+		},
+		"a verify Job is due an interval after the install": {
+			in:      verifyInput(node("a", state(ready, "h2"), install(JobSucceeded), func(n *Node) { n.Install.Finished = t0.Add(-4 * time.Minute) })),
+			requeue: 6 * time.Minute,
+		},
+		"a running or finished verify Job schedules nothing": {
+			in: verifyInput(node("a", state(ready, "h2"), verify(JobActive)), node("b", state(ready, "h2"), verify(JobActive)),
+				node("c", state(ready, "h2"), verify(JobSucceeded))),
+		},
+		"a failed verify Job: drifted": {
+			in: verifyInput(node("a", state(ready, "h2"), verify(JobFailed), func(n *Node) { n.Verify.Detail = "VerifyFailed: handler a not present" })),
+			changes: []Change{{Node: "a", State: drifted, Hash: "h2", Event: driftEvent("a", DriftVerify,
+				"the verify Job failed: VerifyFailed: handler a not present")}, {Node: "a", State: installing, Hash: "h2"}},
+			restarts: []Restart{{Node: "a", Op: Verify}},
+			starts:   []Start{{Node: "a", Op: Install, Repair: true}},
+			canary:   true,
+		},
+		"a verify Job that failed before the last install is only deleted": {
+			in: verifyInput(node("a", state(ready, "h2"), verify(JobFailed), install(JobSucceeded), func(n *Node) {
+				n.Verify.Finished, n.Install.Finished = t0.Add(-time.Hour), t0.Add(-time.Minute)
+			})),
+			restarts: []Restart{{Node: "a", Op: Verify}},
+		},
+		"no verify Jobs where the kubelet reports handlers": {
+			in: verifyInput(node("a", state(ready, "h2"), func(n *Node) { n.HandlersReported, n.HandlerListed = true, true })),
 		},
 		"post-check passes a listed handler": {
 			in: input(node("a", state(ready, "h2"), install(JobSucceeded), func(n *Node) {
@@ -317,10 +458,12 @@ func TestPlanCounts(t *testing.T) {
 		node("e", func(n *Node) { n.Platform = arm64 }),
 		node("f", deselected, state(uninstalling, "h2"), uninstall(JobActive)),
 		node("g", deselected),
+		node("h", state(drifted, "h2")),
+		node("i", unmet("the node's container runtime is cri-o://1.30.0, not containerd")),
 	))
-	want := v1alpha1.NodeCounts{Selected: 5, Ready: 1, Installing: 1, Failed: 1, Unsupported: 1, Uninstalling: 1}
-	if out.Counts != want || out.Pending != 1 || out.InFlight != 2 {
-		t.Fatalf("counts %+v pending %d in flight %d; want %+v, 1 pending (b waits for the budget), 2 in flight", out.Counts, out.Pending, out.InFlight, want)
+	want := v1alpha1.NodeCounts{Selected: 7, Ready: 1, Drifted: 1, Installing: 1, Failed: 1, Unsupported: 2, Uninstalling: 1}
+	if out.Counts != want || out.Pending != 2 || out.InFlight != 2 {
+		t.Fatalf("counts %+v pending %d in flight %d; want %+v, 2 pending (b and h wait for the budget), 2 in flight", out.Counts, out.Pending, out.InFlight, want)
 	}
 }
 
@@ -334,6 +477,7 @@ func TestPlanSimulation(t *testing.T) {
 		nodes, maxUnavailable, maxFailures int
 		failEvery                          int // every n-th Job fails (0: none)
 		upgrade, delete                    bool
+		drifts                             int // ready nodes that reboot during the rollout
 	}{
 		{nodes: 1, maxUnavailable: 1, maxFailures: 1},
 		{nodes: 10, maxUnavailable: 1, maxFailures: 1},
@@ -342,6 +486,8 @@ func TestPlanSimulation(t *testing.T) {
 		{nodes: 100, maxUnavailable: 10, maxFailures: 3, failEvery: 4},
 		{nodes: 40, maxUnavailable: 5, maxFailures: 1, upgrade: true},
 		{nodes: 40, maxUnavailable: 5, maxFailures: 1, delete: true},
+		{nodes: 60, maxUnavailable: 4, maxFailures: 1, drifts: 25},
+		{nodes: 60, maxUnavailable: 4, maxFailures: 1, upgrade: true, drifts: 25},
 	} {
 		t.Run(fmt.Sprintf("%+v", tc), func(t *testing.T) {
 			t.Parallel()
@@ -349,10 +495,12 @@ func TestPlanSimulation(t *testing.T) {
 			nodes := make([]Node, tc.nodes)
 			for i := range nodes {
 				nodes[i] = node(fmt.Sprintf("n%03d", i))
+				nodes[i].Runtime = "containerd://2.4.2 boot=0"
 				if tc.upgrade || tc.delete {
-					nodes[i].State, nodes[i].Hash = ready, "h1"
+					nodes[i].State, nodes[i].Hash, nodes[i].InstalledRuntime = ready, "h1", nodes[i].Runtime
 				}
 			}
+			drifts := tc.drifts
 			in := input(nodes...)
 			in.MaxUnavailable, in.MaxFailures, in.Deleting = tc.maxUnavailable, tc.maxFailures, tc.delete
 			if tc.delete {
@@ -384,9 +532,22 @@ func TestPlanSimulation(t *testing.T) {
 				if !tc.delete && readyNow == 0 && len(running) > 1 {
 					t.Fatalf("step %d: %d Jobs before the canary succeeded", step, len(running))
 				}
-				if len(out.Starts) == 0 && len(running) == 0 {
+				if len(out.Starts) == 0 && len(running) == 0 && (drifts == 0 || readyNow == 0) {
 					assertSettled(t, tc.delete, tc.maxFailures, in, out)
 					return
+				}
+				// Reboot a random ready node now and then: it drifts and is repaired through the rollout.
+				if drifts > 0 && readyNow > 0 && rng.IntN(3) == 0 {
+					for _, i := range rng.Perm(len(in.Nodes)) {
+						if n := &in.Nodes[i]; n.State == ready && n.Hash == in.SpecHash {
+							n.Runtime = fmt.Sprintf("containerd://2.4.2 boot=%d", step)
+							drifts--
+							break
+						}
+					}
+				}
+				if len(running) == 0 {
+					continue
 				}
 				// Finish a random non-empty subset of the running Jobs.
 				rng.Shuffle(len(running), func(i, j int) { running[i], running[j] = running[j], running[i] })
@@ -426,7 +587,7 @@ func applyPlan(in *Input) Output {
 		byName[in.Nodes[i].Name] = &in.Nodes[i]
 	}
 	for _, c := range out.Changes {
-		byName[c.Node].State, byName[c.Node].Hash = c.State, c.Hash
+		byName[c.Node].State, byName[c.Node].Hash, byName[c.Node].InstalledRuntime = c.State, c.Hash, c.Runtime
 	}
 	for _, r := range out.Restarts {
 		if r.Op == Install {
@@ -457,6 +618,8 @@ func assertSettled(t *testing.T, deleting bool, maxFailures int, in Input, out O
 			t.Fatalf("node %s still %q/%q after the Shim was deleted", n.Name, n.State, n.Hash)
 		case !deleting && (n.State != ready || n.Hash != in.SpecHash) && !out.Paused:
 			t.Fatalf("node %s is %q at %q, rollout not paused", n.Name, n.State, n.Hash)
+		case !deleting && n.State == ready && n.InstalledRuntime != n.Runtime:
+			t.Fatalf("node %s is ready on runtime %q but recorded %q", n.Name, n.Runtime, n.InstalledRuntime)
 		}
 	}
 	if out.Paused != (nFailed > maxFailures && out.Pending > 0) {
