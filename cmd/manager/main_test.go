@@ -52,18 +52,18 @@ func TestParseFlags(t *testing.T) {
 			wantErr: "--installer-config: read installer config: open testdata/nope.yaml: no such file or directory"},
 		"bad installer config": {args: []string{"--installer-image=i", "--installer-config=testdata/bad-installer-config.yaml"},
 			wantErr: `--installer-config: installer config testdata/bad-installer-config.yaml: invalid installer config: nodeOverrides[1]: restart "reboot"`},
-		"bad restart":     {args: []string{"--installer-image=i", "--installer-restart=reboot"}, wantErr: `--installer-restart "reboot": want one of systemd, signal, none`},
-		"image required":  {args: nil, wantErr: "--installer-image is required"},
-		"bad pull policy": {args: []string{"--installer-image=i", "--installer-pull-policy=Sometimes"}, wantErr: "want Always, IfNotPresent or Never"},
-		"empty namespace": {args: []string{"--installer-image=i", "--namespace="}, wantErr: "--namespace must not be empty"},
+		"bad restart":              {args: []string{"--installer-image=i", "--installer-restart=reboot"}, wantErr: `--installer-restart "reboot": want one of systemd, signal, none`},
+		"image required":           {args: nil, wantErr: "--installer-image is required"},
+		"bad pull policy":          {args: []string{"--installer-image=i", "--installer-pull-policy=Sometimes"}, wantErr: "want Always, IfNotPresent or Never"},
+		"empty namespace":          {args: []string{"--installer-image=i", "--namespace="}, wantErr: "--namespace must not be empty"},
 		"negative verify interval": {args: []string{"--installer-image=i", "--verify-interval=-1m"}, wantErr: "--verify-interval -1m0s"},
 		"verify interval": {args: []string{"--installer-image=i", "--verify-interval=0"}, check: func(t *testing.T, c config) {
 			if c.Jobs.VerifyInterval != 0 {
 				t.Fatalf("verify interval %s, want 0 (off)", c.Jobs.VerifyInterval)
 			}
 		}},
-		"unknown flag":    {args: []string{"--installer-image=i", "--nope"}, wantErr: "unknown flag"},
-		"stray argument":  {args: []string{"--installer-image=i", "extra"}, wantErr: "unexpected arguments"},
+		"unknown flag":   {args: []string{"--installer-image=i", "--nope"}, wantErr: "unknown flag"},
+		"stray argument": {args: []string{"--installer-image=i", "extra"}, wantErr: "unexpected arguments"},
 		"version needs nothing else": {args: []string{"--version"}, check: func(t *testing.T, c config) {
 			if !c.version {
 				t.Fatal("--version not seen")
