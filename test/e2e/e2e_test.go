@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -78,7 +79,9 @@ func TestE2E(t *testing.T) {
 	if e.local != nil {
 		overrides = LocalOverrides(e.local.Layout())
 	}
-	install := InstallArgs(chart, overrides)
+	// A short handler deadline: the kubelet lists a new handler within about 10 s here, and a handler
+	// that disappears soon after an install is found out only after it.
+	install := append(InstallArgs(chart, overrides), "--set", "manager.handlerDeadline=20s")
 	// The node's containerd config before wasmkube: what a plain helm uninstall must leave.
 	pristine := e.readConfig(t)
 	if _, err := Helm(ctx, helm, e.kubeconfig, install...); err != nil {
@@ -170,6 +173,9 @@ func TestE2E(t *testing.T) {
 
 	// An arch-limited Shim: unsupported on this node, nothing changed.
 	e.archLimited(t, ctx)
+
+	// Drift: containerd gets its config from before wasmkube back and restarts, as on a re-imaged node.
+	e.driftAndHeal(t, ctx, before)
 
 	// Opt out: config byte-identical to the copy taken before annotating, label and handler gone.
 	e.deletePods(t, ctx)
@@ -546,10 +552,63 @@ spec:
 	}
 }
 
+// driftAndHeal gives containerd the config it had before wasmkube and restarts it, as a re-imaged node or
+// a configuration-management run would: the kubelet stops listing the handler, the manager marks the
+// node drifted (an Event) and reinstalls the shim, and a new Wasm pod runs. It reads only what a user
+// sees (the node, the Shim's Events, pods), and the host's containerd config.
+func (e *env) driftAndHeal(t *testing.T, ctx context.Context, pristine string) {
+	t.Helper()
+	if e.local == nil {
+		t.Log("drift: skipped on an existing cluster (this test cannot edit its node's containerd config)")
+		return
+	}
+	procs, err := e.local.ContainerdProcesses()
+	if err != nil || len(procs) != 1 {
+		t.Fatalf("find the node's containerd: %v (%d processes)", err, len(procs))
+	}
+	if err := os.WriteFile(e.local.Layout().ContainerdConfig(), []byte(pristine), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := syscall.Kill(procs[0].PID, syscall.SIGTERM); err != nil { // its supervisor starts it again
+		t.Fatalf("restart containerd: %v", err)
+	}
+	e.waitHandler(t, ctx, false)
+	t.Logf("FIGURE drift: containerd restarted without the handler -> the kubelet no longer lists it: %s", time.Since(start).Round(time.Millisecond))
+	var note string
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, waitLong, true, func(ctx context.Context) (bool, error) {
+		list, err := e.client.EventsV1().Events("").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		for _, ev := range list.Items {
+			if ev.Regarding.Kind == "Shim" && ev.Regarding.Name == shim && ev.Reason == v1alpha1.ReasonNodeDrifted && ev.CreationTimestamp.Time.After(start.Add(-time.Second)) {
+				note = ev.Note
+				return true, nil
+			}
+		}
+		return false, nil
+	}); err != nil {
+		t.Fatalf("no NodeDrifted Event after containerd lost the handler: %v", err)
+	}
+	t.Logf("FIGURE drift: containerd restarted without the handler -> NodeDrifted Event: %s (%s)", time.Since(start).Round(time.Millisecond), note)
+	if !strings.Contains(note, "does not list the handler") {
+		t.Errorf("NodeDrifted Event %q does not say that the handler is gone", note)
+	}
+	e.waitLabel(t, ctx, shim, string(v1alpha1.NodeReady))
+	e.waitHandler(t, ctx, true)
+	t.Logf("FIGURE drift: containerd restarted without the handler -> ready and listed again: %s", time.Since(start).Round(time.Millisecond))
+	if cfg := e.readConfig(t); !strings.Contains(cfg, "managed by wasmkube") {
+		t.Errorf("containerd config after the repair lacks wasmkube's block:\n%s", cfg)
+	}
+	e.runPod(t, ctx, "wasm-healed", wasmImage, shim, "hello", "healed")
+	e.waitLogs(t, ctx, "wasm-healed", `"healed"`)
+}
+
 func (e *env) deletePods(t *testing.T, ctx context.Context) {
 	t.Helper()
 	zero := int64(0)
-	for _, p := range []string{"wasm-hello", "plain-hello", "wasm-sleep", "wasm-after"} {
+	for _, p := range []string{"wasm-hello", "plain-hello", "wasm-sleep", "wasm-after", "wasm-healed"} {
 		if err := e.client.CoreV1().Pods(ns).Delete(ctx, p, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil && !apierrors.IsNotFound(err) {
 			t.Error(err)
 		}
