@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -79,6 +81,60 @@ func (h *harness) metric(series string) float64 {
 	return gather(h.t, h.registry)[series]
 }
 
+// driftWatch records, from its start, how often each node was labelled drifted for a Shim, and the most
+// drifted nodes the Shim's status counted.
+type driftWatch struct {
+	mu        sync.Mutex
+	state     map[string]string
+	drifted   map[string]int
+	maxStatus int32
+}
+
+func (h *harness) watchDrift(shim string) *driftWatch {
+	h.t.Helper()
+	dw := &driftWatch{state: map[string]string{}, drifted: map[string]int{}}
+	nw, err := k8s.Watch(h.ctx, &corev1.NodeList{})
+	if err != nil {
+		h.t.Fatalf("watch nodes: %v", err)
+	}
+	sw, err := k8s.Watch(h.ctx, &v1alpha1.ShimList{})
+	if err != nil {
+		h.t.Fatalf("watch Shims: %v", err)
+	}
+	h.t.Cleanup(nw.Stop)
+	h.t.Cleanup(sw.Stop)
+	go func() {
+		for ev := range nw.ResultChan() {
+			if n, ok := ev.Object.(*corev1.Node); ok {
+				dw.mu.Lock()
+				now := n.Labels[v1alpha1.NodeStateLabel(shim)]
+				if now == string(v1alpha1.NodeDrifted) && dw.state[n.Name] != now {
+					dw.drifted[n.Name]++
+				}
+				dw.state[n.Name] = now
+				dw.mu.Unlock()
+			}
+		}
+	}()
+	go func() {
+		for ev := range sw.ResultChan() {
+			if s, ok := ev.Object.(*v1alpha1.Shim); ok && s.Name == shim {
+				dw.mu.Lock()
+				dw.maxStatus = max(dw.maxStatus, s.Status.Nodes.Drifted)
+				dw.mu.Unlock()
+			}
+		}
+	}()
+	return dw
+}
+
+// snapshot returns how often each node was labelled drifted, and the most drifted nodes in the status.
+func (dw *driftWatch) snapshot() (map[string]int, int32) {
+	dw.mu.Lock()
+	defer dw.mu.Unlock()
+	return maps.Clone(dw.drifted), dw.maxStatus
+}
+
 // TestRequirementsGating: nodes whose container runtime does not meet a Shim's requirements (too old a
 // containerd for the builtin wazero shim, CRI-O) become unsupported with an Event saying why: never
 // failed, no failure budget spent (maxFailures 0 does not pause), no Job run there. A node whose
@@ -143,16 +199,18 @@ func TestRequirementsGating(t *testing.T) {
 }
 
 // TestDriftSelfHealing: a ready node drifts when its kubelet stops listing the handler, when it reboots
-// (boot ID) and when containerd changes (containerRuntimeVersion); each drift has an Event and a
-// metric, and the node is reinstalled through the rollout, which reaches ready again. The reinstall is
-// an ordinary install Job marked as a repair, and counts against maxUnavailable: three nodes that drift
-// at once are reinstalled one at a time.
+// (boot ID) and when containerd changes (containerRuntimeVersion); each drift labels the node drifted,
+// counts in status.nodes.drifted, has an Event and a metric, and the node is reinstalled through the
+// rollout, which reaches ready again. The reinstall is an ordinary install Job marked as a repair, and
+// counts against maxUnavailable: two nodes that drift at once are reinstalled one at a time. A handler
+// that goes again after a repair makes the node failed, not reinstalled over and over.
 func TestDriftSelfHealing(t *testing.T) {
 	h := newHarness(t)
 	h.opts.HandlerDeadline = 3 * time.Second
 	h.addNodes("amd64", map[string]string{"test-pool": "dr"}, nil, "dr-handler", "dr-boot", "dr-runtime")
 	h.start()
 	tr := h.track("dr")
+	dw := h.watchDrift("dr")
 	h.create(validShim("dr", pool("dr"), maxUnavailable(intstr.FromInt32(1))))
 	all := func(s string) map[string]string {
 		return map[string]string{"dr-handler": s, "dr-boot": s, "dr-runtime": s}
@@ -174,6 +232,9 @@ func TestDriftSelfHealing(t *testing.T) {
 	h.handlers("dr-handler", "runc", "dr")
 	time.Sleep(4 * time.Second) // past the handler deadline
 	h.waitStates("dr", all(ready), time.Second)
+	if drifted, _ := dw.snapshot(); len(drifted) != 0 {
+		t.Fatalf("nodes labelled drifted while the kubelet lists the handler: %v", drifted)
+	}
 
 	// It stops listing it (containerd got its old config back): drifted, reinstalled; the reinstall
 	// brings the handler back, so the node stays ready.
@@ -191,8 +252,8 @@ func TestDriftSelfHealing(t *testing.T) {
 	h.waitStates("dr", all(ready), minute)
 	t.Logf("FIGURE handler dropped -> ready again: %s", time.Since(start).Round(time.Millisecond))
 
-	// A reboot and a containerd upgrade, and at the same time the handler gone again on the first node:
-	// three drifted nodes, repaired one at a time (maxUnavailable 1).
+	// A reboot and a containerd upgrade at the same time: two drifted nodes, repaired one at a time
+	// (maxUnavailable 1).
 	maxBefore, _, _ := tr.snapshot()
 	h.patchNodeStatus("dr-boot", map[string]any{"nodeInfo": map[string]any{"bootID": "boot-2"}})
 	h.patchNodeStatus("dr-runtime", map[string]any{"nodeInfo": map[string]any{"containerRuntimeVersion": "containerd://2.5.0"}})
@@ -205,13 +266,17 @@ func TestDriftSelfHealing(t *testing.T) {
 	if maxInstalling > 1 || maxBefore > 1 {
 		t.Errorf("%d nodes reinstalling at once, maxUnavailable 1", maxInstalling)
 	}
+	if drifted, inStatus := dw.snapshot(); drifted["dr-handler"] != 1 || drifted["dr-boot"] != 1 || drifted["dr-runtime"] != 1 || inStatus < 1 {
+		t.Errorf("labelled drifted %v times, at most %d drifted in status.nodes; want each node once, and the one waiting for its repair counted",
+			drifted, inStatus)
+	}
 	if jobs["dr-boot"] != 2 || jobs["dr-runtime"] != 2 || jobs["dr-handler"] != 2 {
 		t.Errorf("install Jobs per node %v, want 2 each (the install and one repair)", jobs)
 	}
 	msgs := strings.Join(h.events("dr", v1alpha1.ReasonNodeDrifted, 3), "\n")
-	for _, want := range []string{"node dr-handler: the kubelet does not list the handler in status.runtimeHandlers; reinstalling",
-		"node dr-boot: the node rebooted (boot ID boot-2, was ); reinstalling",
-		"node dr-runtime: the container runtime changed from containerd://2.4.2 to containerd://2.5.0; reinstalling"} {
+	for _, want := range []string{"node dr-handler: the kubelet does not list the handler in status.runtimeHandlers (",
+		"node dr-boot: the node rebooted (boot ID boot-2, was ) (",
+		"node dr-runtime: the container runtime changed from containerd://2.4.2 to containerd://2.5.0 ("} {
 		if !strings.Contains(msgs, want) {
 			t.Errorf("NodeDrifted events lack %q:\n%s", want, msgs)
 		}
@@ -230,29 +295,38 @@ func TestDriftSelfHealing(t *testing.T) {
 		t.Errorf("status nodes %+v, want 3 ready and nothing drifted or failed", n)
 	}
 
-	// A reinstall that does not bring the handler back is a failure, with the reason.
+	// The handler goes again soon after the repair (while its Job is kept): failed, with the reason, and
+	// not reinstalled again.
 	h.handlers("dr-handler", "runc")
 	h.waitStates("dr", map[string]string{"dr-handler": failed, "dr-boot": ready, "dr-runtime": ready}, minute)
-	if msgs := h.events("dr", v1alpha1.ReasonHandlerNotReported, 1); len(msgs) != 1 || !strings.Contains(msgs[0], "node dr-handler: reinstalled, but") {
+	if msgs := h.events("dr", v1alpha1.ReasonHandlerNotReported, 1); len(msgs) != 1 ||
+		!strings.Contains(msgs[0], "node dr-handler: the kubelet does not list the handler in status.runtimeHandlers ") ||
+		!strings.HasSuffix(msgs[0], "after its reinstall, though the installer found it in the CRI; not reinstalling again") {
 		t.Errorf("HandlerNotReported events %q, want one for dr-handler", msgs)
+	}
+	if _, _, jobs := tr.snapshot(); jobs["dr-handler"] != 2 {
+		t.Errorf("install Jobs on dr-handler: %d, want 2 (the install and one repair)", jobs["dr-handler"])
 	}
 }
 
 // TestVerifyInterval: on nodes whose kubelet reports no runtime handlers (containerd 1.x; KWOK nodes
 // report none), the manager runs a verify Job per node every interval. A failed verify makes the node
-// drifted and reinstalls it. spec.verify.interval overrides the manager's default, and 0s switches the
-// Jobs off; nodes that report handlers get none.
+// drifted and reinstalls it. spec.verify.interval overrides the manager's default (an hour: none in the
+// time vf-ok gets three), and 0s switches the Jobs off; nodes that report handlers get none.
 func TestVerifyInterval(t *testing.T) {
 	h := newHarness(t)
 	h.opts.Jobs.VerifyInterval = 2 * time.Second
 	h.addNodes("amd64", map[string]string{"test-pool": "vf"}, nil, "vf-ok", "verifyfail-0", "vf-handlers")
 	h.addNodes("amd64", map[string]string{"test-pool": "vf-off"}, nil, "vf-off")
+	h.addNodes("amd64", map[string]string{"test-pool": "vf-hour"}, nil, "vf-hour")
 	h.handlers("vf-handlers", "runc", "vf")
 	h.start()
 	h.create(validShim("vf", pool("vf"), maxUnavailable(intstr.FromInt32(3))))
 	h.create(validShim("vf-off", pool("vf-off"), func(s *v1alpha1.Shim) { s.Spec.Verify.Interval = &metav1.Duration{} }))
+	h.create(validShim("vf-hour", pool("vf-hour"), func(s *v1alpha1.Shim) { s.Spec.Verify.Interval = &metav1.Duration{Duration: time.Hour} }))
 	h.waitStates("vf", map[string]string{"vf-ok": ready, "verifyfail-0": ready, "vf-handlers": ready}, budgetShort)
 	h.waitStates("vf-off", map[string]string{"vf-off": ready}, budgetShort)
+	h.waitStates("vf-hour", map[string]string{"vf-hour": ready}, budgetShort)
 
 	// vf-ok: one verify Job after another (each expires one interval after it finished).
 	var seen = map[string]bool{}
@@ -280,8 +354,9 @@ func TestVerifyInterval(t *testing.T) {
 		t.Errorf("verify drifts counted: %v, want at least 1", got)
 	}
 
-	// None where the kubelet reports handlers, and none where the Shim switched them off.
-	for shim, node := range map[string]string{"vf": "vf-handlers", "vf-off": "vf-off"} {
+	// None where the kubelet reports handlers, where the Shim switched them off, or where its interval
+	// has not passed.
+	for shim, node := range map[string]string{"vf": "vf-handlers", "vf-off": "vf-off", "vf-hour": "vf-hour"} {
 		if jobs, err := h.jobs(h.ctx, shim, rollout.Verify, node); err != nil || len(jobs) != 0 {
 			t.Errorf("verify Jobs of Shim %s on node %s: %d (%v), want none", shim, node, len(jobs), err)
 		}

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -191,7 +192,8 @@ func BuildJob(cfg JobConfig, shim *v1alpha1.Shim, node *corev1.Node, op rollout.
 	// costs a reinstall.
 	ttl, backoff := cfg.TTLSecondsAfterFinished, cfg.BackoffLimit
 	if op == rollout.Verify {
-		ttl, backoff = int32(max(cfg.VerifyIntervalOf(shim), time.Second)/time.Second), min(backoff, 1)
+		interval := min(max(cfg.VerifyIntervalOf(shim), time.Second), math.MaxInt32*time.Second)
+		ttl, backoff = int32(interval/time.Second), min(backoff, 1)
 	}
 	if oci := shim.Spec.Source.OCI; oci != nil && oci.PullSecret != "" && op == rollout.Install {
 		volumes = append(volumes, corev1.Volume{Name: "registry", VolumeSource: corev1.VolumeSource{

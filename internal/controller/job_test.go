@@ -46,6 +46,11 @@ func TestBuildJob(t *testing.T) {
 			{Arch: "arm64", URL: "https://example.com/arm64.tgz", SHA256: sha}}}}
 	})
 	builtin := validShim("wazero", func(s *v1alpha1.Shim) { s.UID = "0b5e3c1e-0000-4000-8000-000000000003" })
+	// A verify Job expires one interval after it finished (the Shim's, 30m here) and is retried once.
+	verified := validShim("wazero", func(s *v1alpha1.Shim) {
+		s.UID = "0b5e3c1e-0000-4000-8000-000000000003"
+		s.Spec.Verify.Interval = &metav1.Duration{Duration: 30 * time.Minute}
+	})
 	ic, err := LoadInstallerConfig(filepath.Join("testdata", "installer-config.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -65,6 +70,7 @@ func TestBuildJob(t *testing.T) {
 		{"job-install-http-arm64.yaml", nil, http, testNode("rpi-1", "arm64"), rollout.Install},
 		{"job-install-builtin.yaml", nil, builtin, testNode("node-1", "amd64"), rollout.Install},
 		{"job-uninstall.yaml", nil, oci, testNode("node-1", "amd64"), rollout.Uninstall},
+		{"job-verify.yaml", nil, verified, testNode("node-1", "amd64"), rollout.Verify},
 		// testdata/installer-config.yaml: tolerations, priority class and a k3s override.
 		{"job-install-settings-override.yaml", &custom, builtin, k3s, rollout.Install},
 		{"job-uninstall-settings-override.yaml", &custom, builtin, k3s, rollout.Uninstall},

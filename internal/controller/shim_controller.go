@@ -714,8 +714,8 @@ func (r *ShimReconciler) observeResult(shim *v1alpha1.Shim, hash string, c rollo
 	}
 }
 
-// patchNode sets or removes a node's state label and hash annotation with one merge patch that names
-// only those two keys, and tells labelWrites how the write of token ended.
+// patchNode sets or removes a node's state label and its hash and runtime annotations with one merge
+// patch that names only those keys, and tells labelWrites how the write of token ended.
 func (r *ShimReconciler) patchNode(ctx context.Context, shim string, c rollout.Change, token uint64) error {
 	value := func(s string) any {
 		if s == "" {

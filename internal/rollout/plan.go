@@ -431,6 +431,11 @@ func planLeave(n *Node, busy bool, set func(*Node, v1alpha1.NodeState, string, *
 // reports whether a verify Job is due on the node.
 func checkReady(in Input, n *Node, set func(*Node, v1alpha1.NodeState, string, *Event), out *Output) (verifyDue bool) {
 	drift := func(cause DriftCause, why string) {
+		if !n.Install.Finished.IsZero() {
+			// How soon after the last install (while its Job is kept): it also tells one drift of the node
+			// from the next, whose Event the manager would otherwise drop as a repeat (see eventWriter).
+			why += fmt.Sprintf(" (%s after the install)", in.Now.Sub(n.Install.Finished).Round(time.Second))
+		}
 		set(n, v1alpha1.NodeDrifted, n.Hash, &Event{Warning: true, Reason: v1alpha1.ReasonNodeDrifted, Cause: cause,
 			Message: fmt.Sprintf("node %s: %s; reinstalling", n.Name, why)})
 	}
@@ -452,8 +457,11 @@ func checkReady(in Input, n *Node, set func(*Node, v1alpha1.NodeState, string, *
 				return false
 			}
 			if n.Install.Repair {
+				// Never listed after the repair, or dropped again while its Job is kept: another repair
+				// would not hold either, and each one restarts containerd.
 				set(n, v1alpha1.NodeFailed, n.Hash, &Event{Warning: true, Reason: v1alpha1.ReasonHandlerNotReported,
-					Message: fmt.Sprintf("node %s: reinstalled, but the kubelet still does not list the handler in status.runtimeHandlers %s after the install (the installer found it in the CRI)", n.Name, in.HandlerDeadline)})
+					Message: fmt.Sprintf("node %s: the kubelet does not list the handler in status.runtimeHandlers %s after its reinstall, though the installer found it in the CRI; not reinstalling again",
+						n.Name, in.Now.Sub(n.Install.Finished).Round(time.Second))})
 				return false
 			}
 		}

@@ -285,7 +285,7 @@ func TestPlan(t *testing.T) {
 				n.HandlersReported, n.Install.Finished = true, t0.Add(-61*time.Second)
 			})),
 			changes: []Change{{Node: "a", State: drifted, Hash: "h2", Event: driftEvent("a", DriftHandler,
-				"the kubelet does not list the handler in status.runtimeHandlers")}},
+				"the kubelet does not list the handler in status.runtimeHandlers (1m1s after the install)")}},
 			restarts: []Restart{{Node: "a", Op: Install}}, // its install Job's name is reused by the repair
 		},
 		"a handler that disappears long after the install: drifted and repaired": {
@@ -300,7 +300,7 @@ func TestPlan(t *testing.T) {
 			})),
 			changes: []Change{{Node: "a", State: failed, Hash: "h2", Event: &Event{Warning: true,
 				Reason:  v1alpha1.ReasonHandlerNotReported,
-				Message: "node a: reinstalled, but the kubelet still does not list the handler in status.runtimeHandlers 1m0s after the install (the installer found it in the CRI)"}}},
+				Message: "node a: the kubelet does not list the handler in status.runtimeHandlers 1m1s after its reinstall, though the installer found it in the CRI; not reinstalling again"}}},
 		},
 		"no handler check with a zero deadline": {
 			in: func() Input {
@@ -400,6 +400,15 @@ func TestPlan(t *testing.T) {
 			restarts: []Restart{{Node: "a", Op: Verify}},
 			starts:   []Start{{Node: "a", Op: Install, Repair: true}},
 			canary:   true,
+		},
+		"a verify Job that failed after the last install: drifted, saying how soon after it": {
+			in: verifyInput(node("a", state(ready, "h2"), verify(JobFailed), install(JobSucceeded), func(n *Node) {
+				n.Verify.Finished, n.Install.Finished = t0.Add(-time.Minute), t0.Add(-11*time.Minute)
+				n.Verify.Detail = "ShimNotRunnable: exec format error"
+			})),
+			changes: []Change{{Node: "a", State: drifted, Hash: "h2", Event: driftEvent("a", DriftVerify,
+				"the verify Job failed: ShimNotRunnable: exec format error (11m0s after the install)")}},
+			restarts: []Restart{{Node: "a", Op: Verify}, {Node: "a", Op: Install}},
 		},
 		"a verify Job that failed before the last install is only deleted": {
 			in: verifyInput(node("a", state(ready, "h2"), verify(JobFailed), install(JobSucceeded), func(n *Node) {
