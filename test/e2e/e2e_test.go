@@ -21,10 +21,12 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	watchtools "k8s.io/client-go/tools/watch"
 	"sigs.k8s.io/yaml"
 
 	"github.com/wasmkube/wasmkube/api/v1alpha1"
@@ -79,9 +81,10 @@ func TestE2E(t *testing.T) {
 	if e.local != nil {
 		overrides = LocalOverrides(e.local.Layout())
 	}
-	// A short handler deadline: the kubelet lists a new handler within about 10 s here, and a handler
-	// that disappears soon after an install is found out only after it.
-	install := append(InstallArgs(chart, overrides), "--set", "manager.handlerDeadline=20s")
+	// A short handler deadline: the kubelet lists a new handler within about 10 s here (more when the
+	// machine is loaded), and a handler that disappears soon after an install is found out only after it.
+	const handlerDeadline = 30 * time.Second
+	install := append(InstallArgs(chart, overrides), "--set", "manager.handlerDeadline="+handlerDeadline.String())
 	// The node's containerd config before wasmkube: what a plain helm uninstall must leave.
 	pristine := e.readConfig(t)
 	if _, err := Helm(ctx, helm, e.kubeconfig, install...); err != nil {
@@ -160,6 +163,8 @@ func TestE2E(t *testing.T) {
 		t.Fatalf("wait for the re-install after an options change (hash %s): %v", hash, err)
 	}
 	t.Logf("FIGURE upgrade -> ready again: %s", time.Since(start).Round(time.Millisecond))
+	upgraded := time.Now()
+	e.waitHandler(t, ctx, true)
 	if cfg := e.readConfig(t); e.local != nil && !strings.Contains(cfg, "e2e-cache") {
 		t.Errorf("containerd config after the upgrade does not name the new CacheDir:\n%s", cfg)
 	}
@@ -175,7 +180,7 @@ func TestE2E(t *testing.T) {
 	e.archLimited(t, ctx)
 
 	// Drift: containerd gets its config from before wasmkube back and restarts, as on a re-imaged node.
-	e.driftAndHeal(t, ctx, before)
+	e.driftAndHeal(t, ctx, before, upgraded.Add(handlerDeadline))
 
 	// Opt out: config byte-identical to the copy taken before annotating, label and handler gone.
 	e.deletePods(t, ctx)
@@ -553,19 +558,34 @@ spec:
 }
 
 // driftAndHeal gives containerd the config it had before wasmkube and restarts it, as a re-imaged node or
-// a configuration-management run would: the kubelet stops listing the handler, the manager marks the
-// node drifted (an Event) and reinstalls the shim, and a new Wasm pod runs. It reads only what a user
-// sees (the node, the Shim's Events, pods), and the host's containerd config.
-func (e *env) driftAndHeal(t *testing.T, ctx context.Context, pristine string) {
+// a configuration-management run would: the kubelet stops listing the handler, the manager labels the
+// node drifted (with an Event) and reinstalls the shim, and a new Wasm pod runs. It reads only what a
+// user sees (the node, the Shim's Events, pods), and the host's containerd config. The revert waits
+// until settled, when the handler deadline after the last install has passed, so that the figures show
+// how drift is found on a node installed a while ago (earlier, the deadline holds the check).
+func (e *env) driftAndHeal(t *testing.T, ctx context.Context, pristine string, settled time.Time) {
 	t.Helper()
 	if e.local == nil {
 		t.Log("drift: skipped on an existing cluster (this test cannot edit its node's containerd config)")
 		return
 	}
+	if d := time.Until(settled); d > 0 {
+		t.Logf("drift: %s until the handler deadline after the last install has passed", d.Round(time.Second))
+		time.Sleep(d)
+	}
 	procs, err := e.local.ContainerdProcesses()
 	if err != nil || len(procs) != 1 {
 		t.Fatalf("find the node's containerd: %v (%d processes)", err, len(procs))
 	}
+	n, err := e.client.CoreV1().Nodes().Get(ctx, e.node, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := e.client.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + e.node, ResourceVersion: n.ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
 	if err := os.WriteFile(e.local.Layout().ContainerdConfig(), []byte(pristine), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -573,10 +593,52 @@ func (e *env) driftAndHeal(t *testing.T, ctx context.Context, pristine string) {
 	if err := syscall.Kill(procs[0].PID, syscall.SIGTERM); err != nil { // its supervisor starts it again
 		t.Fatalf("restart containerd: %v", err)
 	}
-	e.waitHandler(t, ctx, false)
-	t.Logf("FIGURE drift: containerd restarted without the handler -> the kubelet no longer lists it: %s", time.Since(start).Round(time.Millisecond))
+
+	// Every change of the node from the restart on: when the kubelet drops the handler, when the node
+	// is labelled drifted, ready again, and when the kubelet lists the handler again.
+	var dropped, drifted, ready, listed time.Duration
+	var labels []string
+	wctx, cancel := context.WithTimeout(ctx, waitLong)
+	defer cancel()
+	if _, err := watchtools.UntilWithoutRetry(wctx, w, func(ev watch.Event) (bool, error) {
+		n, ok := ev.Object.(*corev1.Node)
+		if !ok {
+			return false, fmt.Errorf("watch node %s: %v", e.node, ev.Object)
+		}
+		since := time.Since(start)
+		label := n.Labels[v1alpha1.NodeStateLabel(shim)]
+		if len(labels) == 0 || labels[len(labels)-1] != label {
+			labels = append(labels, label)
+		}
+		handler := slices.ContainsFunc(n.Status.RuntimeHandlers, func(h corev1.NodeRuntimeHandler) bool { return h.Name == shim })
+		switch {
+		case label == string(v1alpha1.NodeFailed):
+			return false, fmt.Errorf("node %s is %s", e.node, label)
+		case dropped == 0 && !handler:
+			dropped = since
+		case drifted == 0 && label == string(v1alpha1.NodeDrifted):
+			drifted = since
+		case drifted > 0 && ready == 0 && label == string(v1alpha1.NodeReady):
+			ready = since
+		}
+		if ready > 0 && handler {
+			listed = since
+			return true, nil
+		}
+		return false, nil
+	}); err != nil {
+		t.Fatalf("drift and repair (labels seen %q, handler dropped after %s, drifted after %s, ready after %s): %v",
+			labels, dropped, drifted, ready, err)
+	}
+	round := func(d time.Duration) time.Duration { return d.Round(100 * time.Millisecond) }
+	t.Logf("FIGURE drift: containerd restarted without the handler -> the kubelet no longer lists it %s, node drifted %s, ready %s, handler listed again %s (labels %q)",
+		round(dropped), round(drifted), round(ready), round(listed), labels)
+	if !slices.Equal(labels, []string{"ready", "drifted", "installing", "ready"}) {
+		t.Errorf("node labels after the restart %q, want ready, drifted, installing, ready", labels)
+	}
+
 	var note string
-	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, waitLong, true, func(ctx context.Context) (bool, error) {
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
 		list, err := e.client.EventsV1().Events("").List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false, nil
@@ -591,13 +653,9 @@ func (e *env) driftAndHeal(t *testing.T, ctx context.Context, pristine string) {
 	}); err != nil {
 		t.Fatalf("no NodeDrifted Event after containerd lost the handler: %v", err)
 	}
-	t.Logf("FIGURE drift: containerd restarted without the handler -> NodeDrifted Event: %s (%s)", time.Since(start).Round(time.Millisecond), note)
-	if !strings.Contains(note, "does not list the handler") {
-		t.Errorf("NodeDrifted Event %q does not say that the handler is gone", note)
+	if want := "node " + e.node + ": the kubelet does not list the handler in status.runtimeHandlers"; !strings.HasPrefix(note, want) {
+		t.Errorf("NodeDrifted Event %q, want it to begin with %q", note, want)
 	}
-	e.waitLabel(t, ctx, shim, string(v1alpha1.NodeReady))
-	e.waitHandler(t, ctx, true)
-	t.Logf("FIGURE drift: containerd restarted without the handler -> ready and listed again: %s", time.Since(start).Round(time.Millisecond))
 	if cfg := e.readConfig(t); !strings.Contains(cfg, "managed by wasmkube") {
 		t.Errorf("containerd config after the repair lacks wasmkube's block:\n%s", cfg)
 	}
@@ -622,6 +680,16 @@ func (e *env) deletePods(t *testing.T, ctx context.Context) {
 // dumpDiagnostics prints the manager's logs, the installer Jobs' results and the containerd config.
 func (e *env) dumpDiagnostics(t *testing.T) {
 	ctx := context.Background()
+	if evs, err := e.client.EventsV1().Events("").List(ctx, metav1.ListOptions{}); err == nil {
+		for _, ev := range evs.Items {
+			if ev.Regarding.Kind == "Shim" {
+				t.Logf("event %s Shim/%s %s: %s", ev.CreationTimestamp.Format(time.TimeOnly), ev.Regarding.Name, ev.Reason, ev.Note)
+			}
+		}
+	}
+	if n, err := e.client.CoreV1().Nodes().Get(ctx, e.node, metav1.GetOptions{}); err == nil {
+		t.Logf("node %s labels %v annotations %v runtimeHandlers %v", n.Name, n.Labels, n.Annotations, n.Status.RuntimeHandlers)
+	}
 	pods, err := e.client.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Logf("list pods: %v", err)
