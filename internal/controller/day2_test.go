@@ -228,12 +228,20 @@ func TestDriftSelfHealing(t *testing.T) {
 		return got == "containerd://2.4.2 boot=", got, nil
 	})
 
-	// The kubelet lists the handler: nothing happens (the positive control of the handler check).
+	// The kubelet lists the handler: nothing happens (the positive control of the handler check). Nor
+	// when it cannot ask containerd for its version for a while (it reports "containerd://Unknown"
+	// during a containerd restart): that is not a containerd change, nor a runtime that fails the
+	// requirements.
 	h.handlers("dr-handler", "runc", "dr")
+	h.patchNodeStatus("dr-runtime", map[string]any{"nodeInfo": map[string]any{"containerRuntimeVersion": "containerd://Unknown"}})
 	time.Sleep(4 * time.Second) // past the handler deadline
-	h.waitStates("dr", all(ready), time.Second)
+	h.waitStates("dr", all(ready), 5*time.Second)
 	if drifted, _ := dw.snapshot(); len(drifted) != 0 {
-		t.Fatalf("nodes labelled drifted while the kubelet lists the handler: %v", drifted)
+		t.Fatalf("nodes labelled drifted while the kubelet lists the handler or cannot reach containerd: %v", drifted)
+	}
+	h.patchNodeStatus("dr-runtime", map[string]any{"nodeInfo": map[string]any{"containerRuntimeVersion": "containerd://2.4.2"}})
+	if got := recorded("dr-runtime"); got != "containerd://2.4.2 boot=" {
+		t.Fatalf("dr-runtime's recorded runtime %q, want the one it was installed on", got)
 	}
 
 	// It stops listing it (containerd got its old config back): drifted, reinstalled; the reinstall

@@ -83,12 +83,12 @@ type Node struct {
 	// not failed, and does not count against this Shim's budget).
 	BusyWith string
 	// Unmet says why the node's container runtime does not meet the Shim's requirements ("" when it
-	// does, or when the kubelet has not reported the runtime yet).
+	// does, or when the runtime is not known now; see RuntimeID).
 	Unmet string
 	// Runtime identifies the node's container runtime now: its version and boot ID (see RuntimeID);
 	// InstalledRuntime is the one recorded when the node last became ready or unsupported for the Shim
-	// ("" when unknown). A difference means containerd changed or the node rebooted since: a ready node
-	// has drifted, an unsupported one is looked at again.
+	// ("" when unknown). A difference between two known ones means containerd changed or the node
+	// rebooted since: a ready node has drifted, an unsupported one is looked at again.
 	Runtime, InstalledRuntime string
 	// Verify is the verify Job at the current spec hash.
 	Verify Job
@@ -261,7 +261,7 @@ func Plan(in Input) Output {
 		if hashChanged && (n.State == v1alpha1.NodeFailed || n.State == v1alpha1.NodeUnsupported) && n.Install.Phase == JobNone {
 			set(n, "", n.Hash, nil) // failed an older spec, or was unsupported for it: try the new one
 		}
-		if n.State == v1alpha1.NodeUnsupported && n.InstalledRuntime != "" && n.InstalledRuntime != n.Runtime {
+		if n.State == v1alpha1.NodeUnsupported && n.InstalledRuntime != "" && n.Runtime != "" && n.InstalledRuntime != n.Runtime {
 			set(n, "", n.Hash, nil) // unsupported on another runtime (containerd changed, the node rebooted): look again
 		}
 		switch {
@@ -502,9 +502,10 @@ func runtimeChange(was, now string) (DriftCause, string) {
 }
 
 // RuntimeID identifies a node's container runtime as Node.Runtime does: its status.nodeInfo
-// containerRuntimeVersion and bootID; "" while the kubelet has reported neither.
+// containerRuntimeVersion and bootID; "" while the runtime is not known (the kubelet has not reported it,
+// or reports it Unknown because the runtime does not answer, as during a containerd restart).
 func RuntimeID(containerRuntimeVersion, bootID string) string {
-	if containerRuntimeVersion == "" && bootID == "" {
+	if !runtimeKnown(containerRuntimeVersion) {
 		return ""
 	}
 	return containerRuntimeVersion + " boot=" + bootID

@@ -375,6 +375,12 @@ func TestPlan(t *testing.T) {
 		"an unsupported node on the runtime it was found unsupported on stays so": {
 			in: input(node("a", state(ready, "h2")), node("b", state(unsupported, ""), runtime("containerd://2.0.0 boot=b1", "containerd://2.0.0 boot=b1"))),
 		},
+		"a ready node whose runtime is not known now has not drifted": {
+			in: input(node("a", state(ready, "h2"), runtime("containerd://2.0.0 boot=b1", ""))),
+		},
+		"an unsupported node whose runtime is not known now stays so": {
+			in: input(node("a", state(ready, "h2")), node("b", state(unsupported, ""), runtime("containerd://1.7.1 boot=b1", ""))),
+		},
 		"a deselected node that was installed before it became unsupported is uninstalled": {
 			in:      input(node("a", deselected, state(unsupported, "h1")), node("b", deselected, state(unsupported, ""))),
 			changes: []Change{{Node: "b"}, {Node: "a", State: uninstalling, Hash: "h1"}},

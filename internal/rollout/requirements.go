@@ -46,10 +46,24 @@ func ParseRequirements(s *v1alpha1.Shim) (Requirements, error) {
 	return r, nil
 }
 
+// unknownVersion is the version the kubelet reports while the container runtime does not answer it, as
+// during a containerd restart: containerRuntimeVersion "containerd://Unknown".
+const unknownVersion = "Unknown"
+
+// runtimeKnown reports whether a node's status.nodeInfo.containerRuntimeVersion says which runtime it
+// runs: false while the kubelet has not reported it or could not ask the runtime (unknownVersion).
+func runtimeKnown(containerRuntimeVersion string) bool {
+	_, ver, _ := strings.Cut(containerRuntimeVersion, "://")
+	return containerRuntimeVersion != "" && ver != unknownVersion
+}
+
 // Unmet says why a node whose status.nodeInfo.containerRuntimeVersion is runtime cannot take the Shim, or
-// "" when it can. Only containerd qualifies; a version's pre-release part (a distribution suffix such
-// as -k3s1) is ignored.
+// "" when it can or the runtime is not known now (see runtimeKnown). Only containerd qualifies; a
+// version's pre-release part (a distribution suffix such as -k3s1) is ignored.
 func (r Requirements) Unmet(runtime string) string {
+	if !runtimeKnown(runtime) {
+		return ""
+	}
 	name, ver, ok := strings.Cut(runtime, "://")
 	if !ok || name != "containerd" {
 		return fmt.Sprintf("the node's container runtime is %s, not containerd", runtime)

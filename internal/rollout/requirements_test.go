@@ -33,6 +33,9 @@ func TestRequirements(t *testing.T) {
 		{name: "v prefix and build metadata", constraint: ">=2.0, <3", runtime: "containerd://v2.4.2+unknown"},
 		{name: "range upper bound", constraint: ">=1.7, <2", runtime: "containerd://2.0.0", unmet: "does not satisfy >=1.7, <2"},
 		{name: "unreadable version", constraint: ">=2.0", runtime: "containerd://devel", unmet: `containerd version "devel" cannot be read`},
+		// The kubelet's word for a runtime that does not answer (a containerd restart): not known now.
+		{name: "runtime not answering", builtin: "wazero", runtime: "containerd://Unknown"},
+		{name: "not reported yet", builtin: "wazero", runtime: ""},
 		{name: "builtin wazero needs 2.x", builtin: "wazero", runtime: "containerd://1.7.27",
 			unmet: "containerd 1.7.27 does not satisfy >=2.0 (the builtin wazero shim needs it)"},
 		{name: "builtin wazero on 2.x", builtin: "wazero", runtime: "containerd://2.0.0-rc.1"},
@@ -53,5 +56,19 @@ func TestRequirements(t *testing.T) {
 	}
 	if _, err := ParseRequirements(shim(">=two", "")); err == nil || !strings.Contains(err.Error(), `spec.requirements.containerd ">=two" is not a version constraint`) {
 		t.Errorf("ParseRequirements(>=two) = %v", err)
+	}
+}
+
+func TestRuntimeID(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ version, bootID, want string }{
+		{"containerd://2.4.2", "b1", "containerd://2.4.2 boot=b1"},
+		{"containerd://2.4.2", "", "containerd://2.4.2 boot="},
+		{"containerd://Unknown", "b1", ""}, // the runtime does not answer the kubelet: not a change
+		{"", "b1", ""},
+	} {
+		if got := RuntimeID(tt.version, tt.bootID); got != tt.want {
+			t.Errorf("RuntimeID(%q, %q) = %q, want %q", tt.version, tt.bootID, got, tt.want)
+		}
 	}
 }

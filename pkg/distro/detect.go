@@ -28,6 +28,7 @@ func Detect(hostRoot string, hints Hints) (Profile, error) {
 	} else if !fi.IsDir() {
 		return Profile{}, fmt.Errorf("detect: host root %s is not a directory", hostRoot)
 	}
+	hints = hints.known()
 	major, err := runtimeMajor(hints.ContainerRuntimeVersion)
 	if err != nil {
 		return Profile{}, fmt.Errorf("detect: %w", err)
@@ -98,7 +99,7 @@ func DetectWithOverrides(hostRoot string, hints Hints, o Overrides) (Profile, er
 
 // custom is the profile of a host without a known distribution whose config path was given.
 func custom(hostRoot string, hints Hints, o Overrides) (Profile, error) {
-	major, err := runtimeMajor(hints.ContainerRuntimeVersion)
+	major, err := runtimeMajor(hints.known().ContainerRuntimeVersion)
 	if err != nil {
 		return Profile{}, fmt.Errorf("detect: %w", err)
 	}

@@ -88,6 +88,8 @@ func TestDetect(t *testing.T) {
 				t.Errorf("existing template got seed %q", p.Config.Seed)
 			}
 		}},
+		// The kubelet could not ask containerd (a restart): no hint, so k3s is not taken for an external runtime.
+		{name: "k3s-v3-unknown-runtime", host: "k3s-v3-server", hints: Hints{ContainerRuntimeVersion: "containerd://Unknown"}, check: want("k3s", ModeTemplate, "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl", 3, installerapi.RestartSystemd)},
 		{name: "k3s-v3-nohint", host: "k3s-v3-server", check: want("k3s", ModeTemplate, "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.tmpl", 3, installerapi.RestartSystemd)},
 		{name: "k3s-v2-agent", hints: Hints{ContainerRuntimeVersion: k3s1}, check: func(t *testing.T, p Profile) {
 			want("k3s", ModeTemplate, "/var/lib/rancher/k3s/agent/etc/containerd/config.toml.tmpl", 2, installerapi.RestartSystemd)(t, p)

@@ -97,9 +97,22 @@ type Restart struct {
 // Hints come from the Node object or flags.
 type Hints struct {
 	// ContainerRuntimeVersion is node.status.nodeInfo.containerRuntimeVersion, e.g. "containerd://2.1.5-k3s1".
+	// "containerd://Unknown", which the kubelet reports while containerd does not answer it (during a
+	// restart), says nothing about the version and counts as no hint.
 	ContainerRuntimeVersion string
 	// Distro forces a distribution (flag or Shim override) instead of detecting it from markers.
 	Distro string
+}
+
+// unknownContainerd is the kubelet's containerRuntimeVersion while containerd does not answer it.
+const unknownContainerd = "containerd://Unknown"
+
+// known returns the hints without a ContainerRuntimeVersion that says nothing (unknownContainerd).
+func (h Hints) known() Hints {
+	if h.ContainerRuntimeVersion == unknownContainerd {
+		h.ContainerRuntimeVersion = ""
+	}
+	return h
 }
 
 // Overrides replace detected values for non-standard hosts (flags --containerd-config, --cri-socket,
