@@ -198,8 +198,9 @@ type Output struct {
 }
 
 // Plan decides one reconcile of a Shim's rollout. It is deterministic: nodes are taken in name order.
-// It leaves each node of in.Nodes as the plan leaves it (State and Hash after the Changes, Jobs started):
-// the caller passes a view it owns, which at thousands of nodes saves a copy per reconcile.
+// It leaves each node of in.Nodes as the plan leaves it (State, Hash and InstalledRuntime after the
+// Changes, Jobs started): the caller passes a view it owns, which at thousands of nodes saves a copy per
+// reconcile.
 func Plan(in Input) Output {
 	nodes := make([]*Node, len(in.Nodes))
 	for i := range in.Nodes {
