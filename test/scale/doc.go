@@ -13,6 +13,9 @@
 //	rollout/floor ratio at 1000 nodes (maxUnavailable 100%): Y
 //
 // with medians over the runs (X and Y are medians of each run's ratio to the floor measured just before).
+// Each run's line also gives when a quarter, half, three quarters and all nodes were done, and the
+// manager's table its peak RSS over the rollout and before the Shim existed (the initial cache sync).
 // BENCH_SCALE_FLAGS passes more flags: -profile-dir=DIR saves CPU profiles of the API server (floors
-// and rollouts) and of the manager, -chart=false and -slow-start-floor=false skip those measurements.
+// and rollouts) and of the manager, and the timelines of nodes done; -chart=false and
+// -slow-start-floor=false skip those measurements.
 package scale
