@@ -10,8 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -20,6 +18,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	installerapi "github.com/wasmkube/wasmkube/api/installer/v1alpha1"
 	"github.com/wasmkube/wasmkube/internal/controller"
 	"github.com/wasmkube/wasmkube/internal/version"
 )
@@ -54,7 +53,7 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	fs.Int32Var(&j.TTLSecondsAfterFinished, "job-ttl", j.TTLSecondsAfterFinished, "seconds a finished Job is kept (ttlSecondsAfterFinished)")
 	fs.Int64Var(&j.ActiveDeadlineSeconds, "job-deadline", j.ActiveDeadlineSeconds, "seconds a Job may run (activeDeadlineSeconds)")
 	fs.Int32Var(&j.BackoffLimit, "job-backoff-limit", j.BackoffLimit, "pod retries per Job (backoffLimit)")
-	fs.StringVar(&j.Restart, "installer-restart", "", "override the installer's containerd restart method: systemd, signal or none (default: detected)")
+	fs.StringVar((*string)(&j.Restart), "installer-restart", "", "override the installer's containerd restart method: systemd, signal or none (default: detected)")
 	fs.StringVar(&j.ContainerdConfig, "installer-containerd-config", "", "override the containerd config path on nodes (default: detected)")
 	fs.StringVar(&j.CRISocket, "installer-cri-socket", "", "override the CRI socket path on nodes (default: detected)")
 	fs.StringVar(&j.ShimDir, "installer-shim-dir", "", "override the host directory of the shim binaries on nodes (default: the profile's)")
@@ -91,8 +90,10 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	if j.VerifyInterval < 0 {
 		return c, fmt.Errorf("--verify-interval %s: want 0 (off) or a positive duration", j.VerifyInterval)
 	}
-	if j.Restart != "" && !slices.Contains(controller.RestartMethods, j.Restart) {
-		return c, fmt.Errorf("--installer-restart %q: want one of %s", j.Restart, strings.Join(controller.RestartMethods, ", "))
+	if j.Restart != "" {
+		if _, err := installerapi.ParseRestartMethod(string(j.Restart)); err != nil {
+			return c, fmt.Errorf("--installer-restart: %w", err)
+		}
 	}
 	if *installerConfig != "" {
 		ic, err := controller.LoadInstallerConfig(*installerConfig)

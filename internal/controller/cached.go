@@ -26,8 +26,9 @@ type cachedNode struct {
 	// ObjectMeta keeps name, UID, resourceVersion, deletionTimestamp, the labels (any of them may
 	// select the node) and the annotations the controller reads (see ourAnnotations).
 	metav1.ObjectMeta
-	// OS, Arch, RuntimeVersion and BootID are the node's status.nodeInfo operatingSystem, architecture,
-	// containerRuntimeVersion and bootID (the last two tell a containerd upgrade or a reboot).
+	// OS and Arch are the node's status.nodeInfo operatingSystem and architecture as nodePlatform
+	// normalizes them; RuntimeVersion and BootID are its containerRuntimeVersion and bootID (the two
+	// tell a containerd upgrade or a reboot).
 	OS, Arch, RuntimeVersion, BootID string
 	// Handlers names the runtime handlers the kubelet reports in status.runtimeHandlers.
 	Handlers []string
@@ -120,11 +121,9 @@ func slimNode(obj any) (any, error) {
 	}
 	meta := cachedMeta(&n.ObjectMeta)
 	meta.Labels, meta.Annotations = n.Labels, ourAnnotations(n.Annotations)
-	out := &cachedNode{
-		ObjectMeta: meta,
-		OS:         n.Status.NodeInfo.OperatingSystem, Arch: n.Status.NodeInfo.Architecture,
-		RuntimeVersion: n.Status.NodeInfo.ContainerRuntimeVersion, BootID: n.Status.NodeInfo.BootID,
-	}
+	p := nodePlatform(n.Status.NodeInfo.OperatingSystem, n.Status.NodeInfo.Architecture)
+	out := &cachedNode{ObjectMeta: meta, OS: p.OS, Arch: p.Arch,
+		RuntimeVersion: n.Status.NodeInfo.ContainerRuntimeVersion, BootID: n.Status.NodeInfo.BootID}
 	if len(n.Status.RuntimeHandlers) > 0 {
 		out.Handlers = make([]string, len(n.Status.RuntimeHandlers))
 		for i, h := range n.Status.RuntimeHandlers {

@@ -14,13 +14,12 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
+
+	installerapi "github.com/wasmkube/wasmkube/api/installer/v1alpha1"
 )
 
 // ErrInvalidInstallerConfig marks an installer config file that does not parse or validate.
 var ErrInvalidInstallerConfig = errors.New("invalid installer config")
-
-// RestartMethods are the values the node-installer accepts for its --restart flag.
-var RestartMethods = []string{"systemd", "signal", "none"}
 
 // InstallerConfig is the content of the manager's --installer-config file (YAML or JSON): pod settings
 // of the installer Jobs and per-node overrides of the host layout.
@@ -68,8 +67,8 @@ type NodeOverride struct {
 	ContainerdConfig string `json:"containerdConfig,omitempty"`
 	// CRISocket is the host path of the CRI socket.
 	CRISocket string `json:"criSocket,omitempty"`
-	// Restart is how the installer restarts containerd: one of RestartMethods.
-	Restart string `json:"restart,omitempty"`
+	// Restart is how the installer restarts containerd.
+	Restart installerapi.RestartMethod `json:"restart,omitempty"`
 }
 
 // Matches reports whether node carries every label of the override's selector.
@@ -187,8 +186,10 @@ func (o NodeOverride) validate() error {
 			return fmt.Errorf("%s %q: want a clean absolute host path", f[0], p)
 		}
 	}
-	if o.Restart != "" && !slices.Contains(RestartMethods, o.Restart) {
-		return fmt.Errorf("restart %q: want one of %s", o.Restart, strings.Join(RestartMethods, ", "))
+	if o.Restart != "" {
+		if _, err := installerapi.ParseRestartMethod(string(o.Restart)); err != nil {
+			return fmt.Errorf("restart: %w", err)
+		}
 	}
 	return nil
 }

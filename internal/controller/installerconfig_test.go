@@ -35,7 +35,7 @@ func TestJobConfigForNode(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			got := global.ForNode(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", Labels: tc.labels}})
-			if got.Restart != tc.restart || got.ContainerdConfig != tc.config || got.CRISocket != tc.criSock {
+			if string(got.Restart) != tc.restart || got.ContainerdConfig != tc.config || got.CRISocket != tc.criSock {
 				t.Fatalf("ForNode = restart %q config %q socket %q; want %q %q %q", got.Restart, got.ContainerdConfig,
 					got.CRISocket, tc.restart, tc.config, tc.criSock)
 			}
@@ -87,7 +87,7 @@ func TestParseInstallerConfigErrors(t *testing.T) {
 		"nothing to change": {"nodeOverrides: [{nodeSelector: {a: b}, restart: none}, {nodeSelector: {a: c}}]", "nodeOverrides[1]: sets none of"},
 		"relative path":     {"nodeOverrides: [{nodeSelector: {a: b}, criSocket: run/c.sock}]", `nodeOverrides[0]: criSocket "run/c.sock"`},
 		"unclean path":      {"nodeOverrides: [{nodeSelector: {a: b}, containerdConfig: /etc//c.toml}]", `nodeOverrides[0]: containerdConfig "/etc//c.toml"`},
-		"bad restart":       {"nodeOverrides: [{nodeSelector: {a: b}, restart: reboot}]", `nodeOverrides[0]: restart "reboot": want one of systemd, signal, none`},
+		"bad restart":       {"nodeOverrides: [{nodeSelector: {a: b}, restart: reboot}]", `nodeOverrides[0]: restart: unknown restart method "reboot": use systemd, signal or none`},
 		"bad pull secret":   {"imagePullSecrets: [{name: ok}, {name: Not_OK}]", `imagePullSecrets[1].name "Not_OK"`},
 		"proxy with space":  {"proxy: {noProxy: 'a, b'}", `proxy.noProxy "a, b" must not contain whitespace`},
 		"unknown proxy key": {"proxy: {http: x}", `unknown field "http"`},

@@ -46,7 +46,7 @@ type JobConfig struct {
 	ActiveDeadlineSeconds   int64
 	BackoffLimit            int32
 	// Restart, ContainerdConfig and CRISocket override the installer's detection when set.
-	Restart          string
+	Restart          installerapi.RestartMethod
 	ContainerdConfig string
 	CRISocket        string
 	// ShimDir and StateFile move the installer's shim binaries and state file (backups beside it) when set.
@@ -96,7 +96,7 @@ func InstallerArgs(cfg JobConfig, shim *v1alpha1.Shim, node *corev1.Node, op rol
 	// The host overrides go to uninstall too, so that it finds the config, socket and restart method
 	// that the install used.
 	if cfg.Restart != "" {
-		args = append(args, "--restart="+cfg.Restart)
+		args = append(args, "--restart="+string(cfg.Restart))
 	}
 	if cfg.ContainerdConfig != "" {
 		args = append(args, "--containerd-config="+cfg.ContainerdConfig)

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/wasmkube/wasmkube/internal/rollout"
+	"github.com/wasmkube/wasmkube/pkg/platform"
 	"github.com/wasmkube/wasmkube/pkg/shimsource"
 )
 
@@ -16,8 +17,8 @@ type PlatformLister interface {
 	Platforms(ctx context.Context, image string, dockerConfig []byte) ([]rollout.Platform, error)
 }
 
-// RegistryPlatforms lists platforms with pkg/shimsource: an index's image platforms, or a single
-// image's config platform, the same rule the installer applies when it fetches.
+// RegistryPlatforms lists platforms with pkg/shimsource, which reads an index's image platforms, or a
+// single image's config platform, the same way the installer does when it fetches.
 type RegistryPlatforms struct {
 	// Transport is the HTTP transport (nil: the default).
 	Transport http.RoundTripper
@@ -29,14 +30,31 @@ func (r RegistryPlatforms) Platforms(ctx context.Context, image string, dockerCo
 	if err != nil {
 		return nil, err
 	}
-	out := make([]rollout.Platform, 0, len(ps))
-	for _, p := range ps {
-		p = p.Normalize() // index entries may spell an architecture the way uname does (x86_64, aarch64)
-		if !slices.Contains(out, rollout.Platform{OS: p.OS, Arch: p.Architecture}) {
-			out = append(out, rollout.Platform{OS: p.OS, Arch: p.Architecture})
+	return nodePlatforms(ps), nil
+}
+
+// nodePlatforms returns the node platforms (as nodePlatform spells them) that available serves by the
+// installer's rule, platform.Match: an index entry counts for the nodes of its normalized OS and
+// architecture only if Match would pick some entry for such a node. So arm/v6 serves an arm node (v7
+// by default), arm/v8 alone does not, and x86_64 serves amd64.
+func nodePlatforms(available []platform.Platform) []rollout.Platform {
+	out := []rollout.Platform{}
+	for _, p := range available {
+		n := p.Normalize()
+		q := nodePlatform(n.OS, n.Architecture)
+		if !slices.Contains(out, q) && platform.Match(available, platform.ForNode(q.OS, q.Arch)) >= 0 {
+			out = append(out, q)
 		}
 	}
-	return out, nil
+	return out
+}
+
+// nodePlatform returns a node's platform from its status.nodeInfo operating system and architecture,
+// normalized with platform.ForNode (x86_64 is amd64, armhf is arm) and without the variant, which a
+// node does not report.
+func nodePlatform(os, arch string) rollout.Platform {
+	p := platform.ForNode(os, arch)
+	return rollout.Platform{OS: p.OS, Arch: p.Architecture}
 }
 
 // platformCache remembers each spec hash's resolved platforms, so an OCI index is read once per spec.

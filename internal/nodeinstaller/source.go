@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/wasmkube/wasmkube/internal/installer"
+	"github.com/wasmkube/wasmkube/pkg/platform"
 	"github.com/wasmkube/wasmkube/pkg/shimsource"
 )
 
@@ -26,10 +27,10 @@ type Source struct {
 
 // Fetcher checks the source and returns the installer's fetcher for it.
 func (s Source) Fetcher() (installer.Fetcher, error) {
-	p := shimsource.HostPlatform()
+	p := platform.Host()
 	if s.Platform != "" {
 		var err error
-		if p, err = shimsource.ParsePlatform(s.Platform); err != nil {
+		if p, err = platform.Parse(s.Platform); err != nil {
 			return nil, fmt.Errorf("--platform: %w", err)
 		}
 	}
@@ -58,7 +59,7 @@ func (s Source) Fetcher() (installer.Fetcher, error) {
 // fetcher adapts a shimsource.Source to the installer for one platform.
 type fetcher struct {
 	src      shimsource.Source
-	platform shimsource.Platform
+	platform platform.Platform
 }
 
 func (f fetcher) Fetch(ctx context.Context, dest string) (installer.Fetched, error) {

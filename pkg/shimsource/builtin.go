@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/wasmkube/wasmkube/pkg/platform"
 )
 
 // BuiltinNames lists the names a Shim may use for source.builtin, sorted.
@@ -33,20 +35,20 @@ type Builtin struct {
 
 // Fetch copies Dir/<binary> into destDir under the same name. The binary was built for the
 // caller's platform, so any other p fails with ErrNoPlatform.
-func (b Builtin) Fetch(ctx context.Context, p Platform, destDir string) (Artifact, error) {
+func (b Builtin) Fetch(ctx context.Context, p platform.Platform, destDir string) (Artifact, error) {
 	return finish(b.Stage(ctx, p, destDir))
 }
 
 // Stage copies the binary as Fetch does and returns once the copy is complete and the source was
 // unchanged during it. The sha256 of the copy, which only records the binary (a builtin has no
 // checksum to verify), may still run then; Finish waits for it.
-func (b Builtin) Stage(_ context.Context, p Platform, destDir string) (*Staged, error) {
+func (b Builtin) Stage(_ context.Context, p platform.Platform, destDir string) (*Staged, error) {
 	bin, ok := BuiltinBinary(b.Name)
 	if !ok {
 		return nil, fmt.Errorf("builtin shim %q is unknown (known: %s): %w",
 			b.Name, strings.Join(BuiltinNames(), ", "), ErrNotFound)
 	}
-	if host := HostPlatform(); Match([]Platform{host}, p) < 0 {
+	if host := platform.Host(); platform.Match([]platform.Platform{host}, p) < 0 {
 		return nil, fmt.Errorf("builtin shim %q is built for %s, not %s: %w", b.Name, host, p, ErrNoPlatform)
 	}
 	what := fmt.Sprintf("builtin shim %q", b.Name)
@@ -70,5 +72,5 @@ func (b Builtin) Stage(_ context.Context, p Platform, destDir string) (*Staged, 
 	if err := st.fillFile(f, maxBytes(0), src); err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	return st.handOver(Artifact{Platform: HostPlatform(), Source: "builtin:" + b.Name}, what), nil
+	return st.handOver(Artifact{Platform: platform.Host(), Source: "builtin:" + b.Name}, what), nil
 }

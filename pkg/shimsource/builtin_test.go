@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/wasmkube/wasmkube/pkg/platform"
 )
 
 func TestBuiltinFetch(t *testing.T) {
@@ -19,24 +21,24 @@ func TestBuiltinFetch(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dirOnly, "containerd-shim-wazero-v1"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	other := Platform{OS: "linux", Architecture: "riscv64"}
-	if HostPlatform().Architecture == "riscv64" {
+	other := platform.Platform{OS: "linux", Architecture: "riscv64"}
+	if platform.Host().Architecture == "riscv64" {
 		other.Architecture = "s390x"
 	}
 	tests := []struct {
 		name     string
 		b        Builtin
-		platform Platform
+		platform platform.Platform
 		wantErr  error // nil: success
 		anyErr   bool
 	}{
-		{name: "found", b: Builtin{Dir: src, Name: "wazero"}, platform: HostPlatform()},
+		{name: "found", b: Builtin{Dir: src, Name: "wazero"}, platform: platform.Host()},
 		{name: "found, platform without variant", b: Builtin{Dir: src, Name: "wazero"},
-			platform: Platform{OS: HostPlatform().OS, Architecture: HostPlatform().Architecture}},
-		{name: "unknown name", b: Builtin{Dir: src, Name: "spin"}, platform: HostPlatform(), wantErr: ErrNotFound},
-		{name: "binary missing from the image", b: Builtin{Dir: t.TempDir(), Name: "wazero"}, platform: HostPlatform(), wantErr: ErrNotFound},
+			platform: platform.Platform{OS: platform.Host().OS, Architecture: platform.Host().Architecture}},
+		{name: "unknown name", b: Builtin{Dir: src, Name: "spin"}, platform: platform.Host(), wantErr: ErrNotFound},
+		{name: "binary missing from the image", b: Builtin{Dir: t.TempDir(), Name: "wazero"}, platform: platform.Host(), wantErr: ErrNotFound},
 		{name: "other platform", b: Builtin{Dir: src, Name: "wazero"}, platform: other, wantErr: ErrNoPlatform},
-		{name: "directory instead of a binary", b: Builtin{Dir: dirOnly, Name: "wazero"}, platform: HostPlatform(), anyErr: true},
+		{name: "directory instead of a binary", b: Builtin{Dir: dirOnly, Name: "wazero"}, platform: platform.Host(), anyErr: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -84,7 +86,7 @@ func TestBuiltinStage(t *testing.T) {
 	b := Builtin{Dir: src, Name: "wazero"}
 	for _, finish := range []bool{true, false} {
 		dest := t.TempDir()
-		st, err := b.Stage(context.Background(), HostPlatform(), dest)
+		st, err := b.Stage(context.Background(), platform.Host(), dest)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,7 +2,7 @@
 //
 // Three sources implement [Source]:
 //   - [OCI] extracts one file from an OCI or Docker image. An image index is resolved to the
-//     manifest for the requested [Platform]; layers are searched from the top down, honouring
+//     manifest for the requested [platform.Platform]; layers are searched from the top down, honouring
 //     whiteouts and symlinks; every layer read is verified against its digest, and a
 //     digest-pinned reference must match what the registry serves. Credentials come from a
 //     docker config.json (a mounted pull secret), never from the environment.

@@ -23,6 +23,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/wasmkube/wasmkube/pkg/platform"
 )
 
 // entry is one tar entry of a test layer or archive.
@@ -89,7 +91,7 @@ func rawLayer(t *testing.T, entries ...entry) v1.Layer {
 }
 
 // imageOf builds an OCI image for p (no platform in the config if p is zero).
-func imageOf(t *testing.T, p Platform, layers ...v1.Layer) v1.Image {
+func imageOf(t *testing.T, p platform.Platform, layers ...v1.Layer) v1.Image {
 	t.Helper()
 	img := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
 	img, err := mutate.ConfigFile(img, &v1.ConfigFile{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant,
@@ -105,7 +107,7 @@ func imageOf(t *testing.T, p Platform, layers ...v1.Layer) v1.Image {
 
 // platformImage is one entry of a test index.
 type platformImage struct {
-	p   Platform
+	p   platform.Platform
 	img v1.Image
 }
 

@@ -15,6 +15,8 @@ import (
 	"os"
 	"path"
 	"strings"
+
+	"github.com/wasmkube/wasmkube/pkg/platform"
 )
 
 // HTTP downloads a shim binary, or a .tar.gz (or .tar) holding it, checked against a sha256.
@@ -38,13 +40,13 @@ type HTTP struct {
 // renames it (a raw binary) or extracts the member from it (an archive). The binary is named
 // after the member's base name, or the URL path's last element for a raw binary. p is only
 // recorded: an HTTP source is one download for one platform, chosen by the caller.
-func (h HTTP) Fetch(ctx context.Context, p Platform, destDir string) (Artifact, error) {
+func (h HTTP) Fetch(ctx context.Context, p platform.Platform, destDir string) (Artifact, error) {
 	return finish(h.Stage(ctx, p, destDir))
 }
 
 // Stage downloads, checks and extracts as Fetch does, and returns before the binary is synced
 // and renamed.
-func (h HTTP) Stage(ctx context.Context, p Platform, destDir string) (*Staged, error) {
+func (h HTTP) Stage(ctx context.Context, p platform.Platform, destDir string) (*Staged, error) {
 	u, want, err := h.check()
 	if err != nil {
 		return nil, err

@@ -17,6 +17,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/wasmkube/wasmkube/pkg/platform"
 )
 
 // OCI fetches one file from an image in an OCI registry.
@@ -48,18 +50,18 @@ type image struct {
 	manifest    *v1.Manifest
 	digest      v1.Hash // of the platform's manifest
 	imageDigest v1.Hash // of what the reference resolved to
-	platform    Platform
+	platform    platform.Platform
 }
 
 // Fetch resolves the image for p, extracts Path into destDir under the file's base name, and
 // verifies every layer it reads. The binary's name in destDir is path.Base(Path).
-func (o OCI) Fetch(ctx context.Context, p Platform, destDir string) (Artifact, error) {
+func (o OCI) Fetch(ctx context.Context, p platform.Platform, destDir string) (Artifact, error) {
 	return finish(o.Stage(ctx, p, destDir))
 }
 
 // Stage resolves, extracts and verifies as Fetch does, and returns before the binary is synced and
 // renamed.
-func (o OCI) Stage(ctx context.Context, p Platform, destDir string) (*Staged, error) {
+func (o OCI) Stage(ctx context.Context, p platform.Platform, destDir string) (*Staged, error) {
 	target, err := imagePath(o.Path)
 	if err != nil {
 		return nil, err
@@ -94,7 +96,7 @@ func (o OCI) Stage(ctx context.Context, p Platform, destDir string) (*Staged, er
 // image's config platform. The result is never nil without an error; it is empty when the image
 // declares no usable platform. Pass it and a node's platform to Match to decide whether the node
 // is supported; Fetch applies the same rule.
-func Platforms(ctx context.Context, o OCI) ([]Platform, error) {
+func Platforms(ctx context.Context, o OCI) ([]platform.Platform, error) {
 	desc, ref, err := o.get(ctx)
 	if err != nil {
 		return nil, err
@@ -104,7 +106,7 @@ func Platforms(ctx context.Context, o OCI) ([]Platform, error) {
 		if err != nil {
 			return nil, err
 		}
-		out := []Platform{}
+		out := []platform.Platform{}
 		for _, p := range imageEntries(m).plats {
 			if !slices.Contains(out, p) {
 				out = append(out, p)
@@ -121,9 +123,9 @@ func Platforms(ctx context.Context, o OCI) ([]Platform, error) {
 		return nil, err
 	}
 	if p.OS == "" && p.Architecture == "" {
-		return []Platform{}, nil // known to offer nothing, unlike a nil "not resolved yet"
+		return []platform.Platform{}, nil // known to offer nothing, unlike a nil "not resolved yet"
 	}
-	return []Platform{p}, nil
+	return []platform.Platform{p}, nil
 }
 
 // get fetches the manifest or index the reference names and checks a pinned digest.
@@ -175,7 +177,7 @@ func (o OCI) keychain() (authn.Keychain, error) {
 
 // resolve picks the image for p: from an index by its descriptors' platforms, or a single
 // image whose config platform must match.
-func (o OCI) resolve(desc *remote.Descriptor, ref name.Reference, p Platform) (*image, error) {
+func (o OCI) resolve(desc *remote.Descriptor, ref name.Reference, p platform.Platform) (*image, error) {
 	im := &image{imageDigest: desc.Digest}
 	if desc.MediaType.IsIndex() {
 		m, err := indexManifest(desc, ref)
@@ -183,7 +185,7 @@ func (o OCI) resolve(desc *remote.Descriptor, ref name.Reference, p Platform) (*
 			return nil, err
 		}
 		e := imageEntries(m)
-		i := Match(e.plats, p)
+		i := platform.Match(e.plats, p)
 		if i < 0 {
 			return nil, fmt.Errorf("image %s offers %s, not %s: %w", ref, platformList(e.plats), p, ErrNoPlatform)
 		}
@@ -209,7 +211,7 @@ func (o OCI) resolve(desc *remote.Descriptor, ref name.Reference, p Platform) (*
 			return nil, fmt.Errorf("image %s declares no platform in its config; cannot tell whether it runs on %s: %w",
 				ref, p, ErrNoPlatform)
 		}
-		if Match([]Platform{cp}, p) < 0 {
+		if platform.Match([]platform.Platform{cp}, p) < 0 {
 			return nil, fmt.Errorf("image %s is %s, not %s: %w", ref, cp, p, ErrNoPlatform)
 		}
 		im.img, im.digest, im.platform = img, desc.Digest, cp
@@ -233,7 +235,7 @@ func indexManifest(desc *remote.Descriptor, ref name.Reference) (*v1.IndexManife
 // entries are an index's image manifests with their platforms, in index order.
 type entries struct {
 	descs []v1.Descriptor
-	plats []Platform
+	plats []platform.Platform
 }
 
 // imageEntries lists the image manifests of an index that declare a platform. Entries without
@@ -246,20 +248,20 @@ func imageEntries(m *v1.IndexManifest) entries {
 			continue
 		}
 		e.descs = append(e.descs, d)
-		e.plats = append(e.plats, Platform{OS: d.Platform.OS, Architecture: d.Platform.Architecture, Variant: d.Platform.Variant})
+		e.plats = append(e.plats, platform.Platform{OS: d.Platform.OS, Architecture: d.Platform.Architecture, Variant: d.Platform.Variant})
 	}
 	return e
 }
 
-func configPlatform(img v1.Image, ref name.Reference) (Platform, error) {
+func configPlatform(img v1.Image, ref name.Reference) (platform.Platform, error) {
 	cfg, err := img.ConfigFile()
 	if err != nil {
-		return Platform{}, fmt.Errorf("read image config of %s: %w", ref, classify(err))
+		return platform.Platform{}, fmt.Errorf("read image config of %s: %w", ref, classify(err))
 	}
-	return Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant}, nil
+	return platform.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant}, nil
 }
 
-func platformList(ps []Platform) string {
+func platformList(ps []platform.Platform) string {
 	if len(ps) == 0 {
 		return "no platform"
 	}

@@ -17,13 +17,15 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/wasmkube/wasmkube/pkg/platform"
 )
 
 const shimPath = "/containerd-shim-spin-v2"
 
 var (
-	linuxAMD64 = Platform{OS: "linux", Architecture: "amd64"}
-	linuxARM64 = Platform{OS: "linux", Architecture: "arm64"}
+	linuxAMD64 = platform.Platform{OS: "linux", Architecture: "amd64"}
+	linuxARM64 = platform.Platform{OS: "linux", Architecture: "arm64"}
 )
 
 // binary returns distinct, deterministic, non-trivial content for a test shim.
@@ -46,9 +48,9 @@ func newOCIFixture(t *testing.T, useTLS bool) *ociFixture {
 		gzLayer(t, dirEntry("bin/"), file("bin/sh", "sh"), file("containerd-shim-spin-v2", binary("old amd64"))),
 		top)
 	arm := imageOf(t, linuxARM64, gzLayer(t, file("./containerd-shim-spin-v2", binary("arm64"))))
-	attestation := imageOf(t, Platform{}, gzLayer(t, file("sbom.json", "{}")))
+	attestation := imageOf(t, platform.Platform{}, gzLayer(t, file("sbom.json", "{}")))
 	multi := indexOf(platformImage{linuxAMD64, amd}, platformImage{linuxARM64, arm},
-		platformImage{Platform{OS: "unknown", Architecture: "unknown"}, attestation})
+		platformImage{platform.Platform{OS: "unknown", Architecture: "unknown"}, attestation})
 	f.reg.pushIndex(t, "shims/spin:multi", multi)
 	f.index, f.amd64, f.arm64, f.amd64Top = digestOf(t, multi), digestOf(t, amd), digestOf(t, arm), digestOf(t, top)
 
@@ -56,11 +58,11 @@ func newOCIFixture(t *testing.T, useTLS bool) *ociFixture {
 	f.reg.pushImage(t, "shims/single:v1", single)
 	f.single = digestOf(t, single)
 
-	f.reg.pushImage(t, "shims/noplatform:v1", imageOf(t, Platform{}, gzLayer(t, file("containerd-shim-spin-v2", "x"))))
-	armv6 := Platform{OS: "linux", Architecture: "arm", Variant: "v6"}
+	f.reg.pushImage(t, "shims/noplatform:v1", imageOf(t, platform.Platform{}, gzLayer(t, file("containerd-shim-spin-v2", "x"))))
+	armv6 := platform.Platform{OS: "linux", Architecture: "arm", Variant: "v6"}
 	f.reg.pushIndex(t, "shims/arm:v1", indexOf(
 		platformImage{armv6, imageOf(t, armv6, gzLayer(t, file("containerd-shim-spin-v2", binary("armv6"))))},
-		platformImage{Platform{OS: "linux", Architecture: "arm64", Variant: "v8"},
+		platformImage{platform.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"},
 			imageOf(t, linuxARM64, gzLayer(t, file("containerd-shim-spin-v2", binary("arm64v8"))))}))
 
 	base := gzLayer(t, dirEntry("usr/"), dirEntry("usr/bin/"), file("usr/bin/real-shim", binary("linked")),
@@ -97,14 +99,14 @@ func (f *ociFixture) oci(ref, path string) OCI {
 func TestOCIFetch(t *testing.T) {
 	t.Parallel()
 	f := newOCIFixture(t, false)
-	armv7 := Platform{OS: "linux", Architecture: "arm", Variant: "v7"}
+	armv7 := platform.Platform{OS: "linux", Architecture: "arm", Variant: "v7"}
 	tests := []struct {
 		name         string
 		ref, path    string
-		platform     Platform
+		platform     platform.Platform
 		want         string // content; "" when an error is expected
 		wantFile     string
-		wantPlatform Platform
+		wantPlatform platform.Platform
 		wantDigest   func() v1.Hash
 		wantErr      error
 	}{
@@ -113,17 +115,17 @@ func TestOCIFetch(t *testing.T) {
 		{name: "index picks arm64", ref: "shims/spin:multi", path: shimPath, platform: linuxARM64,
 			want: binary("arm64"), wantPlatform: linuxARM64, wantDigest: func() v1.Hash { return f.arm64 }},
 		{name: "arm64/v8 node matches arm64", ref: "shims/spin:multi", path: shimPath,
-			platform: Platform{OS: "linux", Architecture: "aarch64", Variant: "v8"}, want: binary("arm64"), wantPlatform: linuxARM64},
-		{name: "platform missing", ref: "shims/spin:multi", path: shimPath, platform: Platform{OS: "linux", Architecture: "riscv64"},
+			platform: platform.Platform{OS: "linux", Architecture: "aarch64", Variant: "v8"}, want: binary("arm64"), wantPlatform: linuxARM64},
+		{name: "platform missing", ref: "shims/spin:multi", path: shimPath, platform: platform.Platform{OS: "linux", Architecture: "riscv64"},
 			wantErr: ErrNoPlatform},
 		{name: "attestation entry is not a platform", ref: "shims/spin:multi", path: "/sbom.json",
-			platform: Platform{OS: "unknown", Architecture: "unknown"}, wantErr: ErrNoPlatform},
+			platform: platform.Platform{OS: "unknown", Architecture: "unknown"}, wantErr: ErrNoPlatform},
 		{name: "arm/v7 node takes arm/v6", ref: "shims/arm:v1", path: shimPath, platform: armv7,
-			want: binary("armv6"), wantPlatform: Platform{OS: "linux", Architecture: "arm", Variant: "v6"}},
+			want: binary("armv6"), wantPlatform: platform.Platform{OS: "linux", Architecture: "arm", Variant: "v6"}},
 		{name: "arm/v5 node cannot take arm/v6", ref: "shims/arm:v1", path: shimPath,
-			platform: Platform{OS: "linux", Architecture: "arm", Variant: "v5"}, wantErr: ErrNoPlatform},
+			platform: platform.Platform{OS: "linux", Architecture: "arm", Variant: "v5"}, wantErr: ErrNoPlatform},
 		{name: "arm64 entry declared as v8", ref: "shims/arm:v1", path: shimPath, platform: linuxARM64,
-			want: binary("arm64v8"), wantPlatform: Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}},
+			want: binary("arm64v8"), wantPlatform: platform.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}},
 		{name: "single-platform image", ref: "shims/single:v1", path: shimPath, platform: linuxAMD64,
 			want: binary("single"), wantPlatform: linuxAMD64, wantDigest: func() v1.Hash { return f.single }},
 		{name: "single-platform image, other platform", ref: "shims/single:v1", path: shimPath, platform: linuxARM64,
@@ -194,7 +196,7 @@ func TestOCIFetch(t *testing.T) {
 			if a.File != filepath.Join(dest, name) || a.SHA256 != hex.EncodeToString(sum[:]) {
 				t.Errorf("artifact %s sha256 %s, want %s sha256 %x", a.File, a.SHA256, filepath.Join(dest, name), sum)
 			}
-			if tc.wantPlatform != (Platform{}) && a.Platform != tc.wantPlatform {
+			if tc.wantPlatform != (platform.Platform{}) && a.Platform != tc.wantPlatform {
 				t.Errorf("artifact platform %s, want %s", a.Platform, tc.wantPlatform)
 			}
 			if tc.wantDigest != nil && a.Digest != tc.wantDigest().String() {
@@ -218,14 +220,14 @@ func TestOCIPlatforms(t *testing.T) {
 	f := newOCIFixture(t, false)
 	tests := []struct {
 		ref     string
-		want    []Platform
+		want    []platform.Platform
 		wantErr error
 	}{
-		{ref: "shims/spin:multi", want: []Platform{linuxAMD64, linuxARM64}},
-		{ref: "shims/spin@" + f.index.String(), want: []Platform{linuxAMD64, linuxARM64}},
-		{ref: "shims/arm:v1", want: []Platform{{OS: "linux", Architecture: "arm", Variant: "v6"}, {OS: "linux", Architecture: "arm64", Variant: "v8"}}},
-		{ref: "shims/single:v1", want: []Platform{linuxAMD64}},
-		{ref: "shims/noplatform:v1", want: []Platform{}},
+		{ref: "shims/spin:multi", want: []platform.Platform{linuxAMD64, linuxARM64}},
+		{ref: "shims/spin@" + f.index.String(), want: []platform.Platform{linuxAMD64, linuxARM64}},
+		{ref: "shims/arm:v1", want: []platform.Platform{{OS: "linux", Architecture: "arm", Variant: "v6"}, {OS: "linux", Architecture: "arm64", Variant: "v8"}}},
+		{ref: "shims/single:v1", want: []platform.Platform{linuxAMD64}},
+		{ref: "shims/noplatform:v1", want: []platform.Platform{}},
 		{ref: "shims/nope:v1", wantErr: ErrNotFound},
 	}
 	for _, tc := range tests {
@@ -244,7 +246,7 @@ func TestOCIPlatforms(t *testing.T) {
 			if got == nil {
 				t.Fatal("Platforms returned nil without an error")
 			}
-			slices.SortFunc(got, func(a, b Platform) int { return strings.Compare(a.String(), b.String()) })
+			slices.SortFunc(got, func(a, b platform.Platform) int { return strings.Compare(a.String(), b.String()) })
 			if !slices.Equal(got, tc.want) {
 				t.Errorf("Platforms = %v, want %v", got, tc.want)
 			}
@@ -445,7 +447,7 @@ func TestOCIAuth(t *testing.T) {
 func TestOCIOverTLS(t *testing.T) {
 	t.Parallel()
 	f := newOCIFixture(t, true)
-	for _, p := range []Platform{linuxAMD64, linuxARM64} {
+	for _, p := range []platform.Platform{linuxAMD64, linuxARM64} {
 		dest := t.TempDir()
 		a, err := f.oci("shims/spin:multi", shimPath).Fetch(context.Background(), p, dest)
 		if err != nil {

@@ -1,16 +1,20 @@
 package shimsource
 
-import "context"
+import (
+	"context"
+
+	"github.com/wasmkube/wasmkube/pkg/platform"
+)
 
 // Source fetches a shim binary for a platform into a destination directory.
 type Source interface {
 	// Fetch writes the binary for p into destDir (which must exist) and describes it. On error
 	// nothing is left in destDir.
-	Fetch(ctx context.Context, p Platform, destDir string) (Artifact, error)
+	Fetch(ctx context.Context, p platform.Platform, destDir string) (Artifact, error)
 	// Stage does what Fetch does up to the durable tail: it returns once the binary is complete in
 	// a hidden temporary file of destDir and everything the source can verify is verified, so a bad
 	// source fails here. The returned Staged's Finish syncs and renames it.
-	Stage(ctx context.Context, p Platform, destDir string) (*Staged, error)
+	Stage(ctx context.Context, p platform.Platform, destDir string) (*Staged, error)
 }
 
 // Artifact is a fetched shim binary on local disk.
@@ -27,7 +31,7 @@ type Artifact struct {
 	ImageDigest string
 	// Platform is the platform of the artifact, which may be a compatible lower variant of the
 	// requested one (arm/v6 for an arm/v7 node).
-	Platform Platform
+	Platform platform.Platform
 	// Source is a human description: image reference and path, URL, or builtin name.
 	Source string
 }

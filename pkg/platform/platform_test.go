@@ -1,11 +1,11 @@
-package shimsource
+package platform
 
 import (
 	"runtime"
 	"testing"
 )
 
-func TestParsePlatform(t *testing.T) {
+func TestParse(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		in      string
@@ -23,12 +23,12 @@ func TestParsePlatform(t *testing.T) {
 		{in: "", wantErr: true},
 	}
 	for _, tc := range tests {
-		got, err := ParsePlatform(tc.in)
+		got, err := Parse(tc.in)
 		if (err != nil) != tc.wantErr || got != tc.want {
-			t.Errorf("ParsePlatform(%q) = %+v, %v; want %+v, error %t", tc.in, got, err, tc.want, tc.wantErr)
+			t.Errorf("Parse(%q) = %+v, %v; want %+v, error %t", tc.in, got, err, tc.want, tc.wantErr)
 		}
 		if err == nil && got.String() != tc.in {
-			t.Errorf("ParsePlatform(%q).String() = %q", tc.in, got.String())
+			t.Errorf("Parse(%q).String() = %q", tc.in, got.String())
 		}
 	}
 }
@@ -49,7 +49,7 @@ func TestNormalize(t *testing.T) {
 		{"linux/i386", "linux/386"},
 	}
 	for _, tc := range tests {
-		p, err := ParsePlatform(tc.in)
+		p, err := Parse(tc.in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -64,7 +64,7 @@ func TestMatch(t *testing.T) {
 	parse := func(ss ...string) []Platform {
 		var out []Platform
 		for _, s := range ss {
-			p, err := ParsePlatform(s)
+			p, err := Parse(s)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -115,13 +115,13 @@ func TestMatch(t *testing.T) {
 	}
 }
 
-func TestHostPlatform(t *testing.T) {
-	p := HostPlatform()
+func TestHost(t *testing.T) {
+	p := Host()
 	if p.OS != runtime.GOOS || p.Architecture != runtime.GOARCH {
-		t.Fatalf("HostPlatform() = %s, want %s/%s", p, runtime.GOOS, runtime.GOARCH)
+		t.Fatalf("Host() = %s, want %s/%s", p, runtime.GOOS, runtime.GOARCH)
 	}
 	if (p.Variant != "") != (runtime.GOARCH == "arm") {
-		t.Errorf("HostPlatform() variant %q on %s", p.Variant, runtime.GOARCH)
+		t.Errorf("Host() variant %q on %s", p.Variant, runtime.GOARCH)
 	}
 	if Match([]Platform{p}, p) != 0 {
 		t.Errorf("the host platform does not match itself")

@@ -1,4 +1,4 @@
-package shimsource
+package platform
 
 import (
 	"fmt"
@@ -17,9 +17,9 @@ type Platform struct {
 	Variant      string
 }
 
-// HostPlatform returns the platform this binary runs on: runtime.GOOS and runtime.GOARCH, with
+// Host returns the platform this binary runs on: runtime.GOOS and runtime.GOARCH, with
 // the GOARM level it was built for as the variant on 32-bit arm (v7 when unknown).
-func HostPlatform() Platform {
+func Host() Platform {
 	p := Platform{OS: runtime.GOOS, Architecture: runtime.GOARCH}
 	if p.Architecture == "arm" {
 		p.Variant = "v7"
@@ -34,8 +34,19 @@ func HostPlatform() Platform {
 	return p
 }
 
-// ParsePlatform parses "os/arch" or "os/arch/variant", e.g. "linux/arm64" or "linux/arm/v7".
-func ParsePlatform(s string) (Platform, error) {
+// ForNode returns the platform the installer fetches for on a node that reports only os and arch (a
+// Kubernetes node's status.nodeInfo.operatingSystem and architecture): normalized, so with the
+// default variant of its architecture (arm: v7), which is what Host reports for an installer built
+// without GOARM. An empty arch (not reported yet) stays empty.
+func ForNode(os, arch string) Platform {
+	if arch == "" {
+		return Platform{OS: os}
+	}
+	return Platform{OS: os, Architecture: arch}.Normalize()
+}
+
+// Parse parses "os/arch" or "os/arch/variant", e.g. "linux/arm64" or "linux/arm/v7".
+func Parse(s string) (Platform, error) {
 	parts := strings.Split(s, "/")
 	if len(parts) < 2 || len(parts) > 3 {
 		return Platform{}, fmt.Errorf("parse platform %q: want os/arch or os/arch/variant, e.g. linux/arm64", s)
