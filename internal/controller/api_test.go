@@ -165,7 +165,7 @@ func TestAPIValidation(t *testing.T) {
 			shim:    validShim("bad.name"),
 			wantErr: "metadata.name must be a DNS label",
 		},
-		// Issue 13: option values must survive storage as the TOML type they were written as
+		// Option values must survive storage as the TOML type they were written as
 		// (config/policy/shim-options.yaml).
 		"options of every type": {shim: validShim("ok-options", options(map[string]string{
 			"Str": `"with \"quotes\", C:\\path, a\ttab, \u00e9\u65e5"`, "Max": "9223372036854775807",

@@ -15,7 +15,7 @@ import (
 	"github.com/wasmkube/wasmkube/internal/rollout"
 )
 
-// A handler and a RuntimeClass name belong to one Shim (issue 13). A Shim that claims a handler or a
+// A handler and a RuntimeClass name belong to one Shim. A Shim that claims a handler or a
 // RuntimeClass name another Shim holds is refused: Degraded with reason HandlerConflict or
 // RuntimeClassConflict, a Warning Event, and nothing is installed for it (its uninstalls still run).
 // A handler belongs to the Shim created first (handlers are immutable). A RuntimeClass name belongs to

@@ -133,7 +133,7 @@ func (o *nodeOps) check() (overlaps []string, maxJobs map[string]int) {
 	return overlaps, maxJobs
 }
 
-// TestManyShimsOneNodeAtATime (issue 13): three Shims roll out to the same nodes at once and are then
+// TestManyShimsOneNodeAtATime: three Shims roll out to the same nodes at once and are then
 // deleted. At no moment do two Jobs run on one node; a node that waits for another Shim's Job is
 // pending, never failed; and each Shim's budget counts only its own nodes (the Shim with the budget of
 // all its nodes runs several Jobs at once while the others' Jobs run elsewhere).
@@ -232,7 +232,7 @@ func TestManyShimsOneNodeAtATime(t *testing.T) {
 	}
 }
 
-// TestHandlerAndRuntimeClassConflicts (issue 13): a Shim that claims another Shim's handler or
+// TestHandlerAndRuntimeClassConflicts: a Shim that claims another Shim's handler or
 // RuntimeClass name, or the name of a RuntimeClass wasmkube does not manage, is refused with a
 // condition, an Event and a `kubectl get shims` column, and nothing is installed for it; the foreign
 // RuntimeClass is never adopted or deleted. When the first Shim goes, the waiting one takes over.
@@ -331,7 +331,7 @@ func TestHandlerAndRuntimeClassConflicts(t *testing.T) {
 	}
 }
 
-// TestOptionsReachTheJob (issue 13): option values of every type go through the API server and the
+// TestOptionsReachTheJob: option values of every type go through the API server and the
 // manager into the installer Job's arguments exactly: parsed as the installer parses them, each is the
 // value and type the Shim was written with. (test/installer's TestManyShimsRandomized carries such
 // values from the installer's arguments into containerd's own config dump.)

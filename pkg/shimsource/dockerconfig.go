@@ -22,6 +22,14 @@ type dockerAuth struct {
 
 // dockerKeychain resolves credentials from the "auths" of one docker config file. Credential
 // helpers (credsStore, credHelpers) are ignored: a pull secret carries the credentials inline.
+//
+// It is written here rather than taken from go-containerregistry's authn because, as of v0.22:
+// authn.DefaultKeychain reads only $DOCKER_CONFIG or $HOME (process-wide state, where the installer
+// is given one mounted file and the manager parses a Secret's bytes); the docker/cli config loader it
+// uses keeps registry keys only, dropping the repository-scoped keys ("registry.example/team") that
+// a kubelet honours, and reads no legacy .dockercfg; and pkg/authn/kubernetes, which has the
+// kubelet's matching, would link client-go's clientset into the node-installer and treats case and
+// the docker.io aliases differently from the kubelet.
 type dockerKeychain struct {
 	origin string
 	auths  map[string]authn.AuthConfig // normalized key -> credentials
