@@ -10,7 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
-// One node operation per node, whichever Shim it is for (issue 13). The installer's node lock makes
+// One node operation per node, whichever Shim it is for. The installer's node lock makes
 // concurrent operations safe; the manager keeps them from waiting on each other (and from timing out
 // with NodeBusy) by starting a Job on a node only while no other Shim's Job runs there. A node that
 // waits shows as pending in its Shim's status, not as failed, and does not count against that Shim's

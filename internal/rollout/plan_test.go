@@ -103,7 +103,7 @@ func TestPlan(t *testing.T) {
 			starts:  []Start{{Node: "a", Op: Install}},
 			canary:  true,
 		},
-		// Issue 13: one node operation per node, whichever Shim it is for.
+		// One node operation per node, whichever Shim it is for.
 		"a node busy with another Shim waits; the next node is the canary": {
 			in:      input(node("a", busyWith("spin")), node("b"), node("c")),
 			changes: []Change{{Node: "b", State: installing}},
@@ -672,7 +672,7 @@ func TestUnsupportedSpendsNoFailureBudget(t *testing.T) {
 	}
 }
 
-// TestPlanSimulationManyShims rolls three Shims out to the same nodes at once (issue 13): in each step
+// TestPlanSimulationManyShims rolls three Shims out to the same nodes at once: in each step
 // every Shim plans in a seeded random order, seeing which nodes another Shim's Job occupies, and some
 // Jobs end on a node the installer found locked (reason NodeBusy). It asserts that no node ever runs two
 // Jobs, that each Shim's budget counts only its own Jobs, that a locked node is never counted as

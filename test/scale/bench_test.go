@@ -32,7 +32,7 @@ const creators = 64
 // TestBenchScale measures, at each size in -sizes and -runs times back to back: the Job-per-node floor
 // (one single-pod Job per node, all created at once, no manager), a rollout with the rollout settings
 // of the chart's default Shim, and a rollout with maxUnavailable 100%. It prints each run, a table of
-// medians, and last the two summary lines of issue 17 (medians; ratios are medians of each run's ratio
+// medians, and last the two summary lines (medians; ratios are medians of each run's ratio
 // to the floor measured just before it).
 func TestBenchScale(t *testing.T) {
 	if *sizes == "" {
