@@ -7,11 +7,9 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/wasmkube/wasmkube/internal/controller"
 	"github.com/wasmkube/wasmkube/internal/lifecycle"
 )
 
@@ -67,12 +65,9 @@ func hookClient() (client.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load kubeconfig: %w", err)
 	}
-	scheme, err := controller.NewScheme()
+	scheme, err := lifecycle.NewScheme()
 	if err != nil {
 		return nil, err
-	}
-	if err := apiextensionsv1.AddToScheme(scheme); err != nil {
-		return nil, fmt.Errorf("register apiextensions.k8s.io/v1: %w", err)
 	}
 	return client.New(cfg, client.Options{Scheme: scheme})
 }

@@ -16,14 +16,13 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/wasmkube/wasmkube/api/v1alpha1"
 	"github.com/wasmkube/wasmkube/internal/controller"
+	"github.com/wasmkube/wasmkube/internal/lifecycle"
 	"github.com/wasmkube/wasmkube/internal/rollout"
 	"github.com/wasmkube/wasmkube/internal/testenv"
 )
@@ -58,11 +57,9 @@ func startAPIServer(t *testing.T) *apiServer {
 	if err := os.WriteFile(path, kc, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, v1alpha1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			t.Fatal(err)
-		}
+	scheme, err := lifecycle.NewScheme()
+	if err != nil {
+		t.Fatal(err)
 	}
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
